@@ -1,0 +1,13 @@
+"""hpo: hyperparameter optimisation for PyTorch image classifiers.
+
+The data path, one module per step:
+study file -> ``hpo.spec`` -> ``hpo.space`` (trial params) -> ``hpo.trainer``
+-> ``hpo.tracking`` (MLflow) -> ``hpo.retrain`` -> ``hpo.promote`` -> ``hpo.checkpoint``.
+"""
+
+__version__ = "0.1.0"
+
+import warnings
+
+# Optuna marks heartbeats and multivariate TPE "experimental"; we use them knowingly, users need not see it.
+warnings.filterwarnings("ignore", message=r".*is an experimental feature")
