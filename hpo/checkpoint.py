@@ -1,0 +1,83 @@
+"""The final checkpoint: one self-contained file that ``hpo evaluate`` and ``hpo predict`` load.
+
+It holds only tensors, strings, numbers, lists and dicts, so it loads with
+``torch.load(path, weights_only=True)`` (no pickled code runs)::
+
+    format          "hpo-checkpoint/1"
+    state_dict      the model's weights (CPU tensors)
+    model           {"name", "args"}: rebuilt through the model registry
+    preprocessing   {"channels", "image_size", "mean", "std"}: uint8 image -> /255 -> (x - mean) / std
+    class_names     list of class names, index = label
+    data            {"name", "args", "val_fraction", "test_fraction", "split_seed"}: where its test split is
+    hyperparams     the trial's hyperparameters
+    metrics         {"test_accuracy", "test_loss", "n_test_images"}
+    study           {"name", "trial", "seed", "epochs"}
+    versions        {"hpo", "torch", "torchvision"}
+    registry        {"name", "version", "alias", "run_id"} (added by ``hpo promote``)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+import hpo
+from hpo.errors import UserError
+from models import create_model
+
+FORMAT = "hpo-checkpoint/1"
+
+
+def make_checkpoint(model: nn.Module, *, spec, splits, hyperparams: dict, trial_number: int, seed: int,
+                    epochs: int, metrics: dict[str, float]) -> dict[str, Any]:
+    import torchvision
+    return {
+        "format": FORMAT,
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "model": {"name": spec.model.name, "args": dict(spec.model.args)},
+        "preprocessing": {"channels": splits.channels, "image_size": list(splits.image_size),
+                          "mean": list(splits.mean), "std": list(splits.std)},
+        "class_names": list(splits.class_names),
+        "data": {"name": spec.data.name, "args": dict(spec.data.args), "val_fraction": spec.data.val_fraction,
+                 "test_fraction": spec.data.test_fraction, "split_seed": spec.data.split_seed},
+        "hyperparams": dict(hyperparams),
+        "metrics": dict(metrics),
+        "study": {"name": spec.name, "trial": trial_number, "seed": seed, "epochs": epochs},
+        # str(): torch.__version__ is a TorchVersion, which weights_only loading refuses.
+        "versions": {"hpo": hpo.__version__, "torch": str(torch.__version__),
+                     "torchvision": str(torchvision.__version__)},
+    }
+
+
+def save_checkpoint(checkpoint: dict, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(checkpoint, path)
+    return path
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no such checkpoint file")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises many kinds for a file that is not a checkpoint
+        raise UserError(f"{path}: not a loadable hpo checkpoint ({type(err).__name__}: "
+                        f"{str(err).splitlines()[0] if str(err) else ''})") from None
+    if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT:
+        raise UserError(f"{path}: not an hpo checkpoint (expected format {FORMAT!r}); "
+                        f"make one with `hpo promote STUDY`")
+    return checkpoint
+
+
+def model_from_checkpoint(checkpoint: dict) -> nn.Module:
+    prep = checkpoint["preprocessing"]
+    model = create_model(checkpoint["model"]["name"], num_classes=len(checkpoint["class_names"]),
+                         in_channels=prep["channels"], image_size=tuple(prep["image_size"]),
+                         **checkpoint["model"]["args"])
+    model.load_state_dict(checkpoint["state_dict"])
+    return model.eval()

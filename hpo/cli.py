@@ -1,0 +1,402 @@
+"""The ``hpo`` command line: run, check, show, retrain, promote, evaluate, predict, dashboard.
+
+Every command parses its input first and fails with one line and exit code 2
+before it touches a store. Heavy modules (torch, MLflow) are imported inside
+the commands that need them, so ``hpo --help`` answers at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import hpo
+from hpo.errors import UserError
+
+EXIT_USAGE = 2
+EXIT_FAILED = 1
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (and exit code 2) instead of the usage block."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _formatter(prog):
+    return argparse.RawDescriptionHelpFormatter(prog, max_help_position=32)
+
+
+def _stores(parser: argparse.ArgumentParser, tracking: bool = True) -> None:
+    parser.add_argument("--storage", metavar="URL",
+                        help="Optuna storage (default: $HPO_STORAGE or sqlite:///hpo.db in this directory)")
+    if tracking:
+        parser.add_argument("--tracking-uri", metavar="URI",
+                            help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
+        parser.add_argument("--artifacts", metavar="DIR",
+                            help="where a new MLflow experiment keeps artifacts (default: $HPO_ARTIFACTS or "
+                                 "./mlartifacts)")
+
+
+def _overrides(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
+                        help="override a study-file field, e.g. --set budget.trials=5 (repeatable)")
+
+
+def _device(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", metavar="DEVICE", help="auto, cpu, cuda or cuda:N (default: the study's, "
+                                                           "else auto: CUDA when present)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(
+        prog="hpo", formatter_class=_formatter,
+        description="Hyperparameter optimisation for PyTorch image classifiers: a pruned Optuna search, "
+                    "every trial in MLflow, the best retrained, promoted to the Model Registry.",
+        epilog="the life of a study:\n"
+               "  hpo check studies/digits.yaml          validate the file, print the space\n"
+               "  hpo run studies/digits.yaml            search, then retrain the best trial\n"
+               "  hpo dashboard                          watch it in optuna-dashboard\n"
+               "  hpo show digits                        best trial and counts by state\n"
+               "  hpo promote digits                     register in MLflow, export a checkpoint\n"
+               "  hpo evaluate checkpoints/digits-v1.pt  test accuracy of that checkpoint\n"
+               "  hpo predict checkpoints/digits-v1.pt a.png b.png\n\n"
+               "STUDY is a study file or the name of a study in the storage.")
+    parser.add_argument("--version", action="version", version=f"hpo {hpo.__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
+    commands.required = True
+
+    run = commands.add_parser(
+        "run", help="search a study, then retrain its best trial", formatter_class=_formatter,
+        description="Run the study's search (resuming it if the storage already has it) and retrain the best "
+                    "trial on train+validation, scored once on the test split.",
+        epilog="examples:\n"
+               "  hpo run studies/digits.yaml\n"
+               "  hpo run studies/digits.yaml --trials 40            # 40 finished trials in total\n"
+               "  hpo run studies/digits.yaml --set budget.epochs=5 --set sampler.name=random\n"
+               "  hpo run studies/digits.yaml --storage sqlite:///other.db --no-retrain")
+    run.add_argument("study_file", metavar="STUDY_FILE")
+    _overrides(run)
+    run.add_argument("--trials", type=int, metavar="N",
+                     help="finished trials in total, counting earlier runs (= --set budget.trials=N)")
+    run.add_argument("--timeout", type=float, metavar="SECONDS", help="stop starting trials after this long")
+    run.add_argument("--no-retrain", action="store_true", help="search only")
+    _device(run)
+    _stores(run)
+
+    check = commands.add_parser(
+        "check", help="validate a study file and print its space and budget", formatter_class=_formatter,
+        epilog="example:\n  hpo check studies/digits.yaml --set budget.trials=5")
+    check.add_argument("study_file", metavar="STUDY_FILE")
+    _overrides(check)
+
+    show = commands.add_parser(
+        "show", help="best trial, its params and trial counts by state", formatter_class=_formatter,
+        epilog="examples:\n  hpo show digits\n  hpo show studies/digits.yaml --json")
+    show.add_argument("study", metavar="STUDY")
+    show.add_argument("--json", action="store_true", help="print one JSON object")
+    _stores(show, tracking=False)
+
+    retrain = commands.add_parser(
+        "retrain", help="retrain the best trial and score it on the test split", formatter_class=_formatter,
+        epilog="examples:\n  hpo retrain digits\n  hpo retrain studies/digits.yaml --epochs 50")
+    retrain.add_argument("study", metavar="STUDY")
+    retrain.add_argument("--epochs", type=int, metavar="N", help="epochs (default: the study's budget.retrain.epochs)")
+    _overrides(retrain)
+    _device(retrain)
+    _stores(retrain)
+
+    promote = commands.add_parser(
+        "promote", help="register the latest retrain in the MLflow Model Registry, export a checkpoint",
+        formatter_class=_formatter,
+        description="Register the study's latest finished retrain run as a new version of the registered model "
+                    "named after the study, point the alias at it, and write a self-contained checkpoint.",
+        epilog="examples:\n  hpo promote digits\n  hpo promote studies/digits.yaml --output best.pt")
+    promote.add_argument("study", metavar="STUDY")
+    promote.add_argument("--output", metavar="PATH", help="checkpoint path (default: checkpoints/STUDY-vN.pt)")
+    promote.add_argument("--alias", default="champion", help="registry alias to point at the new version "
+                                                             "(default: champion)")
+    _stores(promote)
+
+    evaluate = commands.add_parser(
+        "evaluate", help="test accuracy of a checkpoint on the data set it was trained on",
+        formatter_class=_formatter, epilog="example:\n  hpo evaluate checkpoints/digits-v1.pt --json")
+    evaluate.add_argument("checkpoint", metavar="CHECKPOINT")
+    evaluate.add_argument("--json", action="store_true", help="print one JSON object")
+    _device(evaluate)
+
+    predict = commands.add_parser(
+        "predict", help="print a class for each image file", formatter_class=_formatter,
+        epilog="example:\n  hpo predict checkpoints/digits-v1.pt images/*.png")
+    predict.add_argument("checkpoint", metavar="CHECKPOINT")
+    predict.add_argument("files", metavar="FILE", nargs="+")
+    predict.add_argument("--json", action="store_true", help="print one JSON object per line")
+    _device(predict)
+
+    dashboard = commands.add_parser(
+        "dashboard", help="serve optuna-dashboard on the study storage (127.0.0.1)", formatter_class=_formatter,
+        epilog="example:\n  hpo dashboard --port 8080   # then open http://127.0.0.1:8080")
+    dashboard.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
+    dashboard.add_argument("--port", type=int, default=8080, help="port (default: 8080)")
+    _stores(dashboard, tracking=False)
+    return parser
+
+
+# --- commands --------------------------------------------------------------------------------------
+
+
+def is_study_file(value: str) -> bool:
+    return value.endswith((".yaml", ".yml")) or Path(value).is_file()
+
+
+def resolve_spec(study_arg: str, storage, overrides: list[str]):
+    """A study file, or the spec the storage kept when the named study was run."""
+    from hpo.spec import apply_overrides, load_study, parse_study
+    from hpo.study import load_existing_study
+
+    if is_study_file(study_arg):
+        return load_study(study_arg, overrides)
+    study = load_existing_study(study_arg, storage)
+    raw = study.user_attrs.get("spec")
+    if raw is None:
+        raise UserError(f"study {study_arg!r} was not created by hpo run; pass its study file instead")
+    return parse_study(apply_overrides(raw, overrides), f"study {study_arg!r} in {storage.url}")
+
+
+def cmd_check(args) -> int:
+    from hpo.spec import load_study
+
+    spec = load_study(args.study_file, args.overrides)
+    b = spec.budget
+    print(f"{spec.source}: OK")
+    print(f"study     {spec.name}  seed {spec.seed}  {spec.direction} {spec.metric}  device {spec.device}")
+    print(f"data      {spec.data.name} {dict(spec.data.args) or ''}  val {spec.data.val_fraction:g}  "
+          f"test {spec.data.test_fraction:g}  split_seed {spec.data.split_seed}")
+    print(f"model     {spec.model.name} {dict(spec.model.args) or ''}")
+    print(f"budget    {b.trials} trials x {b.epochs} epochs, timeout {b.timeout_s or 'none'}, "
+          f"retrain {b.retrain.epochs} epochs")
+    print(f"sampler   {spec.sampler.name} {dict(spec.sampler.args) or ''}")
+    print(f"pruner    {spec.pruner.name} {dict(spec.pruner.args) or ''}")
+    print("search space:")
+    for line in spec.search.describe():
+        print("  " + line)
+    for i, params in enumerate(spec.enqueue):
+        print(f"enqueued trial {i}: {params}")
+    return 0
+
+
+def cmd_run(args) -> int:
+    from hpo.spec import load_study
+
+    overrides = list(args.overrides)
+    if args.trials is not None:
+        overrides.append(f"budget.trials={args.trials}")
+    if args.timeout is not None:
+        overrides.append(f"budget.timeout_s={args.timeout}")
+    spec = load_study(args.study_file, overrides)  # everything is validated before any store is touched
+
+    from hpo.retrain import retrain_best_trial
+    from hpo.study import count_finished, create_or_resume, open_storage, storage_url
+    from hpo.tracking import Tracker
+    from hpo.trainer import resolve_device
+
+    device = resolve_device(args.device or spec.device)
+    splits = load_data(spec)
+    storage = open_storage(storage_url(args.storage))
+    study = create_or_resume(spec, storage)
+    study.set_user_attr("spec", dict(spec.raw))  # lets `hpo retrain NAME` rebuild the spec without the file
+    tracker = Tracker(spec.name, args.tracking_uri, args.artifacts)
+    already = count_finished(study)
+    print(f"study {spec.name!r}: {already} finished trials, budget {spec.budget.trials}; "
+          f"{spec.model.name} on {spec.data.name} ({len(splits.train)} train / {len(splits.val)} val / "
+          f"{len(splits.test)} test) on {device}; storage {storage.url}, MLflow {tracker.uri}", flush=True)
+    started = time.time()
+    with tracker.study_run(spec, " ".join(sys.argv[1:]) or "hpo run") as parent:
+        study.set_user_attr("mlflow_experiment_id", tracker.experiment_id)
+        from hpo.study import MAX_FAILURES_IN_A_ROW, run_search
+        healthy = run_search(spec, study, splits, tracker, device, parent.run_id, print_line=_flush_print)
+        summary = _counts(study)
+        parent.log_metrics({f"n_{k.lower()}": v for k, v in summary.items()})
+        if not healthy:
+            print(f"hpo run: stopped: {MAX_FAILURES_IN_A_ROW} trials in a row failed ({summary}); the last "
+                  f"error: {study.trials[-1].user_attrs.get('fail_reason', '?')}; each failed run in MLflow "
+                  f"has the traceback in error.txt", file=sys.stderr)
+            return EXIT_FAILED
+        if not any(t.state.name == "COMPLETE" for t in study.get_trials(deepcopy=False)):
+            print(f"hpo run: no trial of {spec.name!r} completed ({summary}); nothing to retrain",
+                  file=sys.stderr)
+            return EXIT_FAILED
+        print(f"search done in {time.time() - started:.0f}s: {summary}; best {spec.metric} "
+              f"{study.best_value:.4f} (trial {study.best_trial.number})", flush=True)
+        if not args.no_retrain:
+            result = retrain_best_trial(spec, study, splits, tracker, device, parent.run_id, print_line=_flush_print)
+            parent.log_metrics({"test_accuracy": result.test.accuracy})
+    print(f"next: hpo promote {spec.name}" + _store_flags(args))
+    return 0
+
+
+def cmd_show(args) -> int:
+    from hpo.study import load_existing_study, open_storage, storage_url
+
+    storage = open_storage(storage_url(args.storage), must_exist=True)
+    name = _study_name(args.study)
+    study = load_existing_study(name, storage)
+    counts = _counts(study)
+    try:
+        best = study.best_trial
+    except ValueError:
+        best = None
+    report = {
+        "study": name, "storage": storage.url, "direction": study.direction.name.lower(),
+        "metric": study.user_attrs.get("metric", "value"), "n_trials": len(study.trials),
+        "n_trials_by_state": counts,
+        "best_trial": best.number if best else None, "best_value": best.value if best else None,
+        "best_params": best.params if best else None,
+        "best_mlflow_run_id": best.user_attrs.get("mlflow_run_id") if best else None,
+    }
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    print(f"study {name!r} in {storage.url}: {report['n_trials']} trials "
+          f"({', '.join(f'{k} {v}' for k, v in counts.items())})")
+    if best is None:
+        print("no COMPLETE trial yet")
+        return 0
+    print(f"best: trial {best.number}, {report['metric']} {best.value:.4f} ({report['direction']}), "
+          f"MLflow run {report['best_mlflow_run_id']}")
+    for key, value in best.params.items():
+        print(f"  {key:16s} {value}")
+    return 0
+
+
+def cmd_retrain(args) -> int:
+    from hpo.study import load_existing_study, open_storage, storage_url
+
+    overrides = list(args.overrides) + ([f"budget.retrain.epochs={args.epochs}"] if args.epochs else [])
+    storage = open_storage(storage_url(args.storage), must_exist=True)
+    spec = resolve_spec(args.study, storage, overrides)
+    study = load_existing_study(spec.name, storage)
+
+    from hpo.retrain import retrain_best_trial
+    from hpo.tracking import Tracker
+    from hpo.trainer import resolve_device
+
+    device = resolve_device(args.device or spec.device)
+    splits = load_data(spec)
+    tracker = Tracker(spec.name, args.tracking_uri, args.artifacts)
+    retrain_best_trial(spec, study, splits, tracker, device, print_line=_flush_print)
+    print(f"next: hpo promote {spec.name}" + _store_flags(args))
+    return 0
+
+
+def cmd_promote(args) -> int:
+    from hpo.promote import promote
+    from hpo.tracking import Tracker
+
+    name = _study_name(args.study)
+    tracker = Tracker(name, args.tracking_uri, args.artifacts)
+    done = promote(tracker, args.output, args.alias)
+    print(f"registered {done.model_name!r} version {done.version} (alias {done.alias!r}) from MLflow run "
+          f"{done.run_id}, test_accuracy {done.test_accuracy:.4f}")
+    print(f"checkpoint written to {done.checkpoint}")
+    print(f"next: hpo evaluate {done.checkpoint}")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from hpo.checkpoint import load_checkpoint
+    from hpo.inference import evaluate_checkpoint
+    from hpo.trainer import resolve_device
+
+    checkpoint = load_checkpoint(args.checkpoint)
+    result = evaluate_checkpoint(checkpoint, resolve_device(args.device or "auto"))
+    logged = checkpoint["metrics"].get("test_accuracy")
+    if args.json:
+        print(json.dumps({"checkpoint": args.checkpoint, "data": checkpoint["data"]["name"],
+                          "accuracy": result.accuracy, "loss": result.loss, "n_images": result.n_images,
+                          "logged_test_accuracy": logged}))
+    else:
+        print(f"{args.checkpoint}: accuracy {result.accuracy:.4f} (loss {result.loss:.4f}) on "
+              f"{result.n_images} test images of {checkpoint['data']['name']}; logged at retrain: {logged:.4f}")
+    return 0
+
+
+def cmd_predict(args) -> int:
+    from hpo.checkpoint import load_checkpoint
+    from hpo.inference import predict_files
+    from hpo.trainer import resolve_device
+
+    checkpoint = load_checkpoint(args.checkpoint)
+    for p in predict_files(checkpoint, args.files, resolve_device(args.device or "auto")):
+        if args.json:
+            print(json.dumps({"file": p.file, "class": p.label, "probability": p.probability}))
+        else:
+            print(f"{p.file}\t{p.label}\t{p.probability:.3f}")
+    return 0
+
+
+def cmd_dashboard(args) -> int:
+    from hpo.study import open_storage, storage_url
+
+    storage = open_storage(storage_url(args.storage), must_exist=True)
+    import optuna_dashboard
+
+    print(f"optuna-dashboard on {storage.url}: http://{args.host}:{args.port}  (Ctrl-C to stop)", flush=True)
+    optuna_dashboard.run_server(storage, host=args.host, port=args.port)
+    return 0
+
+
+def load_data(spec):
+    from data.splits import load_splits
+
+    d = spec.data
+    return load_splits(d.name, d.args, d.val_fraction, d.test_fraction, d.split_seed)
+
+
+def _study_name(study_arg: str) -> str:
+    if is_study_file(study_arg):
+        from hpo.spec import load_study
+        return load_study(study_arg).name
+    return study_arg
+
+
+def _counts(study) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for trial in study.get_trials(deepcopy=False):
+        counts[trial.state.name] = counts.get(trial.state.name, 0) + 1
+    return counts
+
+
+def _store_flags(args) -> str:
+    flags = ""
+    if getattr(args, "tracking_uri", None):
+        flags += f" --tracking-uri {args.tracking_uri}"
+    return flags
+
+
+def _flush_print(line: str) -> None:
+    print(line, flush=True)
+
+
+COMMANDS = {"run": cmd_run, "check": cmd_check, "show": cmd_show, "retrain": cmd_retrain, "promote": cmd_promote,
+            "evaluate": cmd_evaluate, "predict": cmd_predict, "dashboard": cmd_dashboard}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except UserError as err:
+        print(f"hpo {args.command}: error: {' '.join(str(err).split())}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f"hpo {args.command}: interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,58 @@
+"""Using a final checkpoint: score it on its test split, or classify image files."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from data.splits import load_splits
+from hpo.checkpoint import model_from_checkpoint
+from hpo.errors import UserError
+from hpo.trainer import Evaluation, evaluate, predict
+
+
+def evaluate_checkpoint(checkpoint: dict, device: torch.device) -> Evaluation:
+    """Accuracy on the test split of the data set it was trained on (rebuilt from its data fields)."""
+    data = checkpoint["data"]
+    splits = load_splits(data["name"], data["args"], data["val_fraction"], data["test_fraction"],
+                         data["split_seed"])
+    prep = checkpoint["preprocessing"]
+    return evaluate(model_from_checkpoint(checkpoint), splits.test, mean=prep["mean"], std=prep["std"],
+                    device=device)
+
+
+@dataclass(frozen=True)
+class Prediction:
+    file: str
+    label: str
+    probability: float
+
+
+def read_image(path: str | Path, channels: int, image_size) -> torch.Tensor:
+    """An image file as uint8 (C, H, W) with the checkpoint's channels and size."""
+    from torchvision.io import ImageReadMode, decode_image
+    from torchvision.transforms.v2 import functional as F
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no such image file")
+    mode = ImageReadMode.GRAY if channels == 1 else ImageReadMode.RGB
+    try:
+        image = decode_image(str(path), mode=mode)
+    except (RuntimeError, ValueError):
+        raise UserError(f"{path}: cannot be read as an image (JPEG, PNG, WebP or GIF)") from None
+    if tuple(image.shape[1:]) != tuple(image_size):
+        image = F.resize(image, list(image_size), antialias=True)
+    return image
+
+
+def predict_files(checkpoint: dict, files: list[str], device: torch.device) -> list[Prediction]:
+    prep = checkpoint["preprocessing"]
+    images = torch.stack([read_image(f, prep["channels"], prep["image_size"]) for f in files])
+    logits = predict(model_from_checkpoint(checkpoint), images, mean=prep["mean"], std=prep["std"], device=device)
+    probabilities = logits.softmax(dim=1).cpu()
+    best = probabilities.argmax(dim=1)
+    names = checkpoint["class_names"]
+    return [Prediction(str(f), names[i], probabilities[n, i].item()) for n, (f, i) in enumerate(zip(files, best.tolist()))]

@@ -1,0 +1,188 @@
+"""The Optuna study: storage, the objective that trains one trial, and the search loop.
+
+Data path: spec -> ``SearchSpace.suggest`` (trial params) -> ``trainer.fit``
+(one epoch at a time) -> ``trial.report`` / ``should_prune`` -> MLflow.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import optuna
+from optuna.trial import TrialState
+
+from hpo.errors import UserError
+from hpo.trainer import fit, seed_everything
+from models import create_model
+
+DEFAULT_STORAGE = "sqlite:///hpo.db"
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)  # what --trials counts: trials that reached a verdict
+HEARTBEAT_S = 30  # a trial whose worker died is marked FAILED after GRACE_S without a heartbeat
+GRACE_S = 120
+
+optuna.logging.set_verbosity(optuna.logging.ERROR)  # we print our own line per trial
+
+
+def storage_url(cli_value: str | None = None) -> str:
+    return cli_value or os.environ.get("HPO_STORAGE") or DEFAULT_STORAGE
+
+
+def open_storage(url: str, must_exist: bool = False) -> optuna.storages.RDBStorage:
+    """An RDB storage with heartbeats, so a killed run's trials do not stay RUNNING forever."""
+    if must_exist and url.startswith("sqlite:///"):
+        path = Path(url[len("sqlite:///"):])
+        if not path.is_file():
+            raise UserError(f"no study storage at {url} ({path} does not exist); pass --storage or set HPO_STORAGE")
+    try:
+        return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S)
+    except Exception as err:
+        raise UserError(f"cannot open study storage {url!r}: {str(err).splitlines()[0]}") from None
+
+
+def load_existing_study(name: str, storage: optuna.storages.RDBStorage) -> optuna.Study:
+    names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
+    if name not in names:
+        raise UserError(f"no study named {name!r} in {storage.url}; studies there: {', '.join(names) or 'none'}")
+    return optuna.load_study(study_name=name, storage=storage)
+
+
+def create_or_resume(spec, storage: optuna.storages.RDBStorage) -> optuna.Study:
+    try:
+        study = optuna.create_study(study_name=spec.name, storage=storage, direction=spec.direction,
+                                    sampler=spec.build_sampler(), pruner=spec.build_pruner(), load_if_exists=True)
+    except ValueError as err:  # e.g. the stored study has the other direction
+        raise UserError(f"{spec.source}: cannot resume study {spec.name!r}: {err}") from None
+    if study.direction.name.lower() != spec.direction:
+        raise UserError(f"{spec.source}: direction: study {spec.name!r} in {storage.url} was created to "
+                        f"{study.direction.name.lower()}, the file says {spec.direction}; use another name")
+    if not study.trials:
+        for params in spec.enqueue:  # e.g. a write-up's own recipe as trial 0
+            study.enqueue_trial(params, skip_if_exists=True)
+        study.set_user_attr("metric", spec.metric)
+    return study
+
+
+def count_finished(study: optuna.Study) -> int:
+    return len(study.get_trials(deepcopy=False, states=FINISHED))
+
+
+def model_inputs(splits) -> dict:
+    return {"num_classes": splits.num_classes, "in_channels": splits.channels, "image_size": splits.image_size}
+
+
+def trial_seed(spec, trial_number: int) -> int:
+    """Each trial's own seed: the same study seed gives every trial the same init and batches."""
+    return spec.seed + trial_number
+
+
+def make_objective(spec, splits, tracker, device, parent_run_id: str | None) -> Callable[[optuna.Trial], float]:
+    def objective(trial: optuna.Trial) -> float:
+        try:
+            return train_trial(trial)
+        except optuna.TrialPruned:
+            raise
+        except Exception as err:  # kept with the trial for the progress line and the dashboard
+            trial.set_user_attr("fail_reason", f"{type(err).__name__}: {err}".splitlines()[0][:300])
+            raise
+
+    def train_trial(trial: optuna.Trial) -> float:
+        hp = spec.search.suggest(trial)
+        seed = trial_seed(spec, trial.number)
+        with tracker.trial_run(trial, hp.as_dict(), seed, parent_run_id) as run:
+            seed_everything(seed)
+            model = create_model(spec.model.name, **model_inputs(splits), **spec.model.args)
+            value = math.nan
+            for result in fit(model, splits.train, hp, spec.budget.epochs, mean=splits.mean, std=splits.std,
+                              device=device, seed=seed, val=splits.val):
+                run.log_epoch(result)
+                trial.set_user_attr("epochs", result.epoch)
+                if not all(math.isfinite(v) for v in (result.train_loss, result.val_loss)):
+                    _stop(trial, run, f"non-finite loss at epoch {result.epoch} (diverged)")
+                value = getattr(result, spec.metric)
+                trial.report(value, result.epoch)
+                if trial.should_prune():
+                    _stop(trial, run, f"pruned by the {spec.pruner.name} pruner after epoch {result.epoch}")
+            run.log_metrics({spec.metric + "_final": value})
+            return value
+
+    return objective
+
+
+def _stop(trial: optuna.Trial, run, reason: str):
+    trial.set_user_attr("prune_reason", reason)
+    run.set_tags({"hpo.prune_reason": reason})
+    raise optuna.TrialPruned(reason)
+
+
+@dataclass
+class ProgressPrinter:
+    """One line per finished trial: number, state, value, best so far, time."""
+
+    spec: object
+    started: float
+    print: Callable[[str], None] = print
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        metric = self.spec.metric
+        if trial.state == TrialState.COMPLETE:
+            detail = f"{metric} {trial.value:.4f}"
+        elif trial.state == TrialState.PRUNED:
+            last = trial.intermediate_values.get(max(trial.intermediate_values, default=0))
+            epochs = trial.user_attrs.get("epochs", "?")
+            value = f"{metric} {last:.4f} " if last is not None and math.isfinite(last) else ""
+            detail = f"{value}at epoch {epochs}/{self.spec.budget.epochs}"
+        else:
+            detail = "failed: " + trial.user_attrs.get("fail_reason", "see its MLflow run's error.txt")
+        try:
+            best = f"best {study.best_value:.4f} (#{study.best_trial.number})"
+        except ValueError:
+            best = "best -"
+        duration = trial.duration.total_seconds() if trial.duration else 0.0
+        done = count_finished(study)
+        self.print(f"trial {trial.number:4d}  {trial.state.name:8s}  {detail:34s}  {best:22s}  "
+                   f"{duration:6.1f}s  [{done}/{self.spec.budget.trials} done, {time.time() - self.started:.0f}s]")
+
+
+class FailureLimit:
+    """Stop the search after ``limit`` failed trials in a row: the cause is likely not the hyperparameters."""
+
+    def __init__(self, limit: int):
+        self.limit, self.in_a_row = limit, 0
+
+    @property
+    def reached(self) -> bool:
+        return self.in_a_row >= self.limit
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        self.in_a_row = self.in_a_row + 1 if trial.state == TrialState.FAIL else 0
+        if self.reached:
+            study.stop()
+
+
+MAX_FAILURES_IN_A_ROW = 3
+
+
+def run_search(spec, study: optuna.Study, splits, tracker, device, parent_run_id: str | None,
+               print_line: Callable[[str], None] = print) -> bool:
+    """Run trials until ``spec.budget.trials`` have finished (COMPLETE or PRUNED) in total, or the timeout.
+
+    A failed trial is recorded and the search goes on; it does not count towards the budget. Returns
+    False if the search stopped because ``MAX_FAILURES_IN_A_ROW`` trials failed one after another.
+    """
+    if count_finished(study) >= spec.budget.trials:
+        print_line(f"study {spec.name!r} already has {count_finished(study)} finished trials "
+                   f"(budget {spec.budget.trials}); raise it with --trials to search more")
+        return True
+    failures = FailureLimit(MAX_FAILURES_IN_A_ROW)
+    study.optimize(
+        make_objective(spec, splits, tracker, device, parent_run_id),
+        n_trials=None, timeout=spec.budget.timeout_s,
+        catch=(Exception,),  # a failing trial is recorded as FAILED; the study goes on
+        callbacks=[optuna.study.MaxTrialsCallback(spec.budget.trials, states=FINISHED), failures,
+                   ProgressPrinter(spec, time.time(), print_line)])
+    return not failures.reached

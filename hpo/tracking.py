@@ -1,0 +1,196 @@
+"""MLflow tracking: one experiment per study, one parent run per ``hpo run``, one nested run per trial.
+
+We talk to MLflow through ``MlflowClient`` with explicit run ids rather than
+the fluent ``mlflow.start_run`` stack, so nesting never depends on which run
+happens to be active (and several workers can log at once). Optuna's own
+MLflowCallback logs flat runs after the fact and cannot tell a pruned trial
+from a finished one; here a run's tags and status follow the trial:
+
+    trial state   hpo.state tag   MLflow status
+    COMPLETE      COMPLETE        FINISHED
+    PRUNED        PRUNED          KILLED
+    FAILED        FAILED          FAILED (KILLED if interrupted by the user)
+
+Each trial carries its run id as the user attribute ``mlflow_run_id`` so
+optuna-dashboard shows where its run is.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import tempfile
+import traceback
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+import mlflow  # noqa: E402
+import optuna  # noqa: E402
+from mlflow.entities import Metric, Param, RunTag  # noqa: E402
+from mlflow.tracking import MlflowClient  # noqa: E402
+
+from hpo.errors import UserError  # noqa: E402
+
+logging.getLogger("mlflow").setLevel(logging.WARNING)
+logging.getLogger("alembic").setLevel(logging.WARNING)
+
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+DEFAULT_ARTIFACT_ROOT = "mlartifacts"
+CHECKPOINT_ARTIFACT = "model/checkpoint.pt"  # where a retrain run keeps its final checkpoint
+
+
+def tracking_uri(cli_value: str | None = None) -> str:
+    return cli_value or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+
+
+def _millis() -> int:
+    import time
+    return int(time.time() * 1000)
+
+
+class RunLog:
+    """Logging into one MLflow run."""
+
+    def __init__(self, client: MlflowClient, run_id: str):
+        self.client, self.run_id = client, run_id
+
+    def log_metrics(self, metrics: Mapping[str, float | None], step: int = 0) -> None:
+        now = _millis()
+        self.client.log_batch(self.run_id, metrics=[
+            Metric(key, float(value), now, step) for key, value in metrics.items() if value is not None])
+
+    def log_epoch(self, result) -> None:
+        """Per-epoch metrics of a :class:`hpo.trainer.EpochResult`, at step = epoch."""
+        self.log_metrics({"train_loss": result.train_loss, "val_loss": result.val_loss,
+                          "val_accuracy": result.val_accuracy, "lr": result.lr,
+                          "epoch_time_s": result.epoch_time_s}, step=result.epoch)
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
+        self.client.log_artifact(self.run_id, str(path), artifact_path)
+
+    def log_text(self, text: str, artifact_file: str) -> None:
+        self.client.log_text(self.run_id, text, artifact_file)
+
+
+def outcome(error: BaseException | None) -> tuple[str, str]:
+    """(hpo.state tag, MLflow run status) for how a run's block ended."""
+    if error is None:
+        return "COMPLETE", "FINISHED"
+    if isinstance(error, optuna.TrialPruned):
+        return "PRUNED", "KILLED"
+    if isinstance(error, KeyboardInterrupt):
+        return "FAILED", "KILLED"
+    return "FAILED", "FAILED"
+
+
+class Tracker:
+    """The MLflow experiment of one study."""
+
+    def __init__(self, study_name: str, uri: str | None = None, artifact_root: str | None = None):
+        self.study_name = study_name
+        self.uri = tracking_uri(uri)
+        self.client = MlflowClient(tracking_uri=self.uri)
+        experiment = self.client.get_experiment_by_name(study_name)
+        if experiment is None:
+            root = Path(artifact_root or os.environ.get("HPO_ARTIFACTS") or DEFAULT_ARTIFACT_ROOT).resolve()
+            self.experiment_id = self.client.create_experiment(study_name, artifact_location=root.as_uri(),
+                                                               tags={"hpo.study": study_name})
+        else:
+            self.experiment_id = experiment.experiment_id
+
+    @contextlib.contextmanager
+    def _run(self, name: str, tags: Mapping[str, Any], params: Mapping[str, Any] | None = None,
+             parent_run_id: str | None = None) -> Iterator[RunLog]:
+        tags = {"hpo.study": self.study_name, **tags}
+        if parent_run_id:
+            tags["mlflow.parentRunId"] = parent_run_id
+        run = self.client.create_run(self.experiment_id, run_name=name, tags={k: str(v) for k, v in tags.items()})
+        log = RunLog(self.client, run.info.run_id)
+        if params:
+            self.client.log_batch(log.run_id, params=[Param(k, str(v)) for k, v in params.items()])
+        error: BaseException | None = None
+        try:
+            yield log
+        except BaseException as err:
+            error = err
+            raise
+        finally:
+            state, status = outcome(error)
+            tags = {"hpo.state": state}
+            if state == "FAILED":
+                tags["hpo.error"] = f"{type(error).__name__}: {error}"[:500]
+                log.log_text("".join(traceback.format_exception(error)), "error.txt")
+            log.set_tags(tags)
+            self.client.set_terminated(log.run_id, status)
+
+    @contextlib.contextmanager
+    def study_run(self, spec, invocation: str) -> Iterator[RunLog]:
+        """The parent run of one ``hpo run``: the study file, the space, and every trial nested under it."""
+        with self._run(f"{spec.name}-study", {"hpo.role": "study", "hpo.invocation": invocation},
+                       params={"seed": spec.seed, "metric": spec.metric, "direction": spec.direction,
+                               "model": spec.model.name, "data": spec.data.name, "sampler": spec.sampler.name,
+                               "pruner": spec.pruner.name, "searched": ",".join(spec.search.searched),
+                               "trials": spec.budget.trials, "epochs": spec.budget.epochs}) as run:
+            import yaml
+            run.log_text(yaml.safe_dump(dict(spec.raw), sort_keys=False), "study.yaml")
+            yield run
+
+    @contextlib.contextmanager
+    def trial_run(self, trial: optuna.Trial, hyperparams: Mapping[str, Any], seed: int,
+                  parent_run_id: str | None) -> Iterator[RunLog]:
+        with self._run(f"trial-{trial.number}", {"hpo.role": "trial", "hpo.trial": trial.number},
+                       params={**hyperparams, "seed": seed}, parent_run_id=parent_run_id) as run:
+            trial.set_user_attr("mlflow_run_id", run.run_id)
+            yield run
+
+    @contextlib.contextmanager
+    def retrain_run(self, trial_number: int, hyperparams: Mapping[str, Any], seed: int, epochs: int,
+                    parent_run_id: str | None) -> Iterator[RunLog]:
+        with self._run(f"retrain-trial-{trial_number}-{epochs}ep",
+                       {"hpo.role": "retrain", "hpo.retrain_of_trial": trial_number, "hpo.epochs": epochs},
+                       params={**hyperparams, "seed": seed, "epochs": epochs},
+                       parent_run_id=parent_run_id) as run:
+            yield run
+
+    def log_checkpoint(self, run: RunLog, checkpoint: dict) -> None:
+        import torch
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / Path(CHECKPOINT_ARTIFACT).name
+            torch.save(checkpoint, path)
+            run.log_artifact(path, str(Path(CHECKPOINT_ARTIFACT).parent))
+
+    def runs(self, role: str, extra_filter: str = "") -> list:
+        query = f"tags.`hpo.role` = '{role}'" + (f" and {extra_filter}" if extra_filter else "")
+        return list(self.client.search_runs([self.experiment_id], query, order_by=["attributes.start_time DESC"],
+                                            max_results=1000))
+
+    def latest_retrain_run(self):
+        runs = self.runs("retrain", "attributes.status = 'FINISHED'")
+        if not runs:
+            raise UserError(f"study {self.study_name!r} has no finished retrain run in {self.uri}; "
+                            f"run `hpo retrain {self.study_name}` (or `hpo run STUDY_FILE`) first")
+        return runs[0]
+
+    def download_checkpoint(self, run_id: str, directory: str | Path) -> Path:
+        return Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=CHECKPOINT_ARTIFACT,
+                                                        dst_path=str(directory), tracking_uri=self.uri))
+
+    def register(self, run, model_name: str, alias: str):
+        """A new Model Registry version from the run's checkpoint folder, with ``alias`` pointed at it."""
+        from mlflow.exceptions import MlflowException
+        try:
+            self.client.get_registered_model(model_name)
+        except MlflowException:
+            self.client.create_registered_model(model_name, tags={"hpo.study": self.study_name})
+        source = f"{run.info.artifact_uri}/{Path(CHECKPOINT_ARTIFACT).parent}"
+        version = self.client.create_model_version(model_name, source=source, run_id=run.info.run_id,
+                                                   tags={"hpo.retrain_of_trial": run.data.tags.get(
+                                                       "hpo.retrain_of_trial", "")})
+        self.client.set_registered_model_alias(model_name, alias, version.version)
+        return version
