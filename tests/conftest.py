@@ -1,0 +1,70 @@
+"""Shared helpers: run the real ``hpo`` CLI in a subprocess, and write small study files."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+# A study small enough for a test (seconds on 2 cores) that still prunes for certain: trials 0-2 are good
+# enqueued recipes that finish, trial 3 (lr 3.0 with plain SGD) is hopeless and the median pruner stops it.
+TINY_STUDY = {
+    "name": "tiny",
+    "seed": 7,
+    "data": {"name": "digits"},
+    "model": {"name": "digits_cnn", "width": 8},
+    "budget": {"trials": 6, "epochs": 3, "retrain": {"epochs": 4}},
+    "search": {
+        "lr": {"low": 1.0e-3, "high": 3.0, "log": True},
+        "optimizer": ["adam", "sgd"],
+        "momentum": {"low": 0.0, "high": 0.9},
+        "batch_size": [32, 64],
+    },
+    "sampler": {"name": "tpe", "n_startup_trials": 4},
+    "pruner": {"name": "median", "n_startup_trials": 3, "n_warmup_steps": 0},
+    "enqueue": [
+        {"lr": 0.01, "optimizer": "adam", "batch_size": 32},
+        {"lr": 0.003, "optimizer": "adam", "batch_size": 32},
+        {"lr": 0.05, "optimizer": "sgd", "momentum": 0.9, "batch_size": 32},
+        {"lr": 3.0, "optimizer": "sgd", "momentum": 0.0, "batch_size": 64},
+    ],
+}
+
+
+def write_study(directory: Path, study: dict, name: str = "study.yaml") -> Path:
+    path = Path(directory) / name
+    path.write_text(yaml.safe_dump(study, sort_keys=False))
+    return path
+
+
+def hpo(*args: str, cwd: Path, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run ``hpo ARGS`` as a user would, with the stores in ``cwd``."""
+    env = {k: v for k, v in os.environ.items() if k not in ("HPO_STORAGE", "MLFLOW_TRACKING_URI", "HPO_ARTIFACTS")}
+    env["PYTHONUNBUFFERED"] = "1"
+    result = subprocess.run([sys.executable, "-m", "hpo", *args], cwd=cwd, env=env, capture_output=True,
+                            text=True, timeout=timeout)
+    if check and result.returncode != 0:
+        raise AssertionError(f"hpo {' '.join(args)} exited {result.returncode}\n--- stdout\n{result.stdout}\n"
+                             f"--- stderr\n{result.stderr}")
+    return result
+
+
+def hpo_json(*args: str, cwd: Path) -> dict:
+    return json.loads(hpo(*args, "--json", cwd=cwd).stdout)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """One full life of the tiny study: run (search + retrain), then promote."""
+    work = tmp_path_factory.mktemp("tiny")
+    study_file = write_study(work, TINY_STUDY)
+    run = hpo("run", str(study_file), cwd=work)
+    promote = hpo("promote", "tiny", cwd=work)
+    return {"dir": work, "study_file": study_file, "run": run, "promote": promote}

@@ -1,0 +1,123 @@
+"""Bad input: one line naming the file, field and what is allowed; exit code 2; no traceback; no store written."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from conftest import TINY_STUDY, hpo, write_study
+
+
+def study_with(change) -> dict:
+    study = copy.deepcopy(TINY_STUDY)
+    study["enqueue"] = []
+    change(study)
+    return study
+
+
+def setitem(*path_and_value):
+    *path, key, value = path_and_value
+
+    def change(study):
+        node = study
+        for part in path:
+            node = node[part]
+        node[key] = value
+    return change
+
+
+MALFORMED = {
+    "unknown top-level field": (setitem("nmae", "x"), "nmae: unknown field; allowed: name, seed"),
+    "trials not an integer": (setitem("budget", "trials", "ten"), "budget.trials: must be an integer >= 1"),
+    "trials zero": (setitem("budget", "trials", 0), "budget.trials: must be an integer >= 1, got 0"),
+    "unknown model": (setitem("model", "name", "resnet999"), "model.name: unknown model 'resnet999'; allowed:"),
+    "unknown data set": (setitem("data", "name", "mnist999"), "data.name: unknown dataset 'mnist999'; allowed:"),
+    "empty space": (setitem("search", {}), "search: the space is empty"),
+    "low above high": (setitem("search", "lr", {"low": 0.1, "high": 0.01}), "search.lr: low (0.1) must be <="),
+    "log range touching 0": (setitem("search", "lr", {"low": 0.0, "high": 0.1, "log": True}),
+                             "search.lr.low: must be a number > 0, got 0.0"),
+    "log range of a param that allows 0": (setitem("search", "weight_decay", {"low": 0, "high": 0.1, "log": True}),
+                                           "search.weight_decay.low: must be > 0 for a log-scale range"),
+    "unknown optimizer choice": (setitem("search", "optimizer", ["adam", "lbfgs"]),
+                                 "search.optimizer.choices: must be one of adam, adamw, rmsprop, sgd"),
+    "unknown hyperparameter": (setitem("search", "dropout", 0.1), "search.dropout: unknown hyperparameter"),
+    "unknown sampler": (setitem("sampler", "annealing"), "sampler.name: unknown sampler 'annealing'; allowed:"),
+    "unknown pruner argument": (setitem("pruner", {"name": "median", "patience": 3}),
+                                "pruner.patience: unknown argument; pruner 'median' takes n_startup_trials"),
+    "float batch size": (setitem("search", "batch_size", {"low": 8.5, "high": 64}),
+                         "search.batch_size.low: must be an integer >= 1, got 8.5"),
+    "val fraction out of range": (setitem("data", "val_fraction", 1.5), "data.val_fraction: must be a number between"),
+    "grid over a float range": (setitem("sampler", "grid"), "sampler: the grid sampler needs lr as choices"),
+    "momentum never sampled": (lambda s: s["search"].update(optimizer="adam"),
+                               "search.momentum: is searched but never sampled"),
+    "unknown metric": (setitem("metric", "val_f1"), "metric: must be one of val_accuracy, val_loss"),
+    "model argument of the wrong type": (setitem("model", "width", "wide"), "model.width: must be an integer"),
+    "pruner argument out of range": (setitem("pruner", {"name": "percentile", "percentile": 150}),
+                                     "pruner: Percentile must be between 0 and 100"),
+    "enqueued trial outside the space": (setitem("enqueue", [{"lr": 10.0}]),
+                                         "enqueue[0].lr: must be within [0.001, 3] (the search space), got 10.0"),
+    "label smoothing of 1": (setitem("search", "label_smoothing", 1.0),
+                             "search.label_smoothing: must be a number >= 0 and < 1, got 1.0"),
+    "jitter too strong": (setitem("search", "jitter", {"low": 0, "high": 3}), "search.jitter.high: must be a number"),
+}
+
+
+def assert_one_line_error(result, *expected: str) -> None:
+    assert result.returncode == 2, result
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    for text in expected:
+        assert text in lines[0], lines[0]
+
+
+@pytest.mark.parametrize("case", sorted(MALFORMED))
+def test_malformed_study_file(case, tmp_path):
+    change, message = MALFORMED[case]
+    study_file = write_study(tmp_path, study_with(change))
+    result = hpo("run", str(study_file), cwd=tmp_path, check=False)
+    assert_one_line_error(result, str(study_file), message)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["study.yaml"], "nothing may be written to any store"
+
+
+ARGUMENTS = {
+    "missing study file": (["run", "nope.yaml"], "nope.yaml: no such study file"),
+    "invalid YAML": (["check", "broken.yaml"], "broken.yaml: line 2: invalid YAML"),
+    "not a mapping": (["check", "list.yaml"], "list.yaml: must be a YAML mapping"),
+    "--set without =": (["run", "study.yaml", "--set", "budget.trials"], "--set budget.trials: expected FIELD.PATH=VALUE"),
+    "--set into a scalar": (["run", "study.yaml", "--set", "seed.x=1"], "--set seed.x=1: seed is not a mapping"),
+    "--trials not a number": (["run", "study.yaml", "--trials", "abc"], "argument --trials: invalid int value"),
+    "unknown command": (["frobnicate"], "invalid choice: 'frobnicate'"),
+    "show without a storage": (["show", "tiny"], "no study storage at sqlite:///hpo.db"),
+    "evaluate a missing checkpoint": (["evaluate", "missing.pt"], "missing.pt: no such checkpoint file"),
+    "evaluate a file that is no checkpoint": (["evaluate", "study.yaml"], "study.yaml: not a loadable hpo checkpoint"),
+    "unknown device": (["run", "study.yaml", "--set", "device=tpu"], "device: must be auto, cpu, cuda or cuda:N"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(ARGUMENTS))
+def test_bad_arguments(case, tmp_path):
+    argv, message = ARGUMENTS[case]
+    write_study(tmp_path, study_with(lambda s: None))
+    (tmp_path / "broken.yaml").write_text("name: x\n  bad: [indent\n")
+    (tmp_path / "list.yaml").write_text("- a\n- b\n")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    result = hpo(*argv, cwd=tmp_path, check=False)
+    assert_one_line_error(result, message)
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_show_unknown_study_names_the_ones_there(tiny_run):
+    result = hpo("show", "nosuch", cwd=tiny_run["dir"], check=False)
+    assert_one_line_error(result, "no study named 'nosuch' in sqlite:///hpo.db; studies there:", "tiny")
+
+
+def test_check_prints_the_resolved_space(tmp_path):
+    study_file = write_study(tmp_path, TINY_STUDY)
+    out = hpo("check", str(study_file), "--set", "budget.trials=9", cwd=tmp_path).stdout
+    assert "9 trials x 3 epochs" in out
+    assert "momentum         float  [0, 0.9]  (only when optimizer in sgd, rmsprop)" in out
+    assert "label_smoothing  fixed  0.0" in out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["study.yaml"]

@@ -1,0 +1,64 @@
+"""Study-file parsing beyond the search space: defaults, overrides, registries."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from conftest import REPO, TINY_STUDY
+from hpo.errors import SpecError, UserError
+from hpo.spec import apply_overrides, load_study, parse_study
+
+
+def test_defaults():
+    spec = parse_study({"name": "d", "data": "digits", "model": "mlp", "search": {"lr": [0.1, 0.01]}}, "x.yaml")
+    assert (spec.seed, spec.metric, spec.direction, spec.device) == (0, "val_accuracy", "maximize", "auto")
+    assert (spec.budget.trials, spec.budget.epochs, spec.budget.retrain.epochs) == (20, 10, 10)
+    assert (spec.sampler.name, spec.pruner.name) == ("tpe", "median")
+    assert spec.data.name == "digits" and spec.data.val_fraction == 0.2
+    minimize = parse_study({"name": "d", "data": "digits", "model": "mlp", "metric": "val_loss",
+                            "search": {"lr": [0.1, 0.01]}}, "x.yaml")
+    assert minimize.direction == "minimize"
+
+
+def test_overrides_set_nested_fields_with_yaml_values():
+    raw = apply_overrides(TINY_STUDY, ["budget.trials=12", "sampler.n_startup_trials=2", "pruner=none",
+                                       "search.lr={low: 0.01, high: 0.1}", "model.width=4", "data.split_seed=3", "enqueue=[]"])
+    assert raw["budget"]["trials"] == 12 and raw["sampler"]["n_startup_trials"] == 2 and raw["pruner"] == "none"
+    assert raw["search"]["lr"] == {"low": 0.01, "high": 0.1}
+    assert TINY_STUDY["budget"]["trials"] == 6, "the original is untouched"
+    spec = parse_study(raw, "x.yaml")
+    assert spec.model.args == {"width": 4} and spec.data.split_seed == 3
+
+
+def test_override_of_a_string_sampler_gets_a_mapping():
+    raw = apply_overrides({"sampler": "tpe"}, ["sampler.n_startup_trials=3"])
+    assert raw["sampler"] == {"name": "tpe", "n_startup_trials": 3}
+
+
+def test_shipped_digits_study_validates():
+    spec = load_study(REPO / "studies" / "digits.yaml")
+    assert spec.name == "digits" and spec.budget.trials >= 20
+    assert "momentum" in spec.search.searched
+
+
+def test_file_errors(tmp_path):
+    with pytest.raises(UserError, match="no such study file"):
+        load_study(tmp_path / "none.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({**TINY_STUDY, "budget": {"trials": -1}}))
+    with pytest.raises(SpecError, match=r"bad.yaml: budget.trials: must be an integer >= 1, got -1"):
+        load_study(bad)
+    with pytest.raises(SpecError, match=r"\(with --set budget.trials=0\): budget.trials"):
+        load_study(bad, ["budget.trials=0"])
+
+
+def test_missing_required_registry_argument():
+    from models import register_model, MODELS
+    if "needs_depth_for_tests" not in MODELS:
+        @register_model("needs_depth_for_tests")
+        def needs_depth(num_classes, in_channels, image_size, depth):
+            raise AssertionError("never built in this test")
+    raw = {**TINY_STUDY, "model": {"name": "needs_depth_for_tests"}}
+    with pytest.raises(SpecError, match="model.depth: is required by model 'needs_depth_for_tests'"):
+        parse_study(raw, "x.yaml")
