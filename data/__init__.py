@@ -13,4 +13,4 @@ DATASETS = Registry("dataset")
 register_dataset = DATASETS.register
 
 # Importing the modules fills the registry.
-from data import digits  # noqa: E402,F401
+from data import cifar, digits, folder  # noqa: E402,F401

@@ -49,8 +49,12 @@ class LabelledImages:
 
 @dataclass(frozen=True)
 class DataSource:
-    """What a data set loader returns: a pool to split, and its own test part if it has one."""
+    """What a data set loader returns: a pool to split, its own test (and validation) part if it has one,
+    and its usual normalisation statistics if it has them (else they are measured on the train split)."""
 
     pool: LabelledImages
     class_names: tuple[str, ...]
     test: LabelledImages | None = None
+    val: LabelledImages | None = None
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None

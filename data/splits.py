@@ -53,20 +53,46 @@ def stratified_split(part: LabelledImages, fraction: float, seed: int) -> tuple[
     return part.subset(keep), part.subset(held_out)
 
 
-def channel_stats(part: LabelledImages) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    pixels = part.images.to(torch.float64).div_(255.0)
-    mean = pixels.mean(dim=(0, 2, 3))
-    std = pixels.std(dim=(0, 2, 3)).clamp_min(1e-6)
+def channel_stats(part: LabelledImages, chunk: int = 4096) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std on the 0..1 scale, in chunks (float64 sums, no full float copy)."""
+    total = torch.zeros(part.channels, dtype=torch.float64)
+    squares = torch.zeros(part.channels, dtype=torch.float64)
+    for start in range(0, len(part), chunk):
+        pixels = part.images[start:start + chunk].to(torch.float64).div_(255.0)
+        total += pixels.sum(dim=(0, 2, 3))
+        squares += pixels.square().sum(dim=(0, 2, 3))
+    count = len(part) * part.image_size[0] * part.image_size[1]
+    mean = total / count
+    std = (squares / count - mean.square()).clamp_min(1e-12).sqrt()
     return tuple(mean.tolist()), tuple(std.tolist())
 
 
-def load_splits(name: str, args: Mapping[str, Any], val_fraction: float,
-                test_fraction: float, split_seed: int) -> Splits:
+# ``data.normalize``: whose statistics normalise the images.
+NORMALIZATIONS = {
+    "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),  # write-up 002 uses these on CIFAR-100
+    "half": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),  # write-up 004: mean = std = 0.5
+}
+
+
+def load_splits(name: str, args: Mapping[str, Any], val_fraction: float, test_fraction: float,
+                split_seed: int, normalize: str = "auto") -> Splits:
+    """``normalize``: ``auto`` (the data set's usual statistics, else measured on train), ``measured``,
+    ``imagenet`` or ``half``."""
     source = DATASETS.get(name)(**args)
     if source.test is not None:
         pool, test = source.pool, source.test
     else:
         pool, test = stratified_split(source.pool, test_fraction, split_seed)
-    train, val = stratified_split(pool, val_fraction, split_seed)
-    mean, std = channel_stats(train)
+    if source.val is not None:
+        train, val = pool, source.val
+    else:
+        train, val = stratified_split(pool, val_fraction, split_seed)
+    if normalize in NORMALIZATIONS:
+        mean, std = NORMALIZATIONS[normalize]
+        if train.channels == 1:
+            mean, std = (sum(mean) / 3,), (sum(std) / 3,)
+    elif normalize == "auto" and source.mean is not None and len(source.mean) == train.channels:
+        mean, std = source.mean, source.std
+    else:
+        mean, std = channel_stats(train)
     return Splits(train, val, test, source.class_names, mean, std)

@@ -1,4 +1,4 @@
-"""Batch transforms on image tensors: normalisation and per-image colour jitter.
+"""Batch transforms on image tensors: normalisation, per-image geometry and colour jitter.
 
 They run on whole batches on whichever device holds the data (the GPU when
 there is one), each image drawing its own random factors, so no DataLoader or
@@ -18,8 +18,10 @@ apply to RGB; a grayscale image gets brightness and contrast.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 MAX_JITTER = 2.5  # beyond this the brightness range 1 +- 0.4 s would include negative factors
 _LUMA = (0.299, 0.587, 0.114)  # ITU-R 601, as torchvision's rgb_to_grayscale
@@ -77,3 +79,68 @@ def color_jitter(x: torch.Tensor, strength: float, generator: torch.Generator | 
         turns = _factors(n, 0.1 * strength, x, generator) - 1.0
         x = _rotate_hue(x, turns).clamp_(0, 1)
     return x
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    """Training-batch augmentation, each image drawing its own parameters.
+
+    The geometric parts (torchvision's RandomResizedCrop, RandomHorizontalFlip,
+    RandomRotation and RandomCrop with padding) are composed into one affine
+    map per image and applied with a single ``grid_sample``; a crop-with-padding
+    shift is a whole number of pixels, so it copies pixels exactly as
+    pad-then-crop does. Areas outside the image are filled with 0 (black).
+    """
+
+    crop_padding: int = 0  # pixels
+    rrc_scale_min: float = 1.0  # area fraction; 1 = no RandomResizedCrop
+    rrc_ratio_max: float = 4 / 3
+    hflip: float = 0.0  # probability
+    rotation: float = 0.0  # degrees
+    jitter: float = 0.0  # colour-jitter strength (module docstring)
+
+    @property
+    def geometric(self) -> bool:
+        return self.crop_padding > 0 or self.rrc_scale_min < 1 or self.hflip > 0 or self.rotation > 0
+
+    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        if self.geometric:
+            x = self.warp(x, generator)
+        return color_jitter(x, self.jitter, generator)
+
+    def warp(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        n, _, height, width = x.shape
+
+        def uniform(low, high):
+            return low + (high - low) * torch.rand(n, device=x.device, generator=generator)
+
+        matrix = torch.eye(3, device=x.device).repeat(n, 1, 1)  # output coords -> input coords, in [-1, 1]
+        if self.rrc_scale_min < 1:  # a crop of area s and aspect r, resized back to the full size
+            area = uniform(self.rrc_scale_min, 1.0)
+            log_ratio = uniform(-math.log(self.rrc_ratio_max), math.log(self.rrc_ratio_max))
+            ratio = log_ratio.exp()
+            w = (area * ratio).sqrt().clamp(max=1.0)
+            h = (area / ratio).sqrt().clamp(max=1.0)
+            crop = torch.zeros_like(matrix)
+            crop[:, 0, 0], crop[:, 1, 1], crop[:, 2, 2] = w, h, 1.0
+            crop[:, 0, 2] = uniform(-1.0, 1.0) * (1 - w)
+            crop[:, 1, 2] = uniform(-1.0, 1.0) * (1 - h)
+            matrix = matrix @ crop
+        if self.hflip > 0:
+            flip = torch.eye(3, device=x.device).repeat(n, 1, 1)
+            flip[:, 0, 0] = torch.where(uniform(0.0, 1.0) < self.hflip, -1.0, 1.0)
+            matrix = matrix @ flip
+        if self.rotation > 0:
+            angle = uniform(-self.rotation, self.rotation) * math.pi / 180
+            rotate = torch.eye(3, device=x.device).repeat(n, 1, 1)
+            rotate[:, 0, 0], rotate[:, 0, 1] = angle.cos(), -angle.sin()
+            rotate[:, 1, 0], rotate[:, 1, 1] = angle.sin(), angle.cos()
+            matrix = matrix @ rotate
+        if self.crop_padding > 0:
+            p = self.crop_padding
+            shift = torch.eye(3, device=x.device).repeat(n, 1, 1)
+            shift[:, 0, 2] = torch.randint(-p, p + 1, (n,), device=x.device, generator=generator) * 2.0 / width
+            shift[:, 1, 2] = torch.randint(-p, p + 1, (n,), device=x.device, generator=generator) * 2.0 / height
+            matrix = matrix @ shift
+        grid = F.affine_grid(matrix[:, :2, :].to(x.dtype), list(x.shape), align_corners=False)
+        return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)

@@ -19,11 +19,17 @@ MODELS = Registry("model")
 register_model = MODELS.register
 
 DATA_ARGUMENTS = ("num_classes", "in_channels", "image_size")  # filled from the data, never by the user
+COMMON_ARGUMENTS = ("pretrained",)  # every model takes these (handled by create_model)
 
 
 def create_model(name: str, *, num_classes: int, in_channels: int, image_size: tuple[int, int],
-                 **args: Any) -> nn.Module:
-    return MODELS.get(name)(num_classes=num_classes, in_channels=in_channels, image_size=image_size, **args)
+                 pretrained: str | None = None, **args: Any) -> nn.Module:
+    """Build a registered model; ``pretrained`` is a local weights file (models/pretrained.py)."""
+    model = MODELS.get(name)(num_classes=num_classes, in_channels=in_channels, image_size=image_size, **args)
+    if pretrained:
+        from models.pretrained import load_pretrained
+        load_pretrained(model, pretrained)
+    return model
 
 
 def list_models(pattern: str = "*") -> list[str]:
@@ -31,4 +37,4 @@ def list_models(pattern: str = "*") -> list[str]:
 
 
 # Importing the modules fills the registry.
-from models import digits  # noqa: E402,F401
+from models import digits, resnet, se_prelu_net, simple_cnn  # noqa: E402,F401
