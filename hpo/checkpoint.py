@@ -8,7 +8,7 @@ It holds only tensors, strings, numbers, lists and dicts, so it loads with
     model           {"name", "args"}: rebuilt through the model registry
     preprocessing   {"channels", "image_size", "mean", "std"}: uint8 image -> /255 -> (x - mean) / std
     class_names     list of class names, index = label
-    data            {"name", "args", "val_fraction", "test_fraction", "split_seed"}: where its test split is
+    data            {"name", "args", "val_fraction", "test_fraction", "split_seed", "normalize"}: its test split
     hyperparams     the trial's hyperparameters
     metrics         {"test_accuracy", "test_loss", "n_test_images"}
     study           {"name", "trial", "seed", "epochs"}
@@ -37,12 +37,14 @@ def make_checkpoint(model: nn.Module, *, spec, splits, hyperparams: dict, trial_
     return {
         "format": FORMAT,
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        "model": {"name": spec.model.name, "args": dict(spec.model.args)},
+        # without "pretrained": these weights replace the file the training started from
+        "model": {"name": spec.model.name, "args": {k: v for k, v in spec.model.args.items() if k != "pretrained"}},
         "preprocessing": {"channels": splits.channels, "image_size": list(splits.image_size),
                           "mean": list(splits.mean), "std": list(splits.std)},
         "class_names": list(splits.class_names),
         "data": {"name": spec.data.name, "args": dict(spec.data.args), "val_fraction": spec.data.val_fraction,
-                 "test_fraction": spec.data.test_fraction, "split_seed": spec.data.split_seed},
+                 "test_fraction": spec.data.test_fraction, "split_seed": spec.data.split_seed,
+                 "normalize": spec.data.normalize},
         "hyperparams": dict(hyperparams),
         "metrics": dict(metrics),
         "study": {"name": spec.name, "trial": trial_number, "seed": seed, "epochs": epochs},

@@ -127,6 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=_formatter, epilog="example:\n  hpo evaluate checkpoints/digits-v1.pt --json")
     evaluate.add_argument("checkpoint", metavar="CHECKPOINT")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
+    evaluate.add_argument("--data-root", metavar="DIR", help="where the checkpoint's data set lies on this machine "
+                                                             "(default: the path it was trained from)")
     _device(evaluate)
 
     predict = commands.add_parser(
@@ -136,6 +138,23 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("files", metavar="FILE", nargs="+")
     predict.add_argument("--json", action="store_true", help="print one JSON object per line")
     _device(predict)
+
+    lr_find = commands.add_parser(
+        "lr-find", help="LR range test on the study's model and data: suggested lr and a plot",
+        formatter_class=_formatter,
+        description="Train the study's model with the lr growing exponentially, one value per step, and "
+                    "suggest the lr where the loss falls fastest. The other hyperparameters are the study's "
+                    "first enqueued trial (its recipe) over the fixed values and defaults.",
+        epilog="examples:\n  hpo lr-find studies/digits.yaml\n"
+               "  hpo lr-find studies/cifar10_resnet18.yaml --steps 200 --output lr.png")
+    lr_find.add_argument("study_file", metavar="STUDY_FILE")
+    _overrides(lr_find)
+    lr_find.add_argument("--start", type=float, default=1e-7, help="first lr (default: 1e-7)")
+    lr_find.add_argument("--end", type=float, default=10.0, help="last lr (default: 10)")
+    lr_find.add_argument("--steps", type=int, default=100, help="optimizer steps (default: 100)")
+    lr_find.add_argument("--output", metavar="PATH", help="plot path (default: lr-find-STUDY.png)")
+    lr_find.add_argument("--json", action="store_true", help="print one JSON object")
+    _device(lr_find)
 
     dashboard = commands.add_parser(
         "dashboard", help="serve optuna-dashboard on the study storage (127.0.0.1)", formatter_class=_formatter,
@@ -178,7 +197,7 @@ def cmd_check(args) -> int:
           f"test {spec.data.test_fraction:g}  split_seed {spec.data.split_seed}")
     print(f"model     {spec.model.name} {dict(spec.model.args) or ''}")
     print(f"budget    {b.trials} trials x {b.epochs} epochs, timeout {b.timeout_s or 'none'}, "
-          f"retrain {b.retrain.epochs} epochs")
+          f"retrain {', '.join(map(str, b.retrain.epochs))} epochs")
     print(f"sampler   {spec.sampler.name} {dict(spec.sampler.args) or ''}")
     print(f"pruner    {spec.pruner.name} {dict(spec.pruner.args) or ''}")
     print("search space:")
@@ -219,6 +238,7 @@ def cmd_run(args) -> int:
         study.set_user_attr("mlflow_experiment_id", tracker.experiment_id)
         from hpo.study import MAX_FAILURES_IN_A_ROW, run_search
         healthy = run_search(spec, study, splits, tracker, device, parent.run_id, print_line=_flush_print)
+        tracker.close_orphaned_runs(study)
         summary = _counts(study)
         parent.log_metrics({f"n_{k.lower()}": v for k, v in summary.items()})
         if not healthy:
@@ -233,8 +253,9 @@ def cmd_run(args) -> int:
         print(f"search done in {time.time() - started:.0f}s: {summary}; best {spec.metric} "
               f"{study.best_value:.4f} (trial {study.best_trial.number})", flush=True)
         if not args.no_retrain:
-            result = retrain_best_trial(spec, study, splits, tracker, device, parent.run_id, print_line=_flush_print)
-            parent.log_metrics({"test_accuracy": result.test.accuracy})
+            for result in retrain_best_trial(spec, study, splits, tracker, device, parent.run_id,
+                                             print_line=_flush_print):
+                parent.log_metrics({"test_accuracy": result.test.accuracy}, step=result.epochs)
     print(f"next: hpo promote {spec.name}" + _store_flags(args))
     return 0
 
@@ -313,12 +334,12 @@ def cmd_evaluate(args) -> int:
     from hpo.trainer import resolve_device
 
     checkpoint = load_checkpoint(args.checkpoint)
-    result = evaluate_checkpoint(checkpoint, resolve_device(args.device or "auto"))
+    result = evaluate_checkpoint(checkpoint, resolve_device(args.device or "auto"), args.data_root)
     logged = checkpoint["metrics"].get("test_accuracy")
     if args.json:
         print(json.dumps({"checkpoint": args.checkpoint, "data": checkpoint["data"]["name"],
-                          "accuracy": result.accuracy, "loss": result.loss, "n_images": result.n_images,
-                          "logged_test_accuracy": logged}))
+                          "accuracy": result.accuracy, "top5": result.top5, "loss": result.loss,
+                          "n_images": result.n_images, "logged_test_accuracy": logged}))
     else:
         print(f"{args.checkpoint}: accuracy {result.accuracy:.4f} (loss {result.loss:.4f}) on "
               f"{result.n_images} test images of {checkpoint['data']['name']}; logged at retrain: {logged:.4f}")
@@ -339,6 +360,38 @@ def cmd_predict(args) -> int:
     return 0
 
 
+def cmd_lr_find(args) -> int:
+    from hpo.spec import load_study
+
+    spec = load_study(args.study_file, args.overrides)
+    if not 0 < args.start < args.end:
+        raise UserError(f"--start and --end: need 0 < start < end, got {args.start:g} and {args.end:g}")
+    if args.steps < 3:
+        raise UserError(f"--steps: need at least 3, got {args.steps}")
+    from hpo.lr_find import lr_range_test, save_plot
+    from hpo.study import model_inputs
+    from hpo.trainer import resolve_device, seed_everything
+    from models import create_model
+
+    device = resolve_device(args.device or spec.device)
+    splits = load_data(spec)
+    hp = spec.search.resolve(spec.enqueue[0] if spec.enqueue else {})
+    seed_everything(spec.seed)
+    model = create_model(spec.model.name, **model_inputs(splits), **spec.model.args)
+    print(f"LR range test: {spec.model.name} on {spec.data.name}, {hp.optimizer}, batch {hp.batch_size}, "
+          f"lr {args.start:g} -> {args.end:g} over {args.steps} steps", file=sys.stderr, flush=True)
+    result = lr_range_test(model, splits.train, hp, mean=splits.mean, std=splits.std, device=device,
+                           seed=spec.seed, start_lr=args.start, end_lr=args.end, steps=args.steps)
+    plot = save_plot(result, args.output or f"lr-find-{spec.name}.png", f"LR range test: {spec.name}")
+    if args.json:
+        print(json.dumps({"suggested_lr": result.suggested_lr, "min_loss_lr": result.min_loss_lr,
+                          "steps": len(result.lrs), "plot": str(plot)}))
+    else:
+        print(f"suggested lr {result.suggested_lr:.3g} (steepest fall; the loss is lowest at "
+              f"{result.min_loss_lr:.3g}) after {len(result.lrs)} steps; plot: {plot}")
+    return 0
+
+
 def cmd_dashboard(args) -> int:
     from hpo.study import open_storage, storage_url
 
@@ -351,10 +404,23 @@ def cmd_dashboard(args) -> int:
 
 
 def load_data(spec):
+    """The study's splits, after checking that its model can be built for them."""
     from data.splits import load_splits
+    from models import create_model
 
     d = spec.data
-    return load_splits(d.name, d.args, d.val_fraction, d.test_fraction, d.split_seed)
+    pretrained = spec.model.args.get("pretrained")
+    if pretrained and not Path(pretrained).is_file():
+        raise UserError(f"{spec.source}: model.pretrained: no such weights file {pretrained!r}; download the weights "
+                        f"once where there is a network and point model.pretrained at the file")
+    splits = load_splits(d.name, d.args, d.val_fraction, d.test_fraction, d.split_seed, d.normalize)
+    try:  # a model argument only the constructor can judge (a stem, an image too small) fails here, once
+        create_model(spec.model.name, num_classes=splits.num_classes, in_channels=splits.channels,
+                     image_size=splits.image_size, **spec.model.args)
+    except (ValueError, TypeError, RuntimeError) as err:
+        raise UserError(f"{spec.source}: model: {spec.model.name} cannot be built for {splits.channels}x"
+                        f"{splits.image_size[0]}x{splits.image_size[1]} images: {str(err).splitlines()[0]}") from None
+    return splits
 
 
 def _study_name(study_arg: str) -> str:
@@ -383,7 +449,7 @@ def _flush_print(line: str) -> None:
 
 
 COMMANDS = {"run": cmd_run, "check": cmd_check, "show": cmd_show, "retrain": cmd_retrain, "promote": cmd_promote,
-            "evaluate": cmd_evaluate, "predict": cmd_predict, "dashboard": cmd_dashboard}
+            "evaluate": cmd_evaluate, "predict": cmd_predict, "lr-find": cmd_lr_find, "dashboard": cmd_dashboard}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -396,6 +462,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"hpo {args.command}: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. `hpo check ... | head`
+        return 0
 
 
 if __name__ == "__main__":

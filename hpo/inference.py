@@ -13,11 +13,13 @@ from hpo.errors import UserError
 from hpo.trainer import Evaluation, evaluate, predict
 
 
-def evaluate_checkpoint(checkpoint: dict, device: torch.device) -> Evaluation:
-    """Accuracy on the test split of the data set it was trained on (rebuilt from its data fields)."""
+def evaluate_checkpoint(checkpoint: dict, device: torch.device, data_root: str | None = None) -> Evaluation:
+    """Accuracy on the test split of the data set it was trained on (rebuilt from its data fields);
+    ``data_root`` points at the data where it lies on this machine."""
     data = checkpoint["data"]
-    splits = load_splits(data["name"], data["args"], data["val_fraction"], data["test_fraction"],
-                         data["split_seed"])
+    args = {**data["args"], **({"root": data_root} if data_root else {})}
+    splits = load_splits(data["name"], args, data["val_fraction"], data["test_fraction"], data["split_seed"],
+                         data.get("normalize", "auto"))
     prep = checkpoint["preprocessing"]
     return evaluate(model_from_checkpoint(checkpoint), splits.test, mean=prep["mean"], std=prep["std"],
                     device=device)

@@ -1,7 +1,16 @@
-"""Retrain the best trial on train+validation, score it once on the test split, log it with its checkpoint."""
+"""Retrain the best trial to the full budget, score it once on the test split, log it with its checkpoint.
+
+By default the retrain trains on train+validation and sees no validation
+score. With ``budget.retrain.keep_best`` or ``early_stopping`` it trains on
+train alone and watches the validation split (never the test split), ending
+with the best epoch's weights or stopping when the score stops improving.
+``budget.retrain.epochs`` may be a list: one retrain run per budget, side by
+side in MLflow (write-up 000's 50 / 100 / 600 epochs).
+"""
 
 from __future__ import annotations
 
+import copy
 import math
 import sys
 from dataclasses import dataclass
@@ -20,7 +29,8 @@ from models import create_model
 class RetrainResult:
     run_id: str
     trial_number: int
-    epochs: int
+    epochs: int  # the budget
+    epochs_trained: int  # fewer when early stopping stopped it
     test: Evaluation
 
 
@@ -37,34 +47,63 @@ def best_trial(spec, study: optuna.Study) -> optuna.trial.FrozenTrial:
 
 
 def retrain_best_trial(spec, study: optuna.Study, splits, tracker, device, parent_run_id: str | None = None,
-                       print_line: Callable[[str], None] = print) -> RetrainResult:
+                       print_line: Callable[[str], None] = print) -> list[RetrainResult]:
     best = best_trial(spec, study)
+    return [retrain(spec, best, epochs, splits, tracker, device, parent_run_id, print_line)
+            for epochs in spec.budget.retrain.epochs]
+
+
+def retrain(spec, best: optuna.trial.FrozenTrial, epochs: int, splits, tracker, device,
+            parent_run_id: str | None, print_line: Callable[[str], None]) -> RetrainResult:
+    settings = spec.budget.retrain
     hp = spec.search.resolve(best.params)
     seed = trial_seed(spec, best.number)
-    epochs = spec.budget.retrain.epochs
-    train = splits.train_and_val()
-    print_line(f"retraining trial {best.number} ({spec.metric} {best.value:.4f}) on train+val "
-               f"({len(train)} images) for {epochs} epochs: {_short(hp.as_dict())}")
+    train, val = (splits.train, splits.val) if settings.monitors_validation else (splits.train_and_val(), None)
+    print_line(f"retraining trial {best.number} ({spec.metric} {best.value:.4f}) on "
+               f"{'train' if val is not None else 'train+val'} ({len(train)} images) for {epochs} epochs: "
+               f"{_short(hp.as_dict())}")
     with tracker.retrain_run(best.number, hp.as_dict(), seed, epochs, parent_run_id) as run:
         seed_everything(seed)
         model = create_model(spec.model.name, **model_inputs(splits), **spec.model.args)
+        best_score, best_state, since_best, trained = None, None, 0, 0
         every = max(1, epochs // 10)
-        for result in fit(model, train, hp, epochs, mean=splits.mean, std=splits.std, device=device, seed=seed):
+        for result in fit(model, train, hp, epochs, mean=splits.mean, std=splits.std, device=device, seed=seed,
+                          val=val):
             run.log_epoch(result)
+            trained = result.epoch
             if not math.isfinite(result.train_loss):
                 raise TrainingDiverged(f"retrain of trial {best.number} diverged at epoch {result.epoch}")
+            if settings.checkpoint_every and result.epoch % settings.checkpoint_every == 0:
+                tracker.log_checkpoint(run, {"epoch": result.epoch, "state_dict": model.state_dict()},
+                                       f"checkpoints/epoch-{result.epoch:04d}.pt")
             if result.epoch % every == 0 or result.epoch == epochs:
                 print(f"  epoch {result.epoch:4d}/{epochs}  train_loss {result.train_loss:.4f}  "
-                      f"lr {result.lr:.2e}  {result.epoch_time_s:.2f}s", file=sys.stderr)
+                      f"lr {result.lr:.2e}  {result.epoch_time_s:.2f}s", file=sys.stderr, flush=True)
+            if val is None:
+                continue
+            score = getattr(result, spec.metric)
+            if best_score is None or (score > best_score if spec.direction == "maximize" else score < best_score):
+                best_score, best_state, since_best = score, copy.deepcopy(model.state_dict()), 0
+            else:
+                since_best += 1
+            if settings.early_stopping and since_best >= settings.early_stopping:
+                print_line(f"  early stop after epoch {result.epoch}: no better {spec.metric} for "
+                           f"{since_best} epochs")
+                break
+        if settings.keep_best and best_state is not None:
+            model.load_state_dict(best_state)
         test = evaluate(model, splits.test, mean=splits.mean, std=splits.std, device=device)
-        metrics = {"test_accuracy": test.accuracy, "test_loss": test.loss, "n_test_images": test.n_images}
+        metrics = {"test_accuracy": test.accuracy, "test_loss": test.loss, "n_test_images": test.n_images,
+                   "epochs_trained": trained}
+        if test.top5 is not None:
+            metrics["test_top5"] = test.top5
         run.log_metrics(metrics)
         tracker.log_checkpoint(run, make_checkpoint(model, spec=spec, splits=splits, hyperparams=hp.as_dict(),
-                                                    trial_number=best.number, seed=seed, epochs=epochs,
+                                                    trial_number=best.number, seed=seed, epochs=trained,
                                                     metrics=metrics))
-    print_line(f"retrain of trial {best.number}: test_accuracy {test.accuracy:.4f} on {test.n_images} held-out "
-               f"images (MLflow run {run.run_id})")
-    return RetrainResult(run.run_id, best.number, epochs, test)
+    print_line(f"retrain of trial {best.number} ({epochs} epochs): test_accuracy {test.accuracy:.4f} on "
+               f"{test.n_images} held-out images (MLflow run {run.run_id})")
+    return RetrainResult(run.run_id, best.number, epochs, trained, test)
 
 
 def _short(params: dict) -> str:

@@ -30,19 +30,52 @@ from data.transforms import MAX_JITTER
 
 @dataclass(frozen=True)
 class Hyperparams:
-    """Everything a trial's training depends on that a study may search."""
+    """Everything a trial's training depends on that a study may search (README: "Hyperparameters")."""
 
+    # optimisation
     lr: float = 1e-3
     batch_size: int = 64
     optimizer: str = "adam"
     momentum: float = 0.9
     weight_decay: float = 0.0
     scheduler: str = "none"
-    jitter: float = 0.0
+    warmup_epochs: int = 0
     label_smoothing: float = 0.0
+    grad_clip: float = 0.0
+    accumulation: int = 1
+    # weight averaging and fine-tuning
+    swa_start: int = 0
+    swa_lr: float = 1e-4
+    ema_decay: float = 0.0
+    head_epochs: int = 0
+    head_lr: float = 1e-3
+    # augmentation of training batches
+    crop_padding: int = 0
+    rrc_scale_min: float = 1.0
+    rrc_ratio_max: float = 4 / 3
+    hflip: float = 0.0
+    rotation: float = 0.0
+    jitter: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class Condition:
+    """A hyperparameter applies only when another one passes ``test`` (``text`` says when, for humans)."""
+
+    other: str
+    test: Callable[[Any], bool]
+    text: str
+
+
+def when_in(other: str, values: tuple) -> Condition:
+    return Condition(other, lambda v: v in values, f"{other} in {', '.join(map(str, values))}")
+
+
+def when_positive(other: str) -> Condition:
+    return Condition(other, lambda v: v > 0, f"{other} > 0")
 
 
 @dataclass(frozen=True)
@@ -56,7 +89,7 @@ class Knob:
     low_open: bool = False
     high_open: bool = False
     choices: Callable[[], list[str]] | None = None
-    only_when: tuple[str, tuple[str, ...]] | None = None  # (other hyperparameter, values it must take)
+    only_when: Condition | None = None
 
     def allowed(self) -> str:
         if self.choices is not None:
@@ -84,17 +117,37 @@ class Knob:
 
 KNOBS: dict[str, Knob] = {
     "lr": Knob(float, "learning rate (the peak for onecycle)", low=0, low_open=True),
-    "batch_size": Knob(int, "images per optimizer step", low=1),
+    "batch_size": Knob(int, "images per forward pass", low=1),
     "optimizer": Knob(str, "optimizer", choices=OPTIMIZERS.names),
-    "momentum": Knob(float, "momentum (sgd, rmsprop)", low=0, high=1, high_open=True,
-                     only_when=("optimizer", MOMENTUM_OPTIMIZERS)),
+    "momentum": Knob(float, "momentum", low=0, high=1, high_open=True,
+                     only_when=when_in("optimizer", MOMENTUM_OPTIMIZERS)),
     "weight_decay": Knob(float, "L2 weight decay", low=0),
-    "scheduler": Knob(str, "learning-rate schedule, stepped per batch", choices=SCHEDULERS.names),
+    "scheduler": Knob(str, "learning-rate schedule, stepped per optimizer step", choices=SCHEDULERS.names),
+    "warmup_epochs": Knob(int, "linear warm-up from lr/1000 before the schedule", low=0),
+    "label_smoothing": Knob(float, "label smoothing of the cross-entropy loss", low=0, high=1, high_open=True),
+    "grad_clip": Knob(float, "max gradient norm; 0 = off", low=0),
+    "accumulation": Knob(int, "batches whose gradients add up to one optimizer step", low=1),
+    "swa_start": Knob(int, "epoch from which SWA averages the weights (torch.optim.swa_utils); 0 = off", low=0),
+    "swa_lr": Knob(float, "constant lr during SWA", low=0, low_open=True, only_when=when_positive("swa_start")),
+    "ema_decay": Knob(float, "EMA of the weights, updated every step; 0 = off", low=0, high=1, high_open=True,
+                      only_when=Condition("swa_start", lambda v: v == 0, "swa_start = 0")),
+    "head_epochs": Knob(int, "two-phase fine-tuning: epochs training only the head (last Linear); 0 = off",
+                        low=0),
+    "head_lr": Knob(float, "lr of the head-only phase", low=0, low_open=True,
+                    only_when=when_positive("head_epochs")),
+    "crop_padding": Knob(int, "random crop after zero padding by this many pixels; 0 = off", low=0),
+    "rrc_scale_min": Knob(float, "RandomResizedCrop: smallest area fraction; 1 = off", low=0, low_open=True,
+                          high=1),
+    "rrc_ratio_max": Knob(float, "RandomResizedCrop: aspect ratios in [1/r, r]", low=1,
+                          only_when=Condition("rrc_scale_min", lambda v: v < 1, "rrc_scale_min < 1")),
+    "hflip": Knob(float, "probability of a horizontal flip", low=0, high=1),
+    "rotation": Knob(float, "random rotation in [-r, r] degrees", low=0, high=180),
     "jitter": Knob(float, "colour-jitter strength s: brightness/contrast/saturation 0.4s, hue 0.1s; 0 = off",
                    low=0, high=MAX_JITTER),
-    "label_smoothing": Knob(float, "label smoothing of the cross-entropy loss", low=0, high=1, high_open=True),
 }
 assert list(KNOBS) == [f.name for f in dataclasses.fields(Hyperparams)], "every hyperparameter needs a knob"
+assert all(k.only_when is None or list(KNOBS).index(k.only_when.other) < list(KNOBS).index(name)
+           for name, k in KNOBS.items()), "a condition must be decided before the knob it guards"
 
 
 @dataclass(frozen=True)
@@ -136,7 +189,7 @@ class SearchSpace:
 
     def applies(self, name: str, decided: Mapping[str, Any]) -> bool:
         condition = KNOBS[name].only_when
-        return condition is None or decided[condition[0]] in condition[1]
+        return condition is None or condition.test(decided[condition.other])
 
     def suggest(self, trial) -> Hyperparams:
         """Sample this trial's hyperparameters (conditional ones only where they apply)."""
@@ -178,7 +231,7 @@ class SearchSpace:
         lines = []
         for name, p in self.params.items():
             condition = KNOBS[name].only_when
-            when = f"  (only when {condition[0]} in {', '.join(condition[1])})" if condition else ""
+            when = f"  (only when {condition.text})" if condition else ""
             if isinstance(p, Fixed):
                 lines.append(f"{name:16s} fixed  {p.value!r}")
             elif isinstance(p, Choice):
@@ -213,10 +266,10 @@ def parse_search(raw: Any, source: str) -> SearchSpace:
                         + ", ".join(KNOBS) + " with a range or choices")
     for name in space.searched:
         condition = KNOBS[name].only_when
-        if condition and isinstance(params[condition[0]], Fixed) and params[condition[0]].value not in condition[1]:
+        other = params[condition.other] if condition else None
+        if isinstance(other, Fixed) and not condition.test(other.value):
             raise SpecError(source, f"search.{name}", f"is searched but never sampled: it applies only when "
-                            f"{condition[0]} is one of {', '.join(condition[1])}, and {condition[0]} is fixed "
-                            f"to {params[condition[0]].value!r}")
+                            f"{condition.text}, and {condition.other} is fixed to {other.value!r}")
     return space
 
 

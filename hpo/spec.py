@@ -23,8 +23,10 @@ from hpo.pruners import PRUNERS, RESERVED as PRUNER_RESERVED
 from hpo.registry import Registry
 from hpo.samplers import SAMPLERS, RESERVED as SAMPLER_RESERVED
 from hpo.space import SearchSpace, check_enqueued, parse_search
+from data.splits import NORMALIZATIONS
 from models import DATA_ARGUMENTS, MODELS
 
+NORMALIZE_CHOICES = ("auto", "measured", *NORMALIZATIONS)
 METRICS = {"val_accuracy": "maximize", "val_loss": "minimize"}  # metric -> its natural direction
 DIRECTIONS = ("maximize", "minimize")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
@@ -37,6 +39,7 @@ class DataSpec:
     val_fraction: float = 0.2  # of the train part, held out to score trials
     test_fraction: float = 0.2  # of the whole set, when it has no test part of its own
     split_seed: int = 0  # fixes the splits independently of the study seed
+    normalize: str = "auto"  # auto, measured, imagenet or half (data/splits.py)
     args: Mapping[str, Any] = field(default_factory=dict)  # the data set loader's own arguments
 
 
@@ -48,7 +51,15 @@ class ModelSpec:
 
 @dataclass(frozen=True)
 class RetrainSpec:
-    epochs: int
+    epochs: tuple[int, ...]  # one retrain run per budget (write-up 000: 50, 100, 600)
+    checkpoint_every: int = 0  # save the training state every N epochs (0 = never)
+    keep_best: bool = False  # end with the weights of the best validation epoch
+    early_stopping: int = 0  # stop after N epochs without a better validation score (0 = never)
+
+    @property
+    def monitors_validation(self) -> bool:
+        """keep_best and early stopping need a validation split, so the retrain then trains on train only."""
+        return self.keep_best or self.early_stopping > 0
 
 
 @dataclass(frozen=True)
@@ -161,7 +172,7 @@ def parse_study(raw: dict, source: str) -> StudySpec:
     spec = StudySpec(
         name=name, seed=seed, metric=metric, direction=direction, device=device,
         data=_parse_data(raw.get("data"), source),
-        model=_parse_component(raw.get("model"), MODELS, DATA_ARGUMENTS, source, "model", default=None),
+        model=_parse_model(raw.get("model"), source),
         budget=budget, search=search,
         sampler=_parse_component(raw.get("sampler"), SAMPLERS, SAMPLER_RESERVED, source, "sampler", default="tpe"),
         pruner=_parse_component(raw.get("pruner"), PRUNERS, PRUNER_RESERVED, source, "pruner", default="median"),
@@ -179,7 +190,7 @@ def _parse_data(raw: Any, source: str) -> DataSpec:
     if raw is None:
         raise SpecError(source, "data", f"is missing; give at least data.name, one of {', '.join(DATASETS.names())}")
     raw = _mapping({"name": raw} if isinstance(raw, str) else raw, source, "data")
-    common = ("name", "val_fraction", "test_fraction", "split_seed")
+    common = ("name", "val_fraction", "test_fraction", "split_seed", "normalize")
     component = _parse_component({k: v for k, v in raw.items() if k not in common[1:]}, DATASETS, (),
                                  source, "data", default=None)
     return DataSpec(
@@ -187,7 +198,22 @@ def _parse_data(raw: Any, source: str) -> DataSpec:
         val_fraction=_fraction(raw.get("val_fraction", 0.2), source, "data.val_fraction"),
         test_fraction=_fraction(raw.get("test_fraction", 0.2), source, "data.test_fraction"),
         split_seed=_int(raw.get("split_seed", 0), source, "data.split_seed", low=0),
+        normalize=_choice(raw.get("normalize", "auto"), NORMALIZE_CHOICES, source, "data.normalize"),
         args=component.args)
+
+
+def _parse_model(raw: Any, source: str) -> ModelSpec:
+    """A registered model and its arguments, plus ``pretrained``: a local weights file (never downloaded)."""
+    raw = {"name": raw} if isinstance(raw, str) else raw
+    pretrained = raw.get("pretrained") if isinstance(raw, dict) else None
+    rest = {k: v for k, v in raw.items() if k != "pretrained"} if isinstance(raw, dict) else raw
+    component = _parse_component(rest, MODELS, DATA_ARGUMENTS, source, "model", default=None)
+    if pretrained is None:
+        return ModelSpec(component.name, component.args)
+    if not isinstance(pretrained, str) or not pretrained:
+        raise SpecError(source, "model.pretrained", f"must be the path of a local weights file, got {pretrained!r}")
+    # The file itself is checked when the model is built (hpo run), so a study file validates anywhere.
+    return ModelSpec(component.name, {**component.args, "pretrained": str(Path(pretrained).expanduser())})
 
 
 def _parse_budget(raw: Any, source: str) -> BudgetSpec:
@@ -195,7 +221,12 @@ def _parse_budget(raw: Any, source: str) -> BudgetSpec:
     _no_unknown(raw, ("trials", "epochs", "timeout_s", "retrain"), source, "budget")
     epochs = _int(raw.get("epochs", 10), source, "budget.epochs", low=1)
     retrain = _mapping(raw.get("retrain") or {}, source, "budget.retrain")
-    _no_unknown(retrain, ("epochs",), source, "budget.retrain")
+    _no_unknown(retrain, ("epochs", "checkpoint_every", "keep_best", "early_stopping"), source, "budget.retrain")
+    retrain_epochs = retrain.get("epochs", epochs)
+    retrain_epochs = retrain_epochs if isinstance(retrain_epochs, list) and retrain_epochs else [retrain_epochs]
+    keep_best = retrain.get("keep_best", False)
+    if not isinstance(keep_best, bool):
+        raise SpecError(source, "budget.retrain.keep_best", f"must be true or false, got {keep_best!r}")
     timeout_s = raw.get("timeout_s")
     if timeout_s is not None and (isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float))
                                   or timeout_s <= 0):
@@ -203,7 +234,11 @@ def _parse_budget(raw: Any, source: str) -> BudgetSpec:
     return BudgetSpec(
         trials=_int(raw.get("trials", 20), source, "budget.trials", low=1),
         epochs=epochs,
-        retrain=RetrainSpec(_int(retrain.get("epochs", epochs), source, "budget.retrain.epochs", low=1)),
+        retrain=RetrainSpec(
+            epochs=tuple(_int(e, source, "budget.retrain.epochs", low=1) for e in retrain_epochs),
+            checkpoint_every=_int(retrain.get("checkpoint_every", 0), source, "budget.retrain.checkpoint_every", low=0),
+            keep_best=keep_best,
+            early_stopping=_int(retrain.get("early_stopping", 0), source, "budget.retrain.early_stopping", low=0)),
         timeout_s=None if timeout_s is None else float(timeout_s))
 
 
@@ -281,6 +316,12 @@ def _no_unknown(raw: dict, allowed, source: str, parent: str) -> None:
 def _int(value: Any, source: str, field: str, low: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < low:
         raise SpecError(source, field, f"must be an integer >= {low}, got {value!r}")
+    return value
+
+
+def _choice(value: Any, allowed, source: str, field: str) -> Any:
+    if value not in allowed:
+        raise SpecError(source, field, f"must be one of {', '.join(map(str, allowed))}, got {value!r}")
     return value
 
 

@@ -65,7 +65,7 @@ class RunLog:
     def log_epoch(self, result) -> None:
         """Per-epoch metrics of a :class:`hpo.trainer.EpochResult`, at step = epoch."""
         self.log_metrics({"train_loss": result.train_loss, "val_loss": result.val_loss,
-                          "val_accuracy": result.val_accuracy, "lr": result.lr,
+                          "val_accuracy": result.val_accuracy, "val_top5": result.val_top5, "lr": result.lr,
                           "epoch_time_s": result.epoch_time_s}, step=result.epoch)
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
@@ -158,12 +158,25 @@ class Tracker:
                        parent_run_id=parent_run_id) as run:
             yield run
 
-    def log_checkpoint(self, run: RunLog, checkpoint: dict) -> None:
+    def log_checkpoint(self, run: RunLog, checkpoint: dict, artifact: str = CHECKPOINT_ARTIFACT) -> None:
         import torch
         with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / Path(CHECKPOINT_ARTIFACT).name
+            path = Path(tmp) / Path(artifact).name
             torch.save(checkpoint, path)
-            run.log_artifact(path, str(Path(CHECKPOINT_ARTIFACT).parent))
+            run.log_artifact(path, str(Path(artifact).parent))
+
+    def close_orphaned_runs(self, study: optuna.Study) -> int:
+        """Runs of trials whose worker died (Optuna failed them after their heartbeat stopped) still show
+        RUNNING in MLflow; mark them FAILED too. Returns how many."""
+        closed = 0
+        for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.FAIL,)):
+            run_id = trial.user_attrs.get("mlflow_run_id")
+            if run_id and self.client.get_run(run_id).info.status == "RUNNING":
+                RunLog(self.client, run_id).set_tags({"hpo.state": "FAILED",
+                                                      "hpo.error": "its worker stopped (no heartbeat)"})
+                self.client.set_terminated(run_id, "FAILED")
+                closed += 1
+        return closed
 
     def runs(self, role: str, extra_filter: str = "") -> list:
         query = f"tags.`hpo.role` = '{role}'" + (f" and {extra_filter}" if extra_filter else "")

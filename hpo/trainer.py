@@ -13,6 +13,7 @@ epoch, so the step never waits for the host.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import random
 import time
 from dataclasses import dataclass
@@ -21,10 +22,11 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 import torch.nn as nn
+from torch.optim.swa_utils import SWALR, AveragedModel, get_ema_multi_avg_fn, update_bn
 
 from data.batches import steps_per_epoch, training_batches
 from data.images import LabelledImages
-from data.transforms import color_jitter, normalize, to_float
+from data.transforms import Augmentation, normalize, to_float
 from hpo.optim import OPTIMIZERS, SCHEDULERS
 from hpo.space import Hyperparams
 
@@ -39,6 +41,7 @@ class EpochResult:
     epoch_time_s: float  # training and validation
     val_loss: float | None = None
     val_accuracy: float | None = None
+    val_top5: float | None = None
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,7 @@ class Evaluation:
     loss: float
     accuracy: float
     n_images: int
+    top5: float | None = None  # with more than 5 classes
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -72,41 +76,103 @@ def autocast(device: torch.device):
     return contextlib.nullcontext()
 
 
+def head_of(model: nn.Module) -> nn.Module:
+    """The classifier head: the model's last ``nn.Linear`` (``fc`` of a torchvision ResNet)."""
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise ValueError(f"{type(model).__name__} has no nn.Linear head to fine-tune first")
+    return linears[-1]
+
+
+def set_trainable(model: nn.Module, head_only: bool) -> list[nn.Parameter]:
+    head = set(head_of(model).parameters()) if head_only else None
+    for p in model.parameters():
+        p.requires_grad_(head is None or p in head)
+    return [p for p in model.parameters() if p.requires_grad]
+
+
+def build_schedule(optimizer, hp: Hyperparams, total_steps: int, warmup_steps: int):
+    """The study's schedule over ``total_steps``, after a linear warm-up of ``warmup_steps``."""
+    if warmup_steps <= 0 or warmup_steps >= total_steps:
+        return SCHEDULERS.get(hp.scheduler)(optimizer, hp, total_steps)
+    warmup = torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=1e-3, end_factor=1.0, total_iters=warmup_steps)
+    main = SCHEDULERS.get(hp.scheduler)(optimizer, hp, total_steps - warmup_steps)
+    return torch.optim.lr_scheduler.SequentialLR(optimizer, [warmup, main], milestones=[warmup_steps])
+
+
 def fit(model: nn.Module, train: LabelledImages, hp: Hyperparams, epochs: int, *,
         mean: Sequence[float], std: Sequence[float], device: torch.device, seed: int,
         val: LabelledImages | None = None) -> Iterator[EpochResult]:
+    """Train ``model`` in place for ``epochs``, yielding after each; ``model`` ends with the final weights
+    (the SWA or EMA average when those are on)."""
     model.to(device)
     train = train.to(device)
     val = val.to(device) if val is not None else None
     generator = torch.Generator(device=device).manual_seed(seed)  # shuffling and augmentation
-
-    optimizer = OPTIMIZERS.get(hp.optimizer)(model.parameters(), hp)
-    total_steps = epochs * steps_per_epoch(len(train), hp.batch_size)
-    scheduler = SCHEDULERS.get(hp.scheduler)(optimizer, hp, total_steps)
+    augment = Augmentation(hp.crop_padding, hp.rrc_scale_min, hp.rrc_ratio_max, hp.hflip, hp.rotation, hp.jitter)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=hp.label_smoothing)
+    steps = max(1, steps_per_epoch(len(train), hp.batch_size) // hp.accumulation)  # optimizer steps per epoch
+    head_epochs = min(hp.head_epochs, epochs)
+    ema = (AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(hp.ema_decay), use_buffers=True)
+           if hp.ema_decay > 0 else None)
+    swa = AveragedModel(model) if 0 < hp.swa_start <= epochs else None
 
     for epoch in range(1, epochs + 1):
         started = time.perf_counter()
+        # Two-phase fine-tuning: the head alone at head_lr first, then every layer at lr, each phase
+        # with its own optimizer and schedule.
+        if epoch == 1 or epoch == head_epochs + 1:
+            head_only = epoch <= head_epochs
+            params = set_trainable(model, head_only)
+            phase_hp = dataclasses.replace(hp, lr=hp.head_lr) if head_only else hp
+            phase_epochs = head_epochs if head_only else epochs - head_epochs
+            optimizer = OPTIMIZERS.get(phase_hp.optimizer)(params, phase_hp)
+            scheduler = build_schedule(optimizer, phase_hp, phase_epochs * steps, hp.warmup_epochs * steps)
+        if swa is not None and epoch == hp.swa_start:  # SWA: anneal to a constant swa_lr over one epoch
+            scheduler = SWALR(optimizer, swa_lr=hp.swa_lr, anneal_epochs=steps)
+
         model.train()
         loss_sum = torch.zeros((), device=device)
         seen = 0
-        for images, labels in training_batches(train, hp.batch_size, generator):
-            x = normalize(color_jitter(to_float(images), hp.jitter, generator), mean, std)
+        batches = training_batches(train, hp.batch_size, generator, limit=steps * hp.accumulation)
+        for batch_index, (images, labels) in enumerate(batches, start=1):
+            x = normalize(augment(to_float(images), generator), mean, std)
             with autocast(device):
                 loss = loss_fn(model(x), labels)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
+            (loss / hp.accumulation).backward()
             loss_sum += loss.detach().float() * len(labels)
             seen += len(labels)
+            if batch_index % hp.accumulation:
+                continue  # gradients of several batches add up to one step
+            if hp.grad_clip > 0:
+                nn.utils.clip_grad_norm_(params, hp.grad_clip)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            scheduler.step()
+            if ema is not None:
+                ema.update_parameters(model)
+
+        if swa is not None and epoch >= hp.swa_start:
+            swa.update_parameters(model)
+        if epoch == epochs and swa is not None:  # the averaged weights need BatchNorm statistics of their own
+            update_bn(normalized_batches(train, mean, std), swa, device=device)
+            model.load_state_dict(swa.module.state_dict())
+        if epoch == epochs and ema is not None:
+            model.load_state_dict(ema.module.state_dict())
 
         train_loss = (loss_sum / seen).item()  # the epoch's one host sync
-        scores = evaluate(model, val, mean=mean, std=std, device=device) if val is not None else None
+        scored = ema.module if ema is not None else model
+        scores = evaluate(scored, val, mean=mean, std=std, device=device) if val is not None else None
         yield EpochResult(
             epoch=epoch, train_loss=train_loss, lr=optimizer.param_groups[0]["lr"],
             epoch_time_s=time.perf_counter() - started,
-            val_loss=scores.loss if scores else None, val_accuracy=scores.accuracy if scores else None)
+            val_loss=scores.loss if scores else None, val_accuracy=scores.accuracy if scores else None,
+            val_top5=scores.top5 if scores else None)
+
+
+def normalized_batches(part: LabelledImages, mean, std) -> Iterator[torch.Tensor]:
+    for start in range(0, len(part), EVAL_BATCH_SIZE):
+        yield normalize(to_float(part.images[start:start + EVAL_BATCH_SIZE]), mean, std)
 
 
 @torch.no_grad()
@@ -129,4 +195,7 @@ def evaluate(model: nn.Module, part: LabelledImages, *, mean: Sequence[float], s
     labels = part.labels.to(device)
     loss = nn.functional.cross_entropy(logits, labels).item()
     accuracy = (logits.argmax(dim=1) == labels).float().mean().item()
-    return Evaluation(loss=loss, accuracy=accuracy, n_images=len(part))
+    top5 = None
+    if logits.shape[1] > 5:
+        top5 = (logits.topk(5, dim=1).indices == labels[:, None]).any(dim=1).float().mean().item()
+    return Evaluation(loss=loss, accuracy=accuracy, n_images=len(part), top5=top5)
