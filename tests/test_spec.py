@@ -13,7 +13,7 @@ from hpo.spec import apply_overrides, load_study, parse_study
 def test_defaults():
     spec = parse_study({"name": "d", "data": "digits", "model": "mlp", "search": {"lr": [0.1, 0.01]}}, "x.yaml")
     assert (spec.seed, spec.metric, spec.direction, spec.device) == (0, "val_accuracy", "maximize", "auto")
-    assert (spec.budget.trials, spec.budget.epochs, spec.budget.retrain.epochs) == (20, 10, 10)
+    assert (spec.budget.trials, spec.budget.epochs, spec.budget.retrain.epochs) == (20, 10, (10,))
     assert (spec.sampler.name, spec.pruner.name) == ("tpe", "median")
     assert spec.data.name == "digits" and spec.data.val_fraction == 0.2
     minimize = parse_study({"name": "d", "data": "digits", "model": "mlp", "metric": "val_loss",

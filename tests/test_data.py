@@ -1,0 +1,103 @@
+"""Every data set loads from data written in its real on-disk format."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from PIL import Image
+
+from datagen import write_cifar, write_image_folder
+from data.splits import load_splits
+from hpo.errors import UserError
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("HPO_CACHE", str(tmp_path / "cache"))
+
+
+@pytest.mark.parametrize("classes", [10, 100])
+def test_cifar_in_torchvisions_format(tmp_path, classes):
+    write_cifar(tmp_path, classes, per_class_train=12, per_class_test=3)
+    name = "cifar10" if classes == 10 else "cifar100"
+    splits = load_splits(name, {"root": str(tmp_path)}, val_fraction=0.25, test_fraction=0.2, split_seed=0)
+    assert len(splits.test) == 3 * classes and len(splits.train) + len(splits.val) == 12 * classes
+    assert splits.train.images.dtype == torch.uint8 and splits.train.images.shape[1:] == (3, 32, 32)
+    assert splits.num_classes == classes and splits.class_names[1] in ("class1", "class001")
+    assert splits.mean[0] == pytest.approx(0.4914 if classes == 10 else 0.5071)  # the published statistics
+
+
+def test_cifar_missing_root_is_a_clear_error(tmp_path):
+    with pytest.raises(UserError, match=r"no cifar10 under .*cifar-10-batches-py"):
+        load_splits("cifar10", {"root": str(tmp_path)}, 0.1, 0.2, 0)
+
+
+def test_cifar10_as_image_folders(tmp_path):
+    classes = ["airplane", "automobile", "bird"]
+    write_image_folder(tmp_path / "train", classes, 10, suffix=".jpg")
+    write_image_folder(tmp_path / "test", classes, 4, suffix=".jpg")
+    splits = load_splits("cifar10", {"root": str(tmp_path)}, 0.2, 0.2, 0)
+    assert splits.class_names == tuple(classes) and len(splits.test) == 12 and len(splits.val) == 6
+
+
+def test_folder_one_tree_any_size_rgb(tmp_path):
+    write_image_folder(tmp_path, ["cats", "dogs"], 10, sizes=((40, 30), (64, 48), (50, 50)))
+    splits = load_splits("folder", {"root": str(tmp_path)}, 0.25, 0.2, 0)
+    assert splits.class_names == ("cats", "dogs")
+    assert splits.channels == 3 and splits.image_size[0] == splits.image_size[1]  # resized to a square
+    assert len(splits.train) + len(splits.val) + len(splits.test) == 20
+    sized = load_splits("folder", {"root": str(tmp_path), "size": 24}, 0.25, 0.2, 0)
+    assert sized.image_size == (24, 24)
+
+
+def test_folder_grayscale_kept_or_expanded(tmp_path):
+    write_image_folder(tmp_path / "train", ["a", "b", "c"], 8, sizes=((20, 20),), mode="L", suffix=".jpg")
+    write_image_folder(tmp_path / "test", ["a", "b", "c"], 2, sizes=((20, 20),), mode="L", suffix=".jpg")
+    gray = load_splits("folder", {"root": str(tmp_path)}, 0.25, 0.2, 0)
+    assert gray.channels == 1 and gray.image_size == (20, 20) and len(gray.mean) == 1
+    rgb = load_splits("folder", {"root": str(tmp_path), "channels": 3}, 0.25, 0.2, 0)
+    assert rgb.channels == 3 and torch.equal(rgb.train.images[:, 0], rgb.train.images[:, 2])
+
+
+def test_folder_corrupt_file_error_or_skip(tmp_path):
+    write_image_folder(tmp_path, ["a", "b"], 6)
+    bad = tmp_path / "a" / "broken.png"
+    bad.write_bytes(b"not a png at all")
+    with pytest.raises(UserError, match=r"broken.png: not a readable image .*skip_bad_files"):
+        load_splits("folder", {"root": str(tmp_path)}, 0.25, 0.2, 0)
+    with pytest.warns(UserWarning, match="skipping .*broken.png"):
+        splits = load_splits("folder", {"root": str(tmp_path), "skip_bad_files": True}, 0.25, 0.2, 0)
+    assert len(splits.train) + len(splits.val) + len(splits.test) == 12
+
+
+def test_folder_decodes_once_then_reads_the_cache(tmp_path, capsys):
+    write_image_folder(tmp_path / "data", ["a", "b"], 5)
+    first = load_splits("folder", {"root": str(tmp_path / "data")}, 0.2, 0.2, 0)
+    assert "decoding 10 images" in capsys.readouterr().err
+    assert len(list((tmp_path / "cache").glob("folder-*.pt"))) == 1
+    second = load_splits("folder", {"root": str(tmp_path / "data")}, 0.2, 0.2, 0)
+    assert "decoding" not in capsys.readouterr().err
+    assert torch.equal(first.train.images, second.train.images)
+    Image.new("RGB", (32, 32)).save(tmp_path / "data" / "a" / "new.png")  # the cache follows the files
+    third = load_splits("folder", {"root": str(tmp_path / "data")}, 0.2, 0.2, 0)
+    assert len(third.train) + len(third.val) + len(third.test) == 11
+
+
+def test_imagenet_layout(tmp_path):
+    wnids = ["n01440764", "n01443537", "n01484850"]
+    write_image_folder(tmp_path / "train", wnids, 8, sizes=((48, 40),), suffix=".JPEG")
+    write_image_folder(tmp_path / "val", wnids, 3, sizes=((40, 56),), suffix=".JPEG")
+    splits = load_splits("imagenet", {"root": str(tmp_path), "size": 32}, 0.25, 0.2, 0)
+    assert splits.class_names == tuple(wnids)
+    assert len(splits.test) == 9, "ImageNet's val folder is the held-out test split"
+    assert splits.image_size == (32, 32) and splits.mean == (0.485, 0.456, 0.406)
+
+
+def test_normalize_choices(tmp_path):
+    write_image_folder(tmp_path, ["a", "b"], 6)
+    half = load_splits("folder", {"root": str(tmp_path)}, 0.25, 0.2, 0, normalize="half")
+    assert half.mean == (0.5, 0.5, 0.5) and half.std == (0.5, 0.5, 0.5)
+    measured = load_splits("folder", {"root": str(tmp_path)}, 0.25, 0.2, 0, normalize="measured")
+    pixels = measured.train.images.double() / 255
+    assert measured.mean[1] == pytest.approx(pixels[:, 1].mean().item())
+    assert measured.std[1] == pytest.approx(pixels[:, 1].std().item(), rel=1e-3)

@@ -1,0 +1,81 @@
+"""Training features on real digits: each still learns, and does what it says."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from data.splits import load_splits
+from data.transforms import Augmentation
+from hpo.space import Hyperparams
+from hpo.trainer import fit, head_of, seed_everything
+from models import create_model
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(scope="module")
+def splits():
+    return load_splits("digits", {}, 0.2, 0.2, 0)
+
+
+def run(splits, epochs=3, **changes):
+    seed_everything(0)
+    model = create_model("digits_cnn", num_classes=10, in_channels=1, image_size=(8, 8), width=8)
+    hp = Hyperparams(lr=3e-3, **changes)
+    results = list(fit(model, splits.train, hp, epochs, mean=splits.mean, std=splits.std, device=CPU, seed=0,
+                       val=splits.val))
+    return model, results
+
+
+@pytest.mark.parametrize("changes", [
+    {"warmup_epochs": 1, "scheduler": "cosine"}, {"warmup_epochs": 1, "scheduler": "onecycle"},
+    {"grad_clip": 0.5}, {"accumulation": 3}, {"swa_start": 2, "swa_lr": 1e-3}, {"ema_decay": 0.9},
+    {"crop_padding": 1, "hflip": 0.5}, {"rrc_scale_min": 0.5, "rotation": 10.0}, {"jitter": 0.4},
+])
+def test_feature_still_learns(splits, changes):
+    _, results = run(splits, **changes)
+    assert all(math.isfinite(r.train_loss) for r in results)
+    assert results[-1].val_accuracy > 0.5, results[-1]  # chance is 0.1
+    assert results[-1].val_top5 >= results[-1].val_accuracy
+
+
+def test_head_phase_trains_only_the_head(splits):
+    seed_everything(0)
+    model = create_model("digits_cnn", num_classes=10, in_channels=1, image_size=(8, 8), width=8)
+    body = [p.detach().clone() for p in model[0].parameters()]
+    head = head_of(model).weight.detach().clone()
+    steps = fit(model, splits.train, Hyperparams(head_epochs=1, head_lr=1e-2), 2, mean=splits.mean, std=splits.std,
+                device=CPU, seed=0, val=splits.val)
+    next(steps)  # after the head-only epoch
+    assert all(torch.equal(a, b) for a, b in zip(body, model[0].parameters()))
+    assert not torch.equal(head, head_of(model).weight)
+    next(steps)  # after a full epoch
+    assert not all(torch.equal(a, b) for a, b in zip(body, model[0].parameters()))
+
+
+def test_swa_and_ema_end_with_averaged_weights(splits):
+    plain, _ = run(splits, epochs=3)
+    swa, _ = run(splits, epochs=3, swa_start=2, swa_lr=1e-3)
+    ema, _ = run(splits, epochs=3, ema_decay=0.9)
+    first = lambda m: m[0][0].weight  # noqa: E731
+    assert not torch.equal(first(plain), first(swa)) and not torch.equal(first(plain), first(ema))
+
+
+def test_accumulation_takes_fewer_optimizer_steps(splits):
+    _, plain = run(splits, epochs=1, scheduler="cosine")
+    _, accumulated = run(splits, epochs=1, scheduler="cosine", accumulation=4)
+    assert plain[-1].lr == pytest.approx(0.0, abs=1e-9) and accumulated[-1].lr == pytest.approx(0.0, abs=1e-9)
+
+
+def test_crop_with_padding_shifts_whole_pixels():
+    x = torch.rand(16, 3, 8, 8)
+    out = Augmentation(crop_padding=2)(x, torch.Generator().manual_seed(0))
+    padded = torch.nn.functional.pad(x, (2, 2, 2, 2))
+    for i in range(16):
+        assert any(torch.allclose(out[i], padded[i, :, 2 + dy:10 + dy, 2 + dx:10 + dx], atol=1e-6)
+                   for dy in range(-2, 3) for dx in range(-2, 3))
+    flipped = Augmentation(hflip=1.0)(x, torch.Generator().manual_seed(0))
+    assert torch.allclose(flipped, x.flip(-1), atol=1e-6)
