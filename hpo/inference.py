@@ -45,8 +45,8 @@ def read_image(path: str | Path, channels: int, image_size) -> torch.Tensor:
         image = decode_image(str(path), mode=mode)
     except (RuntimeError, ValueError):
         raise UserError(f"{path}: cannot be read as an image (JPEG, PNG, WebP or GIF)") from None
-    if tuple(image.shape[1:]) != tuple(image_size):
-        image = F.resize(image, list(image_size), antialias=True)
+    if tuple(image.shape[1:]) != tuple(image_size):  # as data/folder.py: shorter side, then the centre
+        image = F.center_crop(F.resize(image, min(image_size), antialias=True), list(image_size))
     return image
 
 

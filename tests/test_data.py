@@ -101,3 +101,19 @@ def test_normalize_choices(tmp_path):
     pixels = measured.train.images.double() / 255
     assert measured.mean[1] == pytest.approx(pixels[:, 1].mean().item())
     assert measured.std[1] == pytest.approx(pixels[:, 1].std().item(), rel=1e-3)
+
+
+def test_hpo_run_on_an_unseen_grayscale_folder(tmp_path):
+    """A folder nobody here has seen: grayscale, mixed sizes, one tree: the study runs and reports accuracy."""
+    from conftest import hpo, write_study
+
+    write_image_folder(tmp_path / "scans", ["benign", "malignant", "normal"], 12,
+                       sizes=((30, 24), (24, 30), (28, 28)), mode="L", suffix=".png")
+    study = {"name": "scans", "data": {"name": "folder", "root": str(tmp_path / "scans"), "size": 16,
+                                       "val_fraction": 0.25, "test_fraction": 0.25},
+             "model": {"name": "digits_cnn", "width": 8},
+             "budget": {"trials": 2, "epochs": 2, "retrain": {"epochs": 2}},
+             "search": {"lr": {"low": 1e-3, "high": 1e-2, "log": True}}}
+    result = hpo("run", str(write_study(tmp_path, study)), cwd=tmp_path)
+    assert "(20 train / 7 val / 9 test)" in result.stdout
+    assert "test_accuracy" in result.stdout
