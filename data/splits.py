@@ -9,6 +9,7 @@ the same data shares one test split.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -41,6 +42,11 @@ class Splits:
 
     def train_and_val(self) -> LabelledImages:
         return LabelledImages.concat([self.train, self.val])
+
+    def to(self, device) -> "Splits":
+        """Every split on ``device``, once: on a GPU every trial then reads its batches from there."""
+        return dataclasses.replace(self, train=self.train.to(device), val=self.val.to(device),
+                                   test=self.test.to(device))
 
 
 def stratified_split(part: LabelledImages, fraction: float, seed: int) -> tuple[LabelledImages, LabelledImages]:

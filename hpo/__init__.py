@@ -11,3 +11,5 @@ import warnings
 
 # Optuna marks heartbeats and multivariate TPE "experimental"; we use them knowingly, users need not see it.
 warnings.filterwarnings("ignore", message=r".*is an experimental feature")
+# hpo.study records heartbeats itself around each trial it asks for (so workers can share a budget).
+warnings.filterwarnings("ignore", message=r"Heartbeat of storage is supposed to be used with Study.optimize")

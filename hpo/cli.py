@@ -78,13 +78,20 @@ def build_parser() -> argparse.ArgumentParser:
                "  hpo run studies/digits.yaml\n"
                "  hpo run studies/digits.yaml --trials 40            # 40 finished trials in total\n"
                "  hpo run studies/digits.yaml --set budget.epochs=5 --set sampler.name=random\n"
-               "  hpo run studies/digits.yaml --storage sqlite:///other.db --no-retrain")
+               "  hpo run studies/digits.yaml --storage sqlite:///other.db --no-retrain\n"
+               "  hpo run studies/cifar10_resnet18.yaml --gpus 0,1 --trials-per-gpu 2   # 4 trials at once")
     run.add_argument("study_file", metavar="STUDY_FILE")
     _overrides(run)
     run.add_argument("--trials", type=int, metavar="N",
                      help="finished trials in total, counting earlier runs (= --set budget.trials=N)")
     run.add_argument("--timeout", type=float, metavar="SECONDS", help="stop starting trials after this long")
     run.add_argument("--no-retrain", action="store_true", help="search only")
+    run.add_argument("--gpus", metavar="LIST", help="run trials in parallel, one worker process per GPU slot: "
+                                                     "e.g. 0,1 (or cpu, to run the workers on the CPU)")
+    run.add_argument("--trials-per-gpu", type=int, default=1, metavar="K",
+                     help="workers per GPU in --gpus, for models too small to fill one (default: 1)")
+    run.add_argument("--worker-of", metavar="RUN_ID", help=argparse.SUPPRESS)  # set by the parent of workers
+    run.add_argument("--worker-threads", type=int, help=argparse.SUPPRESS)
     _device(run)
     _stores(run)
 
@@ -218,26 +225,45 @@ def cmd_run(args) -> int:
         overrides.append(f"budget.timeout_s={args.timeout}")
     spec = load_study(args.study_file, overrides)  # everything is validated before any store is touched
 
+    import torch
+
     from hpo.retrain import retrain_best_trial
-    from hpo.study import count_finished, create_or_resume, open_storage, storage_url
+    from hpo.study import MAX_FAILURES_IN_A_ROW, count_finished, create_or_resume, open_storage, run_search, \
+        storage_url
     from hpo.tracking import Tracker
     from hpo.trainer import resolve_device
+    from hpo.workers import plan_workers, run_workers
 
-    device = resolve_device(args.device or spec.device)
-    splits = load_data(spec)
+    workers = plan_workers(args.gpus, args.trials_per_gpu, torch.cuda.device_count()) if args.gpus else []
+    device = resolve_device(workers[0] if workers else args.device or spec.device)
+    if args.worker_threads:
+        torch.set_num_threads(args.worker_threads)
+    splits = load_data(spec).to(device)
     storage = open_storage(storage_url(args.storage))
+    tracker = Tracker(spec.name, args.tracking_uri, args.artifacts)
+    if args.worker_of:  # one of several workers: search only, under the parent's MLflow run
+        from hpo.study import load_existing_study
+        study = load_existing_study(spec.name, storage)
+        healthy = run_search(spec, study, storage, splits, tracker, device, args.worker_of, print_line=_flush_print)
+        return 0 if healthy else EXIT_FAILED
+
     study = create_or_resume(spec, storage)
     study.set_user_attr("spec", dict(spec.raw))  # lets `hpo retrain NAME` rebuild the spec without the file
-    tracker = Tracker(spec.name, args.tracking_uri, args.artifacts)
     already = count_finished(study)
     print(f"study {spec.name!r}: {already} finished trials, budget {spec.budget.trials}; "
           f"{spec.model.name} on {spec.data.name} ({len(splits.train)} train / {len(splits.val)} val / "
-          f"{len(splits.test)} test) on {device}; storage {storage.url}, MLflow {tracker.uri}", flush=True)
+          f"{len(splits.test)} test) on {', '.join(workers) if workers else device}; storage {storage.url}, "
+          f"MLflow {tracker.uri}", flush=True)
     started = time.time()
     with tracker.study_run(spec, " ".join(sys.argv[1:]) or "hpo run") as parent:
         study.set_user_attr("mlflow_experiment_id", tracker.experiment_id)
-        from hpo.study import MAX_FAILURES_IN_A_ROW, run_search
-        healthy = run_search(spec, study, splits, tracker, device, parent.run_id, print_line=_flush_print)
+        if workers:
+            worker_args = [args.study_file, *[a for o in overrides for a in ("--set", o)], "--storage", storage.url,
+                           "--tracking-uri", tracker.uri, "--worker-of", parent.run_id]
+            healthy = all(code == 0 for code in run_workers(workers, worker_args, print_line=_flush_print))
+        else:
+            healthy = run_search(spec, study, storage, splits, tracker, device, parent.run_id,
+                                 print_line=_flush_print)
         tracker.close_orphaned_runs(study)
         summary = _counts(study)
         parent.log_metrics({f"n_{k.lower()}": v for k, v in summary.items()})

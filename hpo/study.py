@@ -6,8 +6,13 @@ Data path: spec -> ``SearchSpace.suggest`` (trial params) -> ``trainer.fit``
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import hashlib
 import math
 import os
+import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -148,41 +153,90 @@ class ProgressPrinter:
                    f"{duration:6.1f}s  [{done}/{self.spec.budget.trials} done, {time.time() - self.started:.0f}s]")
 
 
-class FailureLimit:
-    """Stop the search after ``limit`` failed trials in a row: the cause is likely not the hyperparameters."""
-
-    def __init__(self, limit: int):
-        self.limit, self.in_a_row = limit, 0
-
-    @property
-    def reached(self) -> bool:
-        return self.in_a_row >= self.limit
-
-    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        self.in_a_row = self.in_a_row + 1 if trial.state == TrialState.FAIL else 0
-        if self.reached:
-            study.stop()
+MAX_FAILURES_IN_A_ROW = 3  # then the cause is likely not the hyperparameters: stop and say so
 
 
-MAX_FAILURES_IN_A_ROW = 3
+def lock_path(storage_url: str, study_name: str) -> Path:
+    """The file that serialises claiming trials among the workers of one machine (in the temp folder)."""
+    if storage_url.startswith("sqlite:///"):  # the same database however its path is spelled
+        storage_url = "sqlite:///" + str(Path(storage_url[len("sqlite:///"):]).resolve())
+    digest = hashlib.sha256(f"{storage_url}\0{study_name}".encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / f"hpo-{study_name}-{digest}.lock"
 
 
-def run_search(spec, study: optuna.Study, splits, tracker, device, parent_run_id: str | None,
-               print_line: Callable[[str], None] = print) -> bool:
+@contextlib.contextmanager
+def claim_lock(path: Path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def claim_trial(study: optuna.Study, budget: int, lock: Path) -> optuna.Trial | None:
+    """A new trial, unless finished + running trials already reach the budget.
+
+    Counting and asking happen under one lock, so workers sharing the storage never start more
+    trials than the budget needs (Optuna's MaxTrialsCallback stops only after the fact)."""
+    with claim_lock(lock):
+        optuna.storages.fail_stale_trials(study)  # trials of a worker that died stop counting as running
+        taken = len(study.get_trials(deepcopy=False, states=(*FINISHED, TrialState.RUNNING)))
+        return study.ask() if taken < budget else None
+
+
+@contextlib.contextmanager
+def heartbeat(storage, trial: optuna.Trial):
+    """Record the trial's heartbeat while it runs, so a killed worker's trial is failed later, not left RUNNING."""
+    stop = threading.Event()
+
+    def beat():
+        while not stop.wait(HEARTBEAT_S):
+            storage.record_heartbeat(trial._trial_id)
+
+    storage.record_heartbeat(trial._trial_id)
+    thread = threading.Thread(target=beat, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+def run_search(spec, study: optuna.Study, storage: optuna.storages.RDBStorage, splits, tracker, device,
+               parent_run_id: str | None, print_line: Callable[[str], None] = print) -> bool:
     """Run trials until ``spec.budget.trials`` have finished (COMPLETE or PRUNED) in total, or the timeout.
 
-    A failed trial is recorded and the search goes on; it does not count towards the budget. Returns
-    False if the search stopped because ``MAX_FAILURES_IN_A_ROW`` trials failed one after another.
+    Several workers may run this on one storage at once (``--gpus``); together they finish exactly the
+    budget. A failed trial is recorded as FAILED and the search goes on; it does not count towards the
+    budget. Returns False if ``MAX_FAILURES_IN_A_ROW`` trials of this worker failed one after another.
     """
     if count_finished(study) >= spec.budget.trials:
         print_line(f"study {spec.name!r} already has {count_finished(study)} finished trials "
                    f"(budget {spec.budget.trials}); raise it with --trials to search more")
         return True
-    failures = FailureLimit(MAX_FAILURES_IN_A_ROW)
-    study.optimize(
-        make_objective(spec, splits, tracker, device, parent_run_id),
-        n_trials=None, timeout=spec.budget.timeout_s,
-        catch=(Exception,),  # a failing trial is recorded as FAILED; the study goes on
-        callbacks=[optuna.study.MaxTrialsCallback(spec.budget.trials, states=FINISHED), failures,
-                   ProgressPrinter(spec, time.time(), print_line)])
-    return not failures.reached
+    lock = lock_path(storage.url, spec.name)
+    objective = make_objective(spec, splits, tracker, device, parent_run_id)
+    progress = ProgressPrinter(spec, time.time(), print_line)
+    failures_in_a_row = 0
+    started = time.time()
+    while failures_in_a_row < MAX_FAILURES_IN_A_ROW:
+        if spec.budget.timeout_s is not None and time.time() - started > spec.budget.timeout_s:
+            break
+        trial = claim_trial(study, spec.budget.trials, lock)
+        if trial is None:
+            break
+        with heartbeat(storage, trial):
+            try:
+                value = objective(trial)
+            except optuna.TrialPruned:
+                frozen = study.tell(trial, state=TrialState.PRUNED)
+            except Exception:  # recorded with the trial and its MLflow run; the study goes on
+                frozen = study.tell(trial, state=TrialState.FAIL)
+            else:
+                frozen = study.tell(trial, value)
+        failures_in_a_row = failures_in_a_row + 1 if frozen.state == TrialState.FAIL else 0
+        progress(study, frozen)
+    return failures_in_a_row < MAX_FAILURES_IN_A_ROW

@@ -1,0 +1,66 @@
+"""Several trials at once: one worker process per device slot, all on the same study storage.
+
+``hpo run STUDY --gpus 0,1 --trials-per-gpu 2`` starts four workers (two per
+GPU), each a ``hpo run`` of the same study pinned to its device and nested
+under the invocation's MLflow parent run. They claim trials under one lock
+(``hpo.study.claim_trial``), so together they finish exactly the budget.
+``--gpus cpu`` runs the workers on the CPU (sharing its cores), which is how
+the tests exercise all of this without a GPU.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+
+from hpo.errors import UserError
+
+
+def plan_workers(gpus: str, trials_per_gpu: int, cuda_devices: int) -> list[str]:
+    """The device of each worker: ``--gpus 0,1 --trials-per-gpu 2`` -> cuda:0, cuda:0, cuda:1, cuda:1."""
+    if trials_per_gpu < 1:
+        raise UserError(f"--trials-per-gpu: must be an integer >= 1, got {trials_per_gpu}")
+    if gpus.strip() == "cpu":
+        return ["cpu"] * trials_per_gpu
+    try:
+        ids = [int(part) for part in gpus.split(",")]
+    except ValueError:
+        raise UserError(f"--gpus: expected GPU numbers like 0,1 or the word cpu, got {gpus!r}") from None
+    if any(i < 0 for i in ids) or len(set(ids)) != len(ids):
+        raise UserError(f"--gpus: expected distinct GPU numbers >= 0, got {gpus!r}")
+    absent = [i for i in ids if i >= cuda_devices]
+    if absent:
+        raise UserError(f"--gpus: GPU {absent[0]} is not present; torch sees {cuda_devices} CUDA GPU(s)"
+                        + ("; use --gpus cpu to run the workers on the CPU" if cuda_devices == 0 else ""))
+    return [f"cuda:{i}" for i in ids for _ in range(trials_per_gpu)]
+
+
+def threads_per_worker(devices: list[str]) -> int:
+    """CPU workers share the cores instead of each taking all of them."""
+    on_cpu = sum(d == "cpu" for d in devices)
+    return max(1, (os.cpu_count() or 1) // max(1, on_cpu))
+
+
+def run_workers(devices: list[str], worker_args: list[str], print_line=print) -> list[int]:
+    """Start one ``hpo run`` worker per device, relay their lines prefixed with the worker, wait for all."""
+    processes = []
+    for index, device in enumerate(devices):
+        command = [sys.executable, "-m", "hpo", "run", *worker_args, "--device", device,
+                   "--worker-threads", str(threads_per_worker(devices))]
+        processes.append((f"[w{index} {device}]", subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"})))
+
+    def relay(prefix, process):
+        for line in process.stdout:
+            print_line(f"{prefix} {line.rstrip()}")
+
+    relays = [threading.Thread(target=relay, args=pair, daemon=True) for pair in processes]
+    for thread in relays:
+        thread.start()
+    codes = [process.wait() for _, process in processes]
+    for thread in relays:
+        thread.join()
+    return codes

@@ -1,0 +1,51 @@
+"""Several workers on one storage: planning, and exactly the requested trials (CPU standing in for GPUs)."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+from mlflow.tracking import MlflowClient
+from optuna.trial import TrialState
+
+from conftest import TINY_STUDY, hpo, write_study
+from hpo.errors import UserError
+from hpo.workers import plan_workers
+
+
+def test_plan_workers():
+    assert plan_workers("0,1", 2, cuda_devices=2) == ["cuda:0", "cuda:0", "cuda:1", "cuda:1"]
+    assert plan_workers("1", 1, cuda_devices=2) == ["cuda:1"]
+    assert plan_workers("cpu", 3, cuda_devices=0) == ["cpu", "cpu", "cpu"]
+    for gpus, per_gpu, message in [("0,0", 1, "distinct"), ("x", 1, "expected GPU numbers"), ("0", 0, ">= 1"),
+                                   ("2", 1, "GPU 2 is not present; torch sees 2")]:
+        with pytest.raises(UserError, match=message):
+            plan_workers(gpus, per_gpu, cuda_devices=2)
+
+
+def test_workers_share_one_study_and_finish_exactly_the_budget(tmp_path):
+    study = dict(TINY_STUDY, name="parallel", budget={"trials": 7, "epochs": 2, "retrain": {"epochs": 1}})
+    study_file = write_study(tmp_path, study)
+    out = hpo("run", str(study_file), "--gpus", "cpu", "--trials-per-gpu", "3", cwd=tmp_path).stdout
+    assert "[w0 cpu] trial" in out and "[w2 cpu] trial" in out and "retrain of trial" in out
+
+    stored = optuna.load_study(study_name="parallel", storage=f"sqlite:///{tmp_path}/hpo.db")
+    states = [t.state for t in stored.trials]
+    assert len(states) == 7 and TrialState.RUNNING not in states and TrialState.FAIL not in states
+    assert [t.number for t in stored.trials[:4]] == [0, 1, 2, 3]
+    recipe = [stored.trials[i].params for i in range(4)]
+    assert all(p in recipe for p in TINY_STUDY["enqueue"]), "every enqueued trial ran once"
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+    experiment = client.get_experiment_by_name("parallel")
+    parent = client.search_runs([experiment.experiment_id], "tags.`hpo.role` = 'study'")
+    assert len(parent) == 1
+    children = client.search_runs([experiment.experiment_id], "tags.`hpo.role` = 'trial'")
+    assert len(children) == 7
+    assert {r.data.tags["mlflow.parentRunId"] for r in children} == {parent[0].info.run_id}
+    assert {r.info.run_id for r in children} == {t.user_attrs["mlflow_run_id"] for t in stored.trials}
+
+    hpo("run", str(study_file), "--gpus", "cpu", "--trials-per-gpu", "2", "--trials", "9", "--no-retrain",
+        cwd=tmp_path)
+    stored = optuna.load_study(study_name="parallel", storage=f"sqlite:///{tmp_path}/hpo.db")
+    assert len(stored.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))) == 9
+    assert len(stored.trials) == 9
