@@ -163,6 +163,27 @@ def build_parser() -> argparse.ArgumentParser:
     lr_find.add_argument("--json", action="store_true", help="print one JSON object")
     _device(lr_find)
 
+    bench = commands.add_parser(
+        "bench", help="trainer speed vs a plain loop and the device's ceiling; packing; pruning",
+        formatter_class=_formatter,
+        description="Measure, in one run on this device: (1) the trainer against a plain PyTorch loop, "
+                    "(2) against the device's matrix-multiply rate, (3) trials/hour with workers packed on the "
+                    "device against one, (4) a short study's epochs with and without pruning.",
+        epilog="examples:\n  hpo bench                                  # resnet18, CIFAR stem, 32x32, on the GPU\n"
+               "  hpo bench --model resnet50 --stem imagenet --image-size 224 --batch-size 128\n"
+               "  hpo bench --device cpu --batch-size 32 --steps 4 --packed 2   # a few minutes on 2 cores")
+    bench.add_argument("--device", help="cuda, cuda:N or cpu (default: cuda when present)")
+    bench.add_argument("--model", default="resnet18", help="a registered model (default: resnet18)")
+    bench.add_argument("--stem", default="cifar", help="ResNet stem: cifar or imagenet (default: cifar)")
+    bench.add_argument("--image-size", type=int, default=32, help="pixels (default: 32)")
+    bench.add_argument("--channels", type=int, default=3, help="image channels (default: 3)")
+    bench.add_argument("--batch-size", type=int, default=256, help="(default: 256)")
+    bench.add_argument("--steps", type=int, default=30, help="timed steps per measurement (default: 30)")
+    bench.add_argument("--packed", type=int, default=4, help="workers packed on the device in part 3 (default: 4)")
+    bench.add_argument("--study-trials", type=int, default=12, help="trials of the short studies (default: 12)")
+    bench.add_argument("--study-epochs", type=int, default=6, help="epochs per trial in them (default: 6)")
+    bench.add_argument("--json", action="store_true", help="print one JSON object (the lines go to stderr)")
+
     dashboard = commands.add_parser(
         "dashboard", help="serve optuna-dashboard on the study storage (127.0.0.1)", formatter_class=_formatter,
         epilog="example:\n  hpo dashboard --port 8080   # then open http://127.0.0.1:8080")
@@ -199,7 +220,8 @@ def cmd_check(args) -> int:
     spec = load_study(args.study_file, args.overrides)
     b = spec.budget
     print(f"{spec.source}: OK")
-    print(f"study     {spec.name}  seed {spec.seed}  {spec.direction} {spec.metric}  device {spec.device}")
+    print(f"study     {spec.name}  seed {spec.seed}  {spec.direction} {spec.metric}  device {spec.device}  "
+          f"compile {spec.compile}")
     print(f"data      {spec.data.name} {dict(spec.data.args) or ''}  val {spec.data.val_fraction:g}  "
           f"test {spec.data.test_fraction:g}  split_seed {spec.data.split_seed}")
     print(f"model     {spec.model.name} {dict(spec.model.args) or ''}")
@@ -418,6 +440,28 @@ def cmd_lr_find(args) -> int:
     return 0
 
 
+def cmd_bench(args) -> int:
+    from models import MODELS
+
+    if args.model not in MODELS:
+        raise UserError(f"--model: unknown model {args.model!r}; allowed: {', '.join(MODELS.names())}")
+    for flag in ("image_size", "channels", "batch_size", "steps", "packed", "study_trials", "study_epochs"):
+        if getattr(args, flag) < 1:
+            raise UserError(f"--{flag.replace('_', '-')}: must be >= 1, got {getattr(args, flag)}")
+    from hpo.bench import BenchConfig, main_json, run_bench
+    from hpo.trainer import resolve_device
+
+    device = resolve_device(args.device or "auto")
+    model_args = (("stem", args.stem),) if args.model.startswith("resnet") else ()
+    config = BenchConfig(str(device), args.model, model_args, args.image_size, args.channels, 10, args.batch_size,
+                         args.steps, args.packed, args.study_trials, args.study_epochs)
+    if args.json:
+        main_json(config)
+    else:
+        run_bench(config, print_line=_flush_print)
+    return 0
+
+
 def cmd_dashboard(args) -> int:
     from hpo.study import open_storage, storage_url
 
@@ -475,7 +519,8 @@ def _flush_print(line: str) -> None:
 
 
 COMMANDS = {"run": cmd_run, "check": cmd_check, "show": cmd_show, "retrain": cmd_retrain, "promote": cmd_promote,
-            "evaluate": cmd_evaluate, "predict": cmd_predict, "lr-find": cmd_lr_find, "dashboard": cmd_dashboard}
+            "evaluate": cmd_evaluate, "predict": cmd_predict, "lr-find": cmd_lr_find, "bench": cmd_bench,
+            "dashboard": cmd_dashboard}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -68,7 +68,7 @@ def retrain(spec, best: optuna.trial.FrozenTrial, epochs: int, splits, tracker, 
         best_score, best_state, since_best, trained = None, None, 0, 0
         every = max(1, epochs // 10)
         for result in fit(model, train, hp, epochs, mean=splits.mean, std=splits.std, device=device, seed=seed,
-                          val=val):
+                          val=val, compile_mode=spec.compile):
             run.log_epoch(result)
             trained = result.epoch
             if not math.isfinite(result.train_loss):

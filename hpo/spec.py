@@ -24,6 +24,7 @@ from hpo.registry import Registry
 from hpo.samplers import SAMPLERS, RESERVED as SAMPLER_RESERVED
 from hpo.space import SearchSpace, check_enqueued, parse_search
 from data.splits import NORMALIZATIONS
+from hpo.trainer import COMPILE_MODES
 from models import DATA_ARGUMENTS, MODELS
 
 NORMALIZE_CHOICES = ("auto", "measured", *NORMALIZATIONS)
@@ -85,6 +86,7 @@ class StudySpec:
     metric: str
     direction: str
     device: str
+    compile: str  # torch.compile mode of the training forward pass, or off
     data: DataSpec
     model: ModelSpec
     budget: BudgetSpec
@@ -102,7 +104,7 @@ class StudySpec:
         return PRUNERS.get(self.pruner.name)(epochs=self.budget.epochs, **self.pruner.args)
 
 
-TOP_LEVEL = ("name", "seed", "metric", "direction", "device", "data", "model", "budget", "search",
+TOP_LEVEL = ("name", "seed", "metric", "direction", "device", "compile", "data", "model", "budget", "search",
              "sampler", "pruner", "enqueue")
 
 
@@ -171,6 +173,7 @@ def parse_study(raw: dict, source: str) -> StudySpec:
     search = parse_search(raw.get("search"), source)
     spec = StudySpec(
         name=name, seed=seed, metric=metric, direction=direction, device=device,
+        compile=_choice(raw.get("compile", "off"), COMPILE_MODES, source, "compile"),
         data=_parse_data(raw.get("data"), source),
         model=_parse_model(raw.get("model"), source),
         budget=budget, search=search,

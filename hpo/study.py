@@ -103,7 +103,7 @@ def make_objective(spec, splits, tracker, device, parent_run_id: str | None) -> 
             model = create_model(spec.model.name, **model_inputs(splits), **spec.model.args)
             value = math.nan
             for result in fit(model, splits.train, hp, spec.budget.epochs, mean=splits.mean, std=splits.std,
-                              device=device, seed=seed, val=splits.val):
+                              device=device, seed=seed, val=splits.val, compile_mode=spec.compile):
                 run.log_epoch(result)
                 trial.set_user_attr("epochs", result.epoch)
                 if not all(math.isfinite(v) for v in (result.train_loss, result.val_loss)):

@@ -59,6 +59,7 @@ MALFORMED = {
                                          "enqueue[0].lr: must be within [0.001, 3] (the search space), got 10.0"),
     "label smoothing of 1": (setitem("search", "label_smoothing", 1.0),
                              "search.label_smoothing: must be a number >= 0 and < 1, got 1.0"),
+    "unknown compile mode": (setitem("compile", "fast"), "compile: must be one of off, default, reduce-overhead"),
     "jitter too strong": (setitem("search", "jitter", {"low": 0, "high": 3}), "search.jitter.high: must be a number"),
 }
 

@@ -79,3 +79,15 @@ def test_crop_with_padding_shifts_whole_pixels():
                    for dy in range(-2, 3) for dx in range(-2, 3))
     flipped = Augmentation(hflip=1.0)(x, torch.Generator().manual_seed(0))
     assert torch.allclose(flipped, x.flip(-1), atol=1e-6)
+
+
+def test_compiled_training_matches_eager(splits):
+    """torch.compile (study field ``compile``) changes speed, not results."""
+    def train(mode):
+        seed_everything(0)
+        model = create_model("mlp", num_classes=10, in_channels=1, image_size=(8, 8), hidden=32, depth=1)
+        return list(fit(model, splits.train, Hyperparams(lr=3e-3), 1, mean=splits.mean, std=splits.std, device=CPU,
+                        seed=0, val=splits.val, compile_mode=mode))[-1]
+    eager, compiled = train("off"), train("default")
+    assert compiled.val_accuracy == pytest.approx(eager.val_accuracy, abs=0.01)
+    assert compiled.train_loss == pytest.approx(eager.train_loss, rel=1e-3)

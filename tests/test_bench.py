@@ -1,0 +1,23 @@
+"""`hpo bench` runs all four parts on CPU and reports every field (never a speed: that is for people to read)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+from conftest import hpo
+
+
+def test_bench_on_cpu_reports_every_part(tmp_path):
+    result = hpo("bench", "--device", "cpu", "--model", "digits_cnn", "--image-size", "8", "--channels", "1",
+                 "--batch-size", "32", "--steps", "3", "--packed", "2", "--study-trials", "3", "--study-epochs", "2",
+                 "--json", cwd=tmp_path)
+    report = json.loads(result.stdout)
+    for field in ("trainer_images_per_s", "reference_images_per_s", "overhead_ratio", "ceiling_fraction",
+                  "packed_speedup", "pruning_epoch_ratio"):
+        assert isinstance(report[field], float) and math.isfinite(report[field]) and report[field] > 0, field
+    assert report["device"].startswith("CPU")
+    assert report["pruning"]["none"]["epochs"] == 3 * 2  # without a pruner every trial runs every epoch
+    lines = result.stderr.splitlines()
+    assert [line[:2] for line in lines if line[:1].isdigit()] == ["1.", "2.", "3.", "4."]
+    assert list(tmp_path.iterdir()) == [], "the bench leaves no stores behind"
