@@ -1,4 +1,4 @@
-"""Image folders (torchvision's ImageFolder layout), decoded once into a uint8 tensor and cached.
+"""Image folders (torchvision's ImageFolder layout): decoded once into a uint8 tensor and cached, or streamed.
 
 Layouts, under ``root``:
 
@@ -18,11 +18,17 @@ naming it, or, with ``skip_bad_files: true``, a warning and a skip.
 Decoding a folder is slow (CIFAR-10's 60,000 JPEGs take about a minute on 2
 cores), so the decoded tensor is cached under ``$HPO_CACHE`` (default
 ``~/.cache/hpo``), keyed by the files' names, sizes and times and the options.
+
+A folder whose decoded images would exceed ``MAX_RESIDENT_BYTES`` (or any
+folder with ``stream: true``) is not decoded up front: it streams from disk
+through DataLoader workers (``data/streaming.py``; ``workers``, ``decode``),
+and only the list of its readable files is cached.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import statistics
 import sys
@@ -33,13 +39,16 @@ from pathlib import Path
 import torch
 
 from data import register_dataset
+from data.decoding import decode_file, read_header
 from data.images import DataSource, LabelledImages
+from data.streaming import DECODERS, FileTable, ImageFiles, default_workers
 from hpo.errors import UserError
 
 CHANNELS = ("auto", 1, 3)
 GRAY_MODES = ("1", "L", "LA", "I", "I;16", "F")
 MAX_DEFAULT_SIZE = 224  # used when images differ in size and no ``size`` is given
 MAX_RESIDENT_BYTES = 8 * 2**30  # beyond this a decoded folder would not fit in memory comfortably
+STREAM = ("auto", True, False)  # auto: stream from disk when the decoded images exceed MAX_RESIDENT_BYTES
 
 
 def cache_dir() -> Path:
@@ -67,37 +76,13 @@ def _extensions():
     return IMG_EXTENSIONS
 
 
-def _header(path: str):
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as image:
-            return image.size, image.mode
-    except (UnidentifiedImageError, OSError, ValueError) as err:
-        return err
-
-
-def _decode(path: str, mode: str, size: int | None):
-    from PIL import Image
-    from torchvision.transforms.v2 import functional as F
-
-    try:
-        with Image.open(path) as image:
-            image = image.convert(mode)
-            tensor = F.pil_to_tensor(image)
-    except (OSError, ValueError) as err:
-        return err
-    if size is not None:
-        tensor = F.center_crop(F.resize(tensor, size, antialias=True), [size, size])
-    return tensor
-
-
-def decode_folder(parts: dict[str, list[tuple[str, int]]], size: int | None, channels, skip_bad_files: bool,
-                  workers: int = 8) -> tuple[dict[str, LabelledImages], int | None, int]:
-    """Decode every part's files to uint8 tensors of one size; returns them, the size used and the channels."""
+def scan_folder(parts: dict[str, list[tuple[str, int]]], size: int | None, channels,
+                skip_bad_files: bool, workers: int = 8):
+    """Read every file's header: the readable files of each part, the size to bring them to (None when
+    they share one), the channels and the (height, width) they will have."""
     files = [path for samples in parts.values() for path, _ in samples]
-    with ThreadPoolExecutor(workers) as pool:  # PIL releases the GIL while decoding
-        headers = dict(zip(files, pool.map(_header, files)))
+    with ThreadPoolExecutor(workers) as pool:  # PIL releases the GIL while reading
+        headers = dict(zip(files, pool.map(read_header, files)))
     bad = {path: h for path, h in headers.items() if isinstance(h, Exception)}
     for path, err in bad.items():
         if not skip_bad_files:
@@ -111,33 +96,51 @@ def decode_folder(parts: dict[str, list[tuple[str, int]]], size: int | None, cha
     if size is None and len(sizes) > 1:
         size = min(MAX_DEFAULT_SIZE, int(statistics.median(min(wh) for wh, _ in good.values())))
         print(f"images differ in size; resizing to {size}x{size} (set data.size to choose)", file=sys.stderr)
-    height, width = (size, size) if size else next(iter(sizes))[::-1]
-    needed = len(good) * channels * height * width
-    if needed > MAX_RESIDENT_BYTES:
-        raise UserError(f"{len(good)} images of {channels}x{height}x{width} need {needed / 2**30:.1f} GiB in "
-                        f"memory; set a smaller data.size (streaming from disk is not supported yet)")
-    mode = "L" if channels == 1 else "RGB"
+    readable = {name: [(p, label) for p, label in samples if p in good] for name, samples in parts.items()}
+    image_size = (size, size) if size else next(iter(sizes))[::-1]
+    return readable, size, channels, image_size
+
+
+def decode_parts(parts: dict[str, list[tuple[str, int]]], mode: str, size: int | None,
+                 workers: int = 8) -> dict[str, LabelledImages]:
+    """Every part's files decoded to one uint8 tensor each."""
     decoded = {}
-    with ThreadPoolExecutor(workers) as pool:
+    with ThreadPoolExecutor(workers) as pool:  # PIL releases the GIL while decoding
         for name, samples in parts.items():
-            samples = [(p, label) for p, label in samples if p in good]
-            tensors = list(pool.map(lambda s: _decode(s[0], mode, size), samples))
+            tensors = list(pool.map(lambda s: decode_file(s[0], mode, size), samples))
             for (path, _), tensor in zip(samples, tensors):
                 if isinstance(tensor, Exception):
                     raise UserError(f"{path}: cannot be decoded ({type(tensor).__name__}); remove it or set "
                                     f"data.skip_bad_files: true")
             decoded[name] = LabelledImages(torch.stack(tensors).contiguous(),
                                            torch.tensor([label for _, label in samples], dtype=torch.long))
-    return decoded, size, channels
+    return decoded
+
+
+def file_parts(parts: dict[str, list[tuple[str, int]]], mode: str, size: int | None,
+               image_size: tuple[int, int], workers: int, decode: str) -> dict[str, ImageFiles]:
+    """Every part as rows of one FileTable, streamed from disk (data/streaming.py)."""
+    samples = [sample for part in parts.values() for sample in part]
+    table = FileTable(tuple(p for p, _ in samples), torch.tensor([label for _, label in samples], dtype=torch.long),
+                      mode, size, image_size, workers, decode)
+    rows = torch.arange(len(samples)).split([len(part) for part in parts.values()])
+    return {name: ImageFiles(table, index) for name, index in zip(parts, rows)}
 
 
 def load_folder(root: str | Path, size: int | None = None, channels="auto", skip_bad_files: bool = False,
-                cache: bool = True, class_names: list[str] | None = None) -> DataSource:
+                cache: bool = True, class_names: list[str] | None = None, stream="auto", workers="auto",
+                decode: str = "auto") -> DataSource:
     root = Path(root).expanduser()
     if not root.is_dir():
         raise UserError(f"data.root: {root} is not a folder; point it at an image folder (see README, Data sets)")
     if channels not in CHANNELS:
         raise UserError(f"data.channels: must be auto, 1 or 3, got {channels!r}")
+    if stream not in STREAM:
+        raise UserError(f"data.stream: must be auto, true or false, got {stream!r}")
+    if workers != "auto" and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 0):
+        raise UserError(f"data.workers: must be auto or a whole number >= 0 (DataLoader workers), got {workers!r}")
+    if decode not in DECODERS:
+        raise UserError(f"data.decode: must be one of {', '.join(DECODERS)}, got {decode!r}")
     split_dirs = {name: root / name for name in ("train", "val", "test") if (root / name).is_dir()}
     if "train" in split_dirs:
         train, classes = find_images(split_dirs["train"], class_names)
@@ -153,21 +156,49 @@ def load_folder(root: str | Path, size: int | None = None, channels="auto", skip
         parts = {"pool": pool}
 
     key = _cache_key(root, parts, size, channels, skip_bad_files)
-    cached = cache_dir() / f"folder-{key}.pt"
-    if cache and cached.is_file():
-        stored = torch.load(cached, weights_only=True)
-        decoded = {name: LabelledImages(*pair) for name, pair in stored["parts"].items()}
+    decoded_cache, scan_cache = cache_dir() / f"folder-{key}.pt", cache_dir() / f"folder-{key}-files.json"
+    if cache and stream is not True and decoded_cache.is_file():
+        stored = torch.load(decoded_cache, weights_only=True)
+        loaded = {name: LabelledImages(*pair) for name, pair in stored["parts"].items()}
     else:
-        print(f"decoding {sum(len(s) for s in parts.values())} images under {root} (cached afterwards)...",
-              file=sys.stderr, flush=True)
-        decoded, _, _ = decode_folder(parts, size, channels, skip_bad_files)
-        if cache:
-            cached.parent.mkdir(parents=True, exist_ok=True)
-            partial = cached.with_suffix(".tmp")
-            torch.save({"parts": {n: (p.images, p.labels) for n, p in decoded.items()}}, partial)
-            partial.replace(cached)
-    return DataSource(pool=decoded["pool"], class_names=tuple(classes), test=decoded.get("test"),
-                      val=decoded.get("val"))
+        if cache and scan_cache.is_file():
+            scan = json.loads(scan_cache.read_text())
+            readable = {name: [tuple(sample) for sample in samples] for name, samples in scan["parts"].items()}
+            size, channels, image_size = scan["size"], scan["channels"], tuple(scan["image_size"])
+        else:
+            print(f"reading the headers of {sum(len(s) for s in parts.values())} images under {root}...",
+                  file=sys.stderr, flush=True)
+            readable, size, channels, image_size = scan_folder(parts, size, channels, skip_bad_files)
+        mode = "L" if channels == 1 else "RGB"
+        count = sum(len(samples) for samples in readable.values())
+        needed = count * channels * image_size[0] * image_size[1]
+        if stream is True or (stream == "auto" and needed > MAX_RESIDENT_BYTES):
+            workers = default_workers() if workers == "auto" else workers
+            print(f"streaming {count} images from disk through {workers} DataLoader workers "
+                  f"({needed / 2**30:.1f} GiB decoded)", file=sys.stderr, flush=True)
+            loaded = file_parts(readable, mode, size, image_size, workers, decode)
+            if cache:
+                _write_atomically(scan_cache, lambda path: path.write_text(json.dumps(
+                    {"parts": readable, "size": size, "channels": channels, "image_size": image_size})))
+        else:
+            if needed > MAX_RESIDENT_BYTES:
+                raise UserError(f"{count} images of {channels}x{image_size[0]}x{image_size[1]} need "
+                                f"{needed / 2**30:.1f} GiB in memory; set data.stream: auto to stream them "
+                                f"from disk, or a smaller data.size")
+            print(f"decoding {count} images under {root} (cached afterwards)...", file=sys.stderr, flush=True)
+            loaded = decode_parts(readable, mode, size)
+            if cache:
+                _write_atomically(decoded_cache, lambda path: torch.save(
+                    {"parts": {n: (p.images, p.labels) for n, p in loaded.items()}}, path))
+    return DataSource(pool=loaded["pool"], class_names=tuple(classes), test=loaded.get("test"),
+                      val=loaded.get("val"))
+
+
+def _write_atomically(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(path.suffix + f".{os.getpid()}.tmp")
+    write(partial)
+    partial.replace(path)
 
 
 def _cache_key(root: Path, parts, size, channels, skip_bad_files) -> str:
@@ -183,9 +214,10 @@ def _cache_key(root: Path, parts, size, channels, skip_bad_files) -> str:
 
 @register_dataset("folder")
 def folder(root: str, size: int | None = None, channels: str | int = "auto", skip_bad_files: bool = False,
-           cache: bool = True) -> DataSource:
+           cache: bool = True, stream: str | bool = "auto", workers: str | int = "auto",
+           decode: str = "auto") -> DataSource:
     """Any ImageFolder tree (see the module docstring)."""
-    return load_folder(root, size, channels, skip_bad_files, cache)
+    return load_folder(root, size, channels, skip_bad_files, cache, stream=stream, workers=workers, decode=decode)
 
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -193,9 +225,11 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @register_dataset("imagenet")
-def imagenet(root: str, size: int = 224, skip_bad_files: bool = False, cache: bool = True) -> DataSource:
+def imagenet(root: str, size: int = 224, skip_bad_files: bool = False, cache: bool = True,
+             stream: str | bool = "auto", workers: str | int = "auto", decode: str = "auto") -> DataSource:
     """torchvision's ImageNet layout (train/<wnid>/, val/<wnid>/): the folder loader with ImageNet's
-    presets (224 pixels, RGB, ImageNet mean and std); val is the held-out test split."""
-    source = load_folder(root, size, 3, skip_bad_files, cache)
+    presets (224 pixels, RGB, ImageNet mean and std); val is the held-out test split. At 224 pixels it
+    is far too large to decode into memory, so it streams (data/streaming.py)."""
+    source = load_folder(root, size, 3, skip_bad_files, cache, stream=stream, workers=workers, decode=decode)
     return DataSource(source.pool, source.class_names, test=source.test, val=source.val,
                       mean=IMAGENET_MEAN, std=IMAGENET_STD)

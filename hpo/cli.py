@@ -483,7 +483,12 @@ def load_data(spec):
     if pretrained and not Path(pretrained).is_file():
         raise UserError(f"{spec.source}: model.pretrained: no such weights file {pretrained!r}; download the weights "
                         f"once where there is a network and point model.pretrained at the file")
-    splits = load_splits(d.name, d.args, d.val_fraction, d.test_fraction, d.split_seed, d.normalize)
+    try:
+        splits = load_splits(d.name, d.args, d.val_fraction, d.test_fraction, d.split_seed, d.normalize)
+    except UserError as err:
+        if not str(err).startswith("data."):
+            raise
+        raise UserError(f"{spec.source}: {err}") from None  # a data field the loader judged: name the file too
     try:  # a model argument only the constructor can judge (a stem, an image too small) fails here, once
         create_model(spec.model.name, num_classes=splits.num_classes, in_channels=splits.channels,
                      image_size=splits.image_size, **spec.model.args)

@@ -275,8 +275,9 @@ def _parse_component(raw: Any, registry: Registry, reserved, source: str, field:
 
 
 def _check_type(value: Any, default: Any, source: str, field: str) -> None:
-    """Arguments must have their default's type (an int where a float is expected is fine)."""
-    if default is None or default is inspect.Parameter.empty:
+    """Arguments must have their default's type (an int where a float is expected is fine). A default of
+    "auto" stands for several types (``channels: auto | 1 | 3``): the constructor checks those values."""
+    if default is None or default is inspect.Parameter.empty or default == "auto":
         return
     expected = type(default)
     ok = (isinstance(value, bool) if expected is bool

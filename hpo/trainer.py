@@ -5,8 +5,9 @@
 (report to Optuna, log to MLflow, stop when pruned: breaking out of the loop
 is how training stops). The trainer knows nothing of Optuna or MLflow.
 
-Data stays on the device as uint8; each batch is converted, jittered and
-normalised there. Losses accumulate on the device and are read once per
+Data stays on the device as uint8 (or, for folders too large for memory,
+streams from disk through DataLoader workers: ``data/streaming.py``); each
+batch is converted, augmented and normalised on the device. Losses accumulate on the device and are read once per
 epoch, so the step never waits for the host.
 """
 
@@ -17,21 +18,17 @@ import dataclasses
 import random
 import time
 from dataclasses import dataclass
-from typing import Iterator, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
 import torch.nn as nn
 from torch.optim.swa_utils import SWALR, AveragedModel, get_ema_multi_avg_fn, update_bn
 
-from data.batches import steps_per_epoch, training_batches
-from data.images import LabelledImages
+from data.batches import EVAL_BATCH_SIZE, evaluation_batches, steps_per_epoch, training_batches
 from data.transforms import Augmentation, normalize, to_float
 from hpo.optim import OPTIMIZERS, SCHEDULERS
 from hpo.space import Hyperparams
-
-EVAL_BATCH_SIZE = 1024
-
 
 @dataclass(frozen=True)
 class EpochResult:
@@ -107,9 +104,9 @@ def build_schedule(optimizer, hp: Hyperparams, total_steps: int, warmup_steps: i
     return torch.optim.lr_scheduler.SequentialLR(optimizer, [warmup, main], milestones=[warmup_steps])
 
 
-def fit(model: nn.Module, train: LabelledImages, hp: Hyperparams, epochs: int, *,
+def fit(model: nn.Module, train, hp: Hyperparams, epochs: int, *,
         mean: Sequence[float], std: Sequence[float], device: torch.device, seed: int,
-        val: LabelledImages | None = None, compile_mode: str = "off") -> Iterator[EpochResult]:
+        val=None, compile_mode: str = "off") -> Iterator[EpochResult]:
     """Train ``model`` in place for ``epochs``, yielding after each; ``model`` ends with the final weights
     (the SWA or EMA average when those are on). ``compile_mode`` compiles the training forward pass."""
     # channels_last lets cuDNN's tensor-core convolutions run without layout transposes.
@@ -180,29 +177,42 @@ def fit(model: nn.Module, train: LabelledImages, hp: Hyperparams, epochs: int, *
             val_top5=scores.top5 if scores else None)
 
 
-def normalized_batches(part: LabelledImages, mean, std) -> Iterator[torch.Tensor]:
-    for start in range(0, len(part), EVAL_BATCH_SIZE):
-        yield normalize(to_float(part.images[start:start + EVAL_BATCH_SIZE]), mean, std)
+def normalized_batches(part, mean, std) -> Iterator[torch.Tensor]:
+    for images, _ in evaluation_batches(part):
+        yield normalize(to_float(images), mean, std)
 
 
 @torch.no_grad()
-def predict(model: nn.Module, images: torch.Tensor, *, mean: Sequence[float], std: Sequence[float],
-            device: torch.device) -> torch.Tensor:
-    """Logits (float32, on ``device``) for uint8 images, in evaluation batches."""
+def logits_of(model: nn.Module, batches: Iterable[torch.Tensor], *, mean: Sequence[float], std: Sequence[float],
+              device: torch.device) -> torch.Tensor:
+    """Logits (float32, on ``device``) for batches of uint8 images."""
     model.to(device).eval()
     outputs = []
-    for start in range(0, len(images), EVAL_BATCH_SIZE):
-        x = normalize(to_float(images[start:start + EVAL_BATCH_SIZE].to(device)), mean, std)
+    for images in batches:
+        x = normalize(to_float(images.to(device)), mean, std)
         with autocast(device):
             outputs.append(model(x).float())
     return torch.cat(outputs)
 
 
+def predict(model: nn.Module, images: torch.Tensor, *, mean: Sequence[float], std: Sequence[float],
+            device: torch.device) -> torch.Tensor:
+    """Logits (float32, on ``device``) for a tensor of uint8 images, in evaluation batches."""
+    return logits_of(model, images.split(EVAL_BATCH_SIZE), mean=mean, std=std, device=device)
+
+
 @torch.no_grad()
-def evaluate(model: nn.Module, part: LabelledImages, *, mean: Sequence[float], std: Sequence[float],
+def evaluate(model: nn.Module, part, *, mean: Sequence[float], std: Sequence[float],
              device: torch.device) -> Evaluation:
-    logits = predict(model, part.images, mean=mean, std=std, device=device)
-    labels = part.labels.to(device)
+    labels = []
+
+    def images():
+        for batch_images, batch_labels in evaluation_batches(part.to(device)):
+            labels.append(batch_labels)
+            yield batch_images
+
+    logits = logits_of(model, images(), mean=mean, std=std, device=device)
+    labels = torch.cat(labels).to(device)
     loss = nn.functional.cross_entropy(logits, labels).item()
     accuracy = (logits.argmax(dim=1) == labels).float().mean().item()
     top5 = None

@@ -80,7 +80,12 @@ def test_color_jitter():
     assert torch.equal(out, again)
     gray = torch.rand(8, 1, 8, 8)
     assert color_jitter(gray.clone(), 0.5, torch.Generator().manual_seed(0)).shape == gray.shape
-    # A hue rotation keeps gray pixels gray.
+    # The hue shift is torchvision's adjust_hue, one factor per image; gray pixels stay gray.
+    from torchvision.transforms.v2.functional import adjust_hue
+
+    from data.transforms import _shift_hue
+    turns = torch.tensor([-0.5, -0.2, 0.0, 0.05, 0.3, 0.45, 0.1, -0.05])
+    expected = torch.stack([adjust_hue(image, factor.item()) for image, factor in zip(rgb, turns)])
+    assert torch.allclose(_shift_hue(rgb[:8], turns), expected, atol=1e-5)
     flat = torch.full((4, 3, 2, 2), 0.5)
-    from data.transforms import _rotate_hue
-    assert torch.allclose(_rotate_hue(flat, torch.full((4,), 0.3)), flat, atol=1e-5)
+    assert torch.allclose(_shift_hue(flat, torch.full((4,), 0.3)), flat, atol=1e-5)
