@@ -64,7 +64,8 @@ def stratified_split(part: Part, fraction: float, seed: int) -> tuple[Part, Part
     return part.subset(keep), part.subset(held_out)
 
 
-STATS_SAMPLE = 5000  # images of a streamed split decoded to measure its statistics: +-0.002 on CIFAR-like data
+STATS_SAMPLE = 5000  # images of a streamed split decoded to measure its statistics (on CIFAR-10 three samples
+# were within 0.004 of the full set's mean and 0.002 of its std)
 
 
 def channel_stats(part: Part, chunk: int = 4096) -> tuple[tuple[float, ...], tuple[float, ...]]:

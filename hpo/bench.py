@@ -1,6 +1,7 @@
 """`hpo bench`: how fast the trainer is, measured against references taken in the same run.
 
 1. our trainer vs a plain PyTorch loop (same model, data, precision, batch): images/s and their ratio;
+   with ``--folder``, also the trainer streaming that image folder from disk;
 2. the trainer's images/s against the device's ceiling: training FLOPs per image x images/s, divided
    by the FLOP/s of a large matrix multiply timed on the same device;
 3. trials/hour with k workers packed on one device vs one worker (``hpo run --gpus``);
@@ -17,7 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -43,6 +44,7 @@ class BenchConfig:
     packed: int = 4  # workers per device for part 3
     study_trials: int = 12  # trials of the short studies in parts 3 and 4
     study_epochs: int = 6
+    folder: str | None = None  # an image folder to stream from in part 1 as well
 
 
 def synthetic_data(config: BenchConfig, device: torch.device) -> LabelledImages:
@@ -65,11 +67,23 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def trainer_images_per_s(config: BenchConfig, data: LabelledImages, device: torch.device) -> float:
+def trainer_images_per_s(config: BenchConfig, data, device: torch.device) -> float:
     hp = Hyperparams(lr=0.01, optimizer="sgd", batch_size=config.batch_size)
     results = list(fit(new_model(config), data, hp, 3, mean=(0.5,) * config.channels, std=(0.25,) * config.channels,
                        device=device, seed=0))
     return len(data) / min(r.epoch_time_s for r in results[1:])  # the first epoch warms up; best of the rest
+
+
+def streamed_images_per_s(config: BenchConfig, folder: str, device: torch.device) -> tuple[float, int]:
+    """The trainer reading ``batch_size x steps`` images of an image folder from disk (data/streaming.py:
+    DataLoader workers, JPEG decode on a GPU), resized to ``image_size``; and the number of workers."""
+    from data.folder import load_folder
+
+    source = load_folder(folder, size=config.image_size, channels=config.channels, stream=True)
+    n = min(len(source.pool), config.batch_size * config.steps)
+    files = source.pool.subset(torch.randperm(len(source.pool), generator=torch.Generator().manual_seed(0))[:n])
+    config = replace(config, classes=len(source.class_names))
+    return trainer_images_per_s(config, files.to(device), device), files.table.workers
 
 
 def reference_images_per_s(config: BenchConfig, data: LabelledImages, device: torch.device) -> float:
@@ -184,6 +198,11 @@ def run_bench(config: BenchConfig, print_line=print) -> dict:
     reference = reference_images_per_s(config, data, device)
     print_line(f"1. trainer {trainer:,.0f} img/s, plain loop {reference:,.0f} img/s: the trainer takes "
                f"{reference / trainer:.3f}x the plain loop's time")
+    streamed = None
+    if config.folder:
+        streamed, workers = streamed_images_per_s(config, config.folder, device)
+        print_line(f"   streamed from {config.folder} ({workers} DataLoader workers): {streamed:,.0f} img/s, "
+                   f"{streamed / trainer:.2f}x the device-resident rate")
     flops = training_flops_per_image(config, device)
     peak = matmul_flops_per_s(device)
     print_line(f"2. {flops / 1e9:.3f} GFLOP per training image x {trainer:,.0f} img/s = "
@@ -200,6 +219,7 @@ def run_bench(config: BenchConfig, print_line=print) -> dict:
     return {
         "device": name, "torch": str(torch.__version__), "config": asdict(config),
         "trainer_images_per_s": trainer, "reference_images_per_s": reference, "overhead_ratio": reference / trainer,
+        "streamed_images_per_s": streamed,
         "training_flops_per_image": flops, "matmul_flops_per_s": peak, "ceiling_fraction": flops * trainer / peak,
         "trials_per_hour_alone": alone, "trials_per_hour_packed": packed, "packed_speedup": packed / alone,
         "pruning": pruning, "pruning_epoch_ratio": pruning["median"]["epochs"] / pruning["none"]["epochs"],

@@ -182,6 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--packed", type=int, default=4, help="workers packed on the device in part 3 (default: 4)")
     bench.add_argument("--study-trials", type=int, default=12, help="trials of the short studies (default: 12)")
     bench.add_argument("--study-epochs", type=int, default=6, help="epochs per trial in them (default: 6)")
+    bench.add_argument("--folder", help="an image folder (a few thousand JPEGs will do) to also time the trainer "
+                       "streaming it from disk at --image-size, in part 1")
     bench.add_argument("--json", action="store_true", help="print one JSON object (the lines go to stderr)")
 
     dashboard = commands.add_parser(
@@ -448,13 +450,15 @@ def cmd_bench(args) -> int:
     for flag in ("image_size", "channels", "batch_size", "steps", "packed", "study_trials", "study_epochs"):
         if getattr(args, flag) < 1:
             raise UserError(f"--{flag.replace('_', '-')}: must be >= 1, got {getattr(args, flag)}")
+    if args.folder and not Path(args.folder).is_dir():
+        raise UserError(f"--folder: {args.folder} is not a folder; point it at an image folder")
     from hpo.bench import BenchConfig, main_json, run_bench
     from hpo.trainer import resolve_device
 
     device = resolve_device(args.device or "auto")
     model_args = (("stem", args.stem),) if args.model.startswith("resnet") else ()
     config = BenchConfig(str(device), args.model, model_args, args.image_size, args.channels, 10, args.batch_size,
-                         args.steps, args.packed, args.study_trials, args.study_epochs)
+                         args.steps, args.packed, args.study_trials, args.study_epochs, args.folder)
     if args.json:
         main_json(config)
     else:
