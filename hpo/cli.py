@@ -86,6 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="finished trials in total, counting earlier runs (= --set budget.trials=N)")
     run.add_argument("--timeout", type=float, metavar="SECONDS", help="stop starting trials after this long")
     run.add_argument("--no-retrain", action="store_true", help="search only")
+    run.add_argument("--no-tracking", action="store_true",
+                     help="log nothing to MLflow (for machines without it); trials still go to the storage, "
+                          "but there is no retrain run to promote")
     run.add_argument("--gpus", metavar="LIST", help="run trials in parallel, one worker process per GPU slot: "
                                                      "e.g. 0,1 (or cpu, to run the workers on the CPU)")
     run.add_argument("--trials-per-gpu", type=int, default=1, metavar="K",
@@ -239,6 +242,9 @@ def cmd_check(args) -> int:
     return 0
 
 
+NO_PARENT_RUN = "-"  # --worker-of when tracking is off: a worker, nested under no MLflow run
+
+
 def cmd_run(args) -> int:
     from hpo.spec import load_study
 
@@ -254,7 +260,6 @@ def cmd_run(args) -> int:
     from hpo.retrain import retrain_best_trial
     from hpo.study import MAX_FAILURES_IN_A_ROW, count_finished, create_or_resume, open_storage, run_search, \
         storage_url
-    from hpo.tracking import Tracker
     from hpo.trainer import resolve_device
     from hpo.workers import plan_workers, run_workers
 
@@ -264,11 +269,17 @@ def cmd_run(args) -> int:
         torch.set_num_threads(args.worker_threads)
     splits = load_data(spec).to(device)
     storage = open_storage(storage_url(args.storage))
-    tracker = Tracker(spec.name, args.tracking_uri, args.artifacts)
+    if args.no_tracking:
+        from hpo.null_tracker import NullTracker
+        tracker = NullTracker()
+    else:
+        from hpo.tracking import Tracker
+        tracker = Tracker(spec.name, args.tracking_uri, args.artifacts)
     if args.worker_of:  # one of several workers: search only, under the parent's MLflow run
         from hpo.study import load_existing_study
         study = load_existing_study(spec.name, storage)
-        healthy = run_search(spec, study, storage, splits, tracker, device, args.worker_of, print_line=_flush_print)
+        parent_run_id = None if args.worker_of == NO_PARENT_RUN else args.worker_of
+        healthy = run_search(spec, study, storage, splits, tracker, device, parent_run_id, print_line=_flush_print)
         return 0 if healthy else EXIT_FAILED
 
     study = create_or_resume(spec, storage)
@@ -283,7 +294,8 @@ def cmd_run(args) -> int:
         study.set_user_attr("mlflow_experiment_id", tracker.experiment_id)
         if workers:
             worker_args = [args.study_file, *[a for o in overrides for a in ("--set", o)], "--storage", storage.url,
-                           "--tracking-uri", tracker.uri, "--worker-of", parent.run_id]
+                           "--worker-of", parent.run_id or NO_PARENT_RUN]
+            worker_args += ["--no-tracking"] if args.no_tracking else ["--tracking-uri", tracker.uri]
             healthy = all(code == 0 for code in run_workers(workers, worker_args, print_line=_flush_print))
         else:
             healthy = run_search(spec, study, storage, splits, tracker, device, parent.run_id,

@@ -102,7 +102,7 @@ def retrain(spec, best: optuna.trial.FrozenTrial, epochs: int, splits, tracker, 
                                                     trial_number=best.number, seed=seed, epochs=trained,
                                                     metrics=metrics))
     print_line(f"retrain of trial {best.number} ({epochs} epochs): test_accuracy {test.accuracy:.4f} on "
-               f"{test.n_images} held-out images (MLflow run {run.run_id})")
+               f"{test.n_images} held-out images" + (f" (MLflow run {run.run_id})" if run.run_id else ""))
     return RetrainResult(run.run_id, best.number, epochs, trained, test)
 
 

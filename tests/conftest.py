@@ -44,10 +44,12 @@ def write_study(directory: Path, study: dict, name: str = "study.yaml") -> Path:
     return path
 
 
-def hpo(*args: str, cwd: Path, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
-    """Run ``hpo ARGS`` as a user would, with the stores in ``cwd``."""
+def hpo(*args: str, cwd: Path, check: bool = True, timeout: float = 600,
+        env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run ``hpo ARGS`` as a user would, with the stores in ``cwd`` (and ``env`` added to the environment)."""
+    extra = env or {}
     env = {k: v for k, v in os.environ.items() if k not in ("HPO_STORAGE", "MLFLOW_TRACKING_URI", "HPO_ARTIFACTS")}
-    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra, PYTHONUNBUFFERED="1")
     result = subprocess.run([sys.executable, "-m", "hpo", *args], cwd=cwd, env=env, capture_output=True,
                             text=True, timeout=timeout)
     if check and result.returncode != 0:

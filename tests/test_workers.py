@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
+
 import optuna
 import pytest
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
-from conftest import TINY_STUDY, hpo, write_study
+from conftest import REPO, TINY_STUDY, hpo, write_study
 from hpo.errors import UserError
 from hpo.workers import plan_workers
 
@@ -49,3 +51,25 @@ def test_workers_share_one_study_and_finish_exactly_the_budget(tmp_path):
     stored = optuna.load_study(study_name="parallel", storage=f"sqlite:///{tmp_path}/hpo.db")
     assert len(stored.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))) == 9
     assert len(stored.trials) == 9
+
+
+def test_workers_without_mlflow(tmp_path):
+    """--no-tracking (a GPU machine that carries only Optuna): MLflow is not even importable, the workers
+    still finish exactly the budget in the storage, and the retrain still reports its test accuracy."""
+    blocker = tmp_path / "no_mlflow"
+    blocker.mkdir()
+    (blocker / "sitecustomize.py").write_text(
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in ('mlflow', 'optuna_dashboard'):\n"
+        "            raise ModuleNotFoundError(f'No module named {name!r}')\n"
+        "sys.meta_path.insert(0, Block())\n")
+    study = dict(TINY_STUDY, name="offline", budget={"trials": 5, "epochs": 2, "retrain": {"epochs": 1}})
+    study_file = write_study(tmp_path, study)
+    out = hpo("run", str(study_file), "--gpus", "cpu", "--trials-per-gpu", "2", "--no-tracking", cwd=tmp_path,
+              env={"PYTHONPATH": f"{blocker}{os.pathsep}{REPO}"}).stdout
+    assert "MLflow off (--no-tracking)" in out and "test_accuracy" in out and "MLflow run" not in out
+    stored = optuna.load_study(study_name="offline", storage=f"sqlite:///{tmp_path}/hpo.db")
+    assert len(stored.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))) == 5 == len(stored.trials)
+    assert not (tmp_path / "mlflow.db").exists()

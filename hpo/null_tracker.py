@@ -1,0 +1,52 @@
+"""Tracking turned off (``hpo run --no-tracking``): the Tracker interface with nothing behind it.
+
+For machines without MLflow (the GPU machine of our benchmarks carries only
+Optuna's small wheels) and for quick searches nobody will promote. Trials
+still go to the Optuna storage, so optuna-dashboard and ``hpo show`` see
+them; nothing goes to MLflow, so a study run this way has no retrain run to
+promote.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Iterator
+
+
+class NullRun:
+    run_id = None
+
+    def log_metrics(self, metrics, step: int = 0) -> None:
+        pass
+
+    def log_epoch(self, result) -> None:
+        pass
+
+    def set_tags(self, tags) -> None:
+        pass
+
+    def log_text(self, text: str, artifact_file: str) -> None:
+        pass
+
+
+class NullTracker:
+    uri = "off (--no-tracking)"
+    experiment_id = None
+
+    @contextlib.contextmanager
+    def study_run(self, spec, invocation: str) -> Iterator[NullRun]:
+        yield NullRun()
+
+    @contextlib.contextmanager
+    def trial_run(self, trial, hyperparams, seed: int, parent_run_id) -> Iterator[NullRun]:
+        yield NullRun()
+
+    @contextlib.contextmanager
+    def retrain_run(self, trial_number: int, hyperparams, seed: int, epochs: int, parent_run_id) -> Iterator[NullRun]:
+        yield NullRun()
+
+    def log_checkpoint(self, run, checkpoint: dict, artifact: str = "") -> None:
+        pass
+
+    def close_orphaned_runs(self, study) -> int:
+        return 0
