@@ -73,6 +73,11 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def memory_format_for(device: torch.device) -> torch.memory_format:
+    # channels_last lets cuDNN's tensor-core convolutions run without layout transposes.
+    return torch.channels_last if device.type == "cuda" else torch.contiguous_format
+
+
 def autocast(device: torch.device):
     """bf16 autocast on CUDA (no loss scaling needed, unlike fp16); full fp32 elsewhere."""
     if device.type == "cuda":
@@ -109,8 +114,7 @@ def fit(model: nn.Module, train, hp: Hyperparams, epochs: int, *,
         val=None, compile_mode: str = "off") -> Iterator[EpochResult]:
     """Train ``model`` in place for ``epochs``, yielding after each; ``model`` ends with the final weights
     (the SWA or EMA average when those are on). ``compile_mode`` compiles the training forward pass."""
-    # channels_last lets cuDNN's tensor-core convolutions run without layout transposes.
-    memory_format = torch.channels_last if device.type == "cuda" else torch.contiguous_format
+    memory_format = memory_format_for(device)
     model.to(device, memory_format=memory_format)
     forward = model if compile_mode == "off" else torch.compile(model, mode=compile_mode)
     train = train.to(device)
@@ -186,10 +190,11 @@ def normalized_batches(part, mean, std) -> Iterator[torch.Tensor]:
 def logits_of(model: nn.Module, batches: Iterable[torch.Tensor], *, mean: Sequence[float], std: Sequence[float],
               device: torch.device) -> torch.Tensor:
     """Logits (float32, on ``device``) for batches of uint8 images."""
-    model.to(device).eval()
+    memory_format = memory_format_for(device)
+    model.to(device, memory_format=memory_format).eval()
     outputs = []
     for images in batches:
-        x = normalize(to_float(images.to(device)), mean, std)
+        x = normalize(to_float(images.to(device)), mean, std).contiguous(memory_format=memory_format)
         with autocast(device):
             outputs.append(model(x).float())
     return torch.cat(outputs)
