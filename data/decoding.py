@@ -38,8 +38,8 @@ def resize_and_crop(image: torch.Tensor, size: int | None) -> torch.Tensor:
     return F.center_crop(F.resize(image, size, antialias=True), [size, size])
 
 
-def decode_file(path: str, mode: str, size: int | None):
-    """uint8 (C, H, W) of a file in PIL ``mode`` ("L" or "RGB"), or the exception decoding raised."""
+def decode_file(path: str, mode: str, size: int | None) -> torch.Tensor:
+    """uint8 (C, H, W) of a file in PIL ``mode`` ("L" or "RGB"); an error naming the file if it cannot be."""
     from PIL import Image
     from torchvision.transforms.v2 import functional as F
 
@@ -47,7 +47,8 @@ def decode_file(path: str, mode: str, size: int | None):
         with Image.open(path) as image:
             tensor = F.pil_to_tensor(image.convert(mode))
     except (OSError, ValueError) as err:
-        return err
+        raise UserError(f"{path}: cannot be decoded ({type(err).__name__}); remove it or set "
+                        f"data.skip_bad_files: true") from None
     return resize_and_crop(tensor, size)
 
 

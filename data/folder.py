@@ -108,10 +108,6 @@ def decode_parts(parts: dict[str, list[tuple[str, int]]], mode: str, size: int |
     with ThreadPoolExecutor(workers) as pool:  # PIL releases the GIL while decoding
         for name, samples in parts.items():
             tensors = list(pool.map(lambda s: decode_file(s[0], mode, size), samples))
-            for (path, _), tensor in zip(samples, tensors):
-                if isinstance(tensor, Exception):
-                    raise UserError(f"{path}: cannot be decoded ({type(tensor).__name__}); remove it or set "
-                                    f"data.skip_bad_files: true")
             decoded[name] = LabelledImages(torch.stack(tensors).contiguous(),
                                            torch.tensor([label for _, label in samples], dtype=torch.long))
     return decoded
@@ -161,7 +157,8 @@ def load_folder(root: str | Path, size: int | None = None, channels="auto", skip
         stored = torch.load(decoded_cache, weights_only=True)
         loaded = {name: LabelledImages(*pair) for name, pair in stored["parts"].items()}
     else:
-        if cache and scan_cache.is_file():
+        scanned_before = cache and scan_cache.is_file()
+        if scanned_before:
             scan = json.loads(scan_cache.read_text())
             readable = {name: [tuple(sample) for sample in samples] for name, samples in scan["parts"].items()}
             size, channels, image_size = scan["size"], scan["channels"], tuple(scan["image_size"])
@@ -177,7 +174,7 @@ def load_folder(root: str | Path, size: int | None = None, channels="auto", skip
             print(f"streaming {count} images from disk through {workers} DataLoader workers "
                   f"({needed / 2**30:.1f} GiB decoded)", file=sys.stderr, flush=True)
             loaded = file_parts(readable, mode, size, image_size, workers, decode)
-            if cache:
+            if cache and not scanned_before:
                 _write_atomically(scan_cache, lambda path: path.write_text(json.dumps(
                     {"parts": readable, "size": size, "channels": channels, "image_size": image_size})))
         else:
