@@ -7,8 +7,9 @@ is how training stops). The trainer knows nothing of Optuna or MLflow.
 
 Data stays on the device as uint8 (or, for folders too large for memory,
 streams from disk through DataLoader workers: ``data/streaming.py``); each
-batch is converted, augmented and normalised on the device. Losses accumulate on the device and are read once per
-epoch, so the step never waits for the host.
+batch is converted, augmented and normalised on the device. Losses
+accumulate on the device and are read once per epoch, so the step never
+waits for the host.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from data.batches import EVAL_BATCH_SIZE, evaluation_batches, steps_per_epoch, t
 from data.transforms import Augmentation, normalize, to_float
 from hpo.optim import OPTIMIZERS, SCHEDULERS
 from hpo.space import Hyperparams
+
 
 @dataclass(frozen=True)
 class EpochResult:
