@@ -99,3 +99,5 @@ def test_bad_streaming_options(jpeg_folder, tmp_path, field, value, message):
     assert result.returncode == 2 and "Traceback" not in result.stderr
     lines = result.stderr.strip().splitlines()
     assert message in lines[-1] and str(study_file) in lines[-1]
+    assert len(lines) == 1, result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["insects", "study.yaml"], "no store written"
