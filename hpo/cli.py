@@ -431,15 +431,12 @@ def cmd_lr_find(args) -> int:
     if args.steps < 3:
         raise UserError(f"--steps: need at least 3, got {args.steps}")
     from hpo.lr_find import lr_range_test, save_plot
-    from hpo.study import model_inputs
     from hpo.trainer import resolve_device, seed_everything
-    from models import create_model
-
     device = resolve_device(args.device or spec.device)
     splits = load_data(spec)
     hp = spec.search.resolve(spec.enqueue[0] if spec.enqueue else {})
     seed_everything(spec.seed)
-    model = create_model(spec.model.name, **model_inputs(splits), **spec.model.args)
+    model = spec.model.build(splits)
     print(f"LR range test: {spec.model.name} on {spec.data.name}, {hp.optimizer}, batch {hp.batch_size}, "
           f"lr {args.start:g} -> {args.end:g} over {args.steps} steps", file=sys.stderr, flush=True)
     result = lr_range_test(model, splits.train, hp, mean=splits.mean, std=splits.std, device=device,
@@ -492,7 +489,6 @@ def cmd_dashboard(args) -> int:
 def load_data(spec):
     """The study's splits, after checking that its model can be built for them."""
     from data.splits import load_splits
-    from models import create_model
 
     d = spec.data
     pretrained = spec.model.args.get("pretrained")
@@ -506,8 +502,7 @@ def load_data(spec):
             raise
         raise UserError(f"{spec.source}: {err}") from None  # a data field the loader judged: name the file too
     try:  # a model argument only the constructor can judge (a stem, an image too small) fails here, once
-        create_model(spec.model.name, num_classes=splits.num_classes, in_channels=splits.channels,
-                     image_size=splits.image_size, **spec.model.args)
+        spec.model.build(splits)
     except (ValueError, TypeError, RuntimeError) as err:
         raise UserError(f"{spec.source}: model: {spec.model.name} cannot be built for {splits.channels}x"
                         f"{splits.image_size[0]}x{splits.image_size[1]} images: {str(err).splitlines()[0]}") from None

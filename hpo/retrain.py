@@ -20,9 +20,7 @@ import optuna
 
 from hpo.checkpoint import make_checkpoint
 from hpo.errors import UserError
-from hpo.study import model_inputs, trial_seed
 from hpo.trainer import Evaluation, evaluate, fit, seed_everything
-from models import create_model
 
 
 @dataclass(frozen=True)
@@ -57,14 +55,14 @@ def retrain(spec, best: optuna.trial.FrozenTrial, epochs: int, splits, tracker, 
             parent_run_id: str | None, print_line: Callable[[str], None]) -> RetrainResult:
     settings = spec.budget.retrain
     hp = spec.search.resolve(best.params)
-    seed = trial_seed(spec, best.number)
+    seed = spec.trial_seed(best.number)
     train, val = (splits.train, splits.val) if settings.monitors_validation else (splits.train_and_val(), None)
     print_line(f"retraining trial {best.number} ({spec.metric} {best.value:.4f}) on "
                f"{'train' if val is not None else 'train+val'} ({len(train)} images) for {epochs} epochs: "
                f"{_short(hp.as_dict())}")
     with tracker.retrain_run(best.number, hp.as_dict(), seed, epochs, parent_run_id) as run:
         seed_everything(seed)
-        model = create_model(spec.model.name, **model_inputs(splits), **spec.model.args)
+        model = spec.model.build(splits)
         best_score, best_state, since_best, trained = None, None, 0, 0
         every = max(1, epochs // 10)
         for result in fit(model, train, hp, epochs, mean=splits.mean, std=splits.std, device=device, seed=seed,

@@ -24,7 +24,6 @@ from hpo.registry import Registry
 from hpo.samplers import SAMPLERS, RESERVED as SAMPLER_RESERVED
 from hpo.space import SearchSpace, check_enqueued, parse_search
 from data.splits import NORMALIZATIONS
-from hpo.trainer import COMPILE_MODES
 from models import DATA_ARGUMENTS, MODELS
 
 NORMALIZE_CHOICES = ("auto", "measured", *NORMALIZATIONS)
@@ -32,6 +31,8 @@ METRICS = {"val_accuracy": "maximize", "val_loss": "minimize"}  # metric -> its 
 DIRECTIONS = ("maximize", "minimize")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?|mps)$")
+COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune")  # torch.compile modes; reduce-overhead adds
+# CUDA graphs
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,13 @@ class DataSpec:
 class ModelSpec:
     name: str
     args: Mapping[str, Any] = field(default_factory=dict)
+
+    def build(self, splits):
+        """This model, freshly initialised, for the classes, channels and image size of ``splits``."""
+        from models import create_model
+
+        return create_model(self.name, num_classes=splits.num_classes, in_channels=splits.channels,
+                            image_size=splits.image_size, **self.args)
 
 
 @dataclass(frozen=True)
@@ -102,6 +110,11 @@ class StudySpec:
 
     def build_pruner(self):
         return PRUNERS.get(self.pruner.name)(epochs=self.budget.epochs, **self.pruner.args)
+
+    def trial_seed(self, trial_number: int) -> int:
+        """Each trial's training seed (init, batch order, augmentation): the same study seed gives every
+        trial, and the retrain of a trial, the same run."""
+        return self.seed + trial_number
 
 
 TOP_LEVEL = ("name", "seed", "metric", "direction", "device", "compile", "data", "model", "budget", "search",

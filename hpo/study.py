@@ -23,7 +23,6 @@ from optuna.trial import TrialState
 
 from hpo.errors import UserError
 from hpo.trainer import fit, seed_everything
-from models import create_model
 
 DEFAULT_STORAGE = "sqlite:///hpo.db"
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)  # what --trials counts: trials that reached a verdict
@@ -76,15 +75,6 @@ def count_finished(study: optuna.Study) -> int:
     return len(study.get_trials(deepcopy=False, states=FINISHED))
 
 
-def model_inputs(splits) -> dict:
-    return {"num_classes": splits.num_classes, "in_channels": splits.channels, "image_size": splits.image_size}
-
-
-def trial_seed(spec, trial_number: int) -> int:
-    """Each trial's own seed: the same study seed gives every trial the same init and batches."""
-    return spec.seed + trial_number
-
-
 def make_objective(spec, splits, tracker, device, parent_run_id: str | None) -> Callable[[optuna.Trial], float]:
     def objective(trial: optuna.Trial) -> float:
         try:
@@ -97,10 +87,10 @@ def make_objective(spec, splits, tracker, device, parent_run_id: str | None) -> 
 
     def train_trial(trial: optuna.Trial) -> float:
         hp = spec.search.suggest(trial)
-        seed = trial_seed(spec, trial.number)
+        seed = spec.trial_seed(trial.number)
         with tracker.trial_run(trial, hp.as_dict(), seed, parent_run_id) as run:
             seed_everything(seed)
-            model = create_model(spec.model.name, **model_inputs(splits), **spec.model.args)
+            model = spec.model.build(splits)
             value = math.nan
             for result in fit(model, splits.train, hp, spec.budget.epochs, mean=splits.mean, std=splits.std,
                               device=device, seed=seed, val=splits.val, compile_mode=spec.compile):

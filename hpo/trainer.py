@@ -65,9 +65,6 @@ def resolve_device(name: str = "auto") -> torch.device:
     return device
 
 
-COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune")  # reduce-overhead adds CUDA graphs
-
-
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and torch (all devices): model init and everything else becomes repeatable."""
     random.seed(seed)
