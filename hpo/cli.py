@@ -488,7 +488,9 @@ def cmd_dashboard(args) -> int:
 
 def load_data(spec):
     """The study's splits, after checking that its model can be built for them."""
+    from data.errors import DataError
     from data.splits import load_splits
+    from hpo.errors import SpecError
 
     d = spec.data
     pretrained = spec.model.args.get("pretrained")
@@ -497,10 +499,12 @@ def load_data(spec):
                         f"once where there is a network and point model.pretrained at the file")
     try:
         splits = load_splits(d.name, d.args, d.val_fraction, d.test_fraction, d.split_seed, d.normalize)
+    except DataError as err:  # a data field the loader judged: name the file too
+        raise (SpecError(spec.source, err.field, err.message) if err.field else UserError(err.message)) from None
     except UserError as err:
         if not str(err).startswith("data."):
             raise
-        raise UserError(f"{spec.source}: {err}") from None  # a data field the loader judged: name the file too
+        raise UserError(f"{spec.source}: {err}") from None
     try:  # a model argument only the constructor can judge (a stem, an image too small) fails here, once
         spec.model.build(splits)
     except (ValueError, TypeError, RuntimeError) as err:
@@ -545,6 +549,12 @@ def main(argv: list[str] | None = None) -> int:
         return COMMANDS[args.command](args)
     except UserError as err:
         print(f"hpo {args.command}: error: {' '.join(str(err).split())}", file=sys.stderr)
+        return EXIT_USAGE
+    except ValueError as err:  # data.errors.DataError, from a loader outside a study file (hpo evaluate)
+        if type(err).__name__ != "DataError":
+            raise
+        message = f"{err.field}: {err.message}" if err.field else err.message
+        print(f"hpo {args.command}: error: {' '.join(message.split())}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print(f"hpo {args.command}: interrupted; rerun the same command to resume", file=sys.stderr)
