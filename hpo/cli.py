@@ -550,8 +550,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as err:
         print(f"hpo {args.command}: error: {' '.join(str(err).split())}", file=sys.stderr)
         return EXIT_USAGE
-    except ValueError as err:  # data.errors.DataError, from a loader outside a study file (hpo evaluate)
-        if type(err).__name__ != "DataError":
+    except ValueError as err:  # a loader's DataError outside a study file (hpo evaluate --data-root)
+        data_errors = sys.modules.get("data.errors")  # loaded with any loader; importing it here would load torch
+        if data_errors is None or not isinstance(err, data_errors.DataError):
             raise
         message = f"{err.field}: {err.message}" if err.field else err.message
         print(f"hpo {args.command}: error: {' '.join(message.split())}", file=sys.stderr)
