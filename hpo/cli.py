@@ -198,25 +198,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# --- commands --------------------------------------------------------------------------------------
+# --- commands: each parses, calls one function, prints ------------------------------------------------
 
 
-def is_study_file(value: str) -> bool:
-    return value.endswith((".yaml", ".yml")) or Path(value).is_file()
-
-
-def resolve_spec(study_arg: str, storage, overrides: list[str]):
-    """A study file, or the spec the storage kept when the named study was run."""
-    from hpo.spec import apply_overrides, load_study, parse_study
-    from hpo.study import load_existing_study
-
-    if is_study_file(study_arg):
-        return load_study(study_arg, overrides)
-    study = load_existing_study(study_arg, storage)
-    raw = study.user_attrs.get("spec")
-    if raw is None:
-        raise UserError(f"study {study_arg!r} was not created by hpo run; pass its study file instead")
-    return parse_study(apply_overrides(raw, overrides), f"study {study_arg!r} in {storage.url}")
+def _stores_of(args) -> "Stores":
+    from hpo.pipeline import Stores
+    return Stores(storage=args.storage, tracking=getattr(args, "tracking_uri", None),
+                  artifacts=getattr(args, "artifacts", None), tracking_off=getattr(args, "no_tracking", False))
 
 
 def cmd_check(args) -> int:
@@ -242,145 +230,59 @@ def cmd_check(args) -> int:
     return 0
 
 
-NO_PARENT_RUN = "-"  # --worker-of when tracking is off: a worker, nested under no MLflow run
-
-
 def cmd_run(args) -> int:
-    from hpo.spec import load_study
+    from hpo.pipeline import RunRequest, run
 
     overrides = list(args.overrides)
     if args.trials is not None:
         overrides.append(f"budget.trials={args.trials}")
     if args.timeout is not None:
         overrides.append(f"budget.timeout_s={args.timeout}")
-    spec = load_study(args.study_file, overrides)  # everything is validated before any store is touched
-
-    import torch
-
-    from hpo.retrain import retrain_best_trial
-    from hpo.study import MAX_FAILURES_IN_A_ROW, count_finished, create_or_resume, open_storage, run_search, \
-        storage_url
-    from hpo.trainer import resolve_device
-    from hpo.workers import plan_workers, run_workers
-
-    workers = plan_workers(args.gpus, args.trials_per_gpu, torch.cuda.device_count()) if args.gpus else []
-    device = resolve_device(workers[0] if workers else args.device or spec.device)
-    if args.worker_threads:
-        torch.set_num_threads(args.worker_threads)
-    splits = load_data(spec).to(device)
-    storage = open_storage(storage_url(args.storage))
-    if args.no_tracking:
-        from hpo.null_tracker import NullTracker
-        tracker = NullTracker()
-    else:
-        from hpo.tracking import Tracker
-        tracker = Tracker(spec.name, args.tracking_uri, args.artifacts)
-    if args.worker_of:  # one of several workers: search only, under the parent's MLflow run
-        from hpo.study import load_existing_study
-        study = load_existing_study(spec.name, storage)
-        parent_run_id = None if args.worker_of == NO_PARENT_RUN else args.worker_of
-        healthy = run_search(spec, study, storage, splits, tracker, device, parent_run_id, print_line=_flush_print)
-        return 0 if healthy else EXIT_FAILED
-
-    study = create_or_resume(spec, storage)
-    study.set_user_attr("spec", dict(spec.raw))  # lets `hpo retrain NAME` rebuild the spec without the file
-    already = count_finished(study)
-    print(f"study {spec.name!r}: {already} finished trials, budget {spec.budget.trials}; "
-          f"{spec.model.name} on {spec.data.name} ({len(splits.train)} train / {len(splits.val)} val / "
-          f"{len(splits.test)} test) on {', '.join(workers) if workers else device}; storage {storage.url}, "
-          f"MLflow {tracker.uri}", flush=True)
-    started = time.time()
-    with tracker.study_run(spec, " ".join(sys.argv[1:]) or "hpo run") as parent:
-        study.set_user_attr("mlflow_experiment_id", tracker.experiment_id)
-        if workers:
-            worker_args = [args.study_file, *[a for o in overrides for a in ("--set", o)], "--storage", storage.url,
-                           "--worker-of", parent.run_id or NO_PARENT_RUN]
-            worker_args += ["--no-tracking"] if args.no_tracking else ["--tracking-uri", tracker.uri]
-            healthy = all(code == 0 for code in run_workers(workers, worker_args, print_line=_flush_print))
-        else:
-            healthy = run_search(spec, study, storage, splits, tracker, device, parent.run_id,
-                                 print_line=_flush_print)
-        tracker.close_orphaned_runs(study)
-        summary = _counts(study)
-        parent.log_metrics({f"n_{k.lower()}": v for k, v in summary.items()})
-        if not healthy:
-            print(f"hpo run: stopped: {MAX_FAILURES_IN_A_ROW} trials in a row failed ({summary}); the last "
-                  f"error: {study.trials[-1].user_attrs.get('fail_reason', '?')}; each failed run in MLflow "
-                  f"has the traceback in error.txt", file=sys.stderr)
-            return EXIT_FAILED
-        if not any(t.state.name == "COMPLETE" for t in study.get_trials(deepcopy=False)):
-            print(f"hpo run: no trial of {spec.name!r} completed ({summary}); nothing to retrain",
-                  file=sys.stderr)
-            return EXIT_FAILED
-        print(f"search done in {time.time() - started:.0f}s: {summary}; best {spec.metric} "
-              f"{study.best_value:.4f} (trial {study.best_trial.number})", flush=True)
-        if not args.no_retrain:
-            for result in retrain_best_trial(spec, study, splits, tracker, device, parent.run_id,
-                                             print_line=_flush_print):
-                parent.log_metrics({"test_accuracy": result.test.accuracy}, step=result.epochs)
-    print(f"next: hpo promote {spec.name}" + _store_flags(args))
-    return 0
+    request = RunRequest(args.study_file, _stores_of(args), tuple(overrides), device=args.device, gpus=args.gpus,
+                         trials_per_gpu=args.trials_per_gpu, retrain=not args.no_retrain,
+                         invocation=" ".join(sys.argv[1:]) or "hpo run", worker_of=args.worker_of,
+                         worker_threads=args.worker_threads)
+    return run(request, print_line=_flush_print)
 
 
 def cmd_show(args) -> int:
-    from hpo.study import load_existing_study, open_storage, storage_url
+    from hpo.pipeline import study_name
+    from hpo.study import describe, load_existing_study, open_storage, storage_url
 
     storage = open_storage(storage_url(args.storage), must_exist=True)
-    name = _study_name(args.study)
-    study = load_existing_study(name, storage)
-    counts = _counts(study)
-    try:
-        best = study.best_trial
-    except ValueError:
-        best = None
-    report = {
-        "study": name, "storage": storage.url, "direction": study.direction.name.lower(),
-        "metric": study.user_attrs.get("metric", "value"), "n_trials": len(study.trials),
-        "n_trials_by_state": counts,
-        "best_trial": best.number if best else None, "best_value": best.value if best else None,
-        "best_params": best.params if best else None,
-        "best_mlflow_run_id": best.user_attrs.get("mlflow_run_id") if best else None,
-    }
+    report = describe(load_existing_study(study_name(args.study), storage))
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
-    print(f"study {name!r} in {storage.url}: {report['n_trials']} trials "
+    counts = report["n_trials_by_state"]
+    print(f"study {report['study']!r} in {report['storage']}: {report['n_trials']} trials "
           f"({', '.join(f'{k} {v}' for k, v in counts.items())})")
-    if best is None:
+    if report["best_trial"] is None:
         print("no COMPLETE trial yet")
         return 0
-    print(f"best: trial {best.number}, {report['metric']} {best.value:.4f} ({report['direction']}), "
-          f"MLflow run {report['best_mlflow_run_id']}")
-    for key, value in best.params.items():
+    print(f"best: trial {report['best_trial']}, {report['metric']} {report['best_value']:.4f} "
+          f"({report['direction']}), MLflow run {report['best_mlflow_run_id']}")
+    for key, value in report["best_params"].items():
         print(f"  {key:16s} {value}")
     return 0
 
 
 def cmd_retrain(args) -> int:
-    from hpo.study import load_existing_study, open_storage, storage_url
+    from hpo.pipeline import retrain_study, store_flags, study_name
 
     overrides = list(args.overrides) + ([f"budget.retrain.epochs={args.epochs}"] if args.epochs else [])
-    storage = open_storage(storage_url(args.storage), must_exist=True)
-    spec = resolve_spec(args.study, storage, overrides)
-    study = load_existing_study(spec.name, storage)
-
-    from hpo.retrain import retrain_best_trial
-    from hpo.tracking import Tracker
-    from hpo.trainer import resolve_device
-
-    device = resolve_device(args.device or spec.device)
-    splits = load_data(spec)
-    tracker = Tracker(spec.name, args.tracking_uri, args.artifacts)
-    retrain_best_trial(spec, study, splits, tracker, device, print_line=_flush_print)
-    print(f"next: hpo promote {spec.name}" + _store_flags(args))
+    stores = _stores_of(args)
+    retrain_study(args.study, stores, tuple(overrides), args.device, print_line=_flush_print)
+    print(f"next: hpo promote {study_name(args.study)}" + store_flags(stores))
     return 0
 
 
 def cmd_promote(args) -> int:
+    from hpo.pipeline import study_name
     from hpo.promote import promote
     from hpo.tracking import Tracker
 
-    name = _study_name(args.study)
+    name = study_name(args.study)
     tracker = Tracker(name, args.tracking_uri, args.artifacts)
     done = promote(tracker, args.output, args.alias)
     print(f"registered {done.model_name!r} version {done.version} (alias {done.alias!r}) from MLflow run "
@@ -430,17 +332,11 @@ def cmd_lr_find(args) -> int:
         raise UserError(f"--start and --end: need 0 < start < end, got {args.start:g} and {args.end:g}")
     if args.steps < 3:
         raise UserError(f"--steps: need at least 3, got {args.steps}")
-    from hpo.lr_find import lr_range_test, save_plot
-    from hpo.trainer import resolve_device, seed_everything
-    device = resolve_device(args.device or spec.device)
-    splits = load_data(spec)
-    hp = spec.search.resolve(spec.enqueue[0] if spec.enqueue else {})
-    seed_everything(spec.seed)
-    model = spec.model.build(splits)
-    print(f"LR range test: {spec.model.name} on {spec.data.name}, {hp.optimizer}, batch {hp.batch_size}, "
-          f"lr {args.start:g} -> {args.end:g} over {args.steps} steps", file=sys.stderr, flush=True)
-    result = lr_range_test(model, splits.train, hp, mean=splits.mean, std=splits.std, device=device,
-                           seed=spec.seed, start_lr=args.start, end_lr=args.end, steps=args.steps)
+    from hpo.lr_find import save_plot
+    from hpo.pipeline import lr_find_study
+
+    result = lr_find_study(spec, args.device, args.start, args.end, args.steps,
+                           print_line=lambda line: print(line, file=sys.stderr, flush=True))
     plot = save_plot(result, args.output or f"lr-find-{spec.name}.png", f"LR range test: {spec.name}")
     if args.json:
         print(json.dumps({"suggested_lr": result.suggested_lr, "min_loss_lr": result.min_loss_lr,
@@ -486,54 +382,6 @@ def cmd_dashboard(args) -> int:
     return 0
 
 
-def load_data(spec):
-    """The study's splits, after checking that its model can be built for them."""
-    from data.errors import DataError
-    from data.splits import load_splits
-    from hpo.errors import SpecError
-
-    d = spec.data
-    pretrained = spec.model.args.get("pretrained")
-    if pretrained and not Path(pretrained).is_file():
-        raise UserError(f"{spec.source}: model.pretrained: no such weights file {pretrained!r}; download the weights "
-                        f"once where there is a network and point model.pretrained at the file")
-    try:
-        splits = load_splits(d.name, d.args, d.val_fraction, d.test_fraction, d.split_seed, d.normalize)
-    except DataError as err:  # a data field the loader judged: name the file too
-        raise (SpecError(spec.source, err.field, err.message) if err.field else UserError(err.message)) from None
-    except UserError as err:
-        if not str(err).startswith("data."):
-            raise
-        raise UserError(f"{spec.source}: {err}") from None
-    try:  # a model argument only the constructor can judge (a stem, an image too small) fails here, once
-        spec.model.build(splits)
-    except (ValueError, TypeError, RuntimeError) as err:
-        raise UserError(f"{spec.source}: model: {spec.model.name} cannot be built for {splits.channels}x"
-                        f"{splits.image_size[0]}x{splits.image_size[1]} images: {str(err).splitlines()[0]}") from None
-    return splits
-
-
-def _study_name(study_arg: str) -> str:
-    if is_study_file(study_arg):
-        from hpo.spec import load_study
-        return load_study(study_arg).name
-    return study_arg
-
-
-def _counts(study) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for trial in study.get_trials(deepcopy=False):
-        counts[trial.state.name] = counts.get(trial.state.name, 0) + 1
-    return counts
-
-
-def _store_flags(args) -> str:
-    flags = ""
-    if getattr(args, "tracking_uri", None):
-        flags += f" --tracking-uri {args.tracking_uri}"
-    return flags
-
-
 def _flush_print(line: str) -> None:
     print(line, flush=True)
 
@@ -557,9 +405,11 @@ def main(argv: list[str] | None = None) -> int:
         message = f"{err.field}: {err.message}" if err.field else err.message
         print(f"hpo {args.command}: error: {' '.join(message.split())}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        print(f"hpo {args.command}: interrupted; rerun the same command to resume", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM during hpo run (hpo.interrupts)
+        print(f"hpo {args.command}: interrupted ({getattr(stop, 'name', 'SIGINT')}); "
+              + ("the running trial is marked FAIL and every run ended; rerun the same command to resume"
+                 if args.command == "run" else "nothing more was written"), file=sys.stderr)
+        return getattr(stop, "exit_code", 130)
     except BrokenPipeError:  # e.g. `hpo check ... | head`
         return 0
 

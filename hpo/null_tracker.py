@@ -4,7 +4,7 @@ For machines without MLflow (the GPU machine of our benchmarks carries only
 Optuna's small wheels) and for quick searches nobody will promote. Trials
 still go to the Optuna storage, so optuna-dashboard and ``hpo show`` see
 them; nothing goes to MLflow, so a study run this way has no retrain run to
-promote.
+promote (and a rerun cannot tell that a retrain was already done).
 """
 
 from __future__ import annotations
@@ -28,6 +28,9 @@ class NullRun:
     def log_text(self, text: str, artifact_file: str) -> None:
         pass
 
+    def end_as(self, state: str, status: str, reason: str = "") -> None:
+        pass
+
 
 class NullTracker:
     uri = "off (--no-tracking)"
@@ -48,5 +51,11 @@ class NullTracker:
     def log_checkpoint(self, run, checkpoint: dict, artifact: str = "") -> None:
         pass
 
-    def close_orphaned_runs(self, study) -> int:
-        return 0
+    def reconcile(self, study) -> list[str]:
+        return []
+
+    def logged_result(self, trial, metric: str):
+        return None
+
+    def finished_retrain(self, trial_number: int, epochs: int):
+        return None

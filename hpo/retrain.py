@@ -14,11 +14,12 @@ import copy
 import math
 import sys
 from dataclasses import dataclass
-from typing import Callable
 
 import optuna
 
 from hpo.checkpoint import make_checkpoint
+from hpo.context import Context
+from hpo.space import Hyperparams
 from hpo.errors import UserError
 from hpo.trainer import Evaluation, evaluate, fit, seed_everything
 
@@ -44,23 +45,42 @@ def best_trial(spec, study: optuna.Study) -> optuna.trial.FrozenTrial:
                         f"until at least one trial completes") from None
 
 
-def retrain_best_trial(spec, study: optuna.Study, splits, tracker, device, parent_run_id: str | None = None,
-                       print_line: Callable[[str], None] = print) -> list[RetrainResult]:
-    best = best_trial(spec, study)
-    return [retrain(spec, best, epochs, splits, tracker, device, parent_run_id, print_line)
-            for epochs in spec.budget.retrain.epochs]
+def retrain_best_trial(ctx: Context, study: optuna.Study, again: bool = True) -> list[RetrainResult]:
+    """Retrain the study's best trial once per budget in ``budget.retrain.epochs``.
+
+    With ``again=False`` a budget that already has a finished retrain run of this trial is not trained
+    again (a rerun of a finished study); ``hpo retrain`` always trains.
+
+    Example::
+
+        ctx = Context(spec, load_data(spec, device), device, Tracker(spec.name))
+        for result in retrain_best_trial(ctx, study):
+            print(result.epochs, result.test.accuracy)
+    """
+    best = best_trial(ctx.spec, study)
+    results = []
+    for epochs in ctx.spec.budget.retrain.epochs:
+        done = None if again else ctx.tracker.finished_retrain(best.number, epochs)
+        if done is not None:
+            ctx.print_line(f"retrain of trial {best.number} ({epochs} epochs) already done: test_accuracy "
+                           f"{done.data.metrics.get('test_accuracy', float('nan')):.4f} (MLflow run "
+                           f"{done.info.run_id}); `hpo retrain {ctx.spec.name}` trains it again")
+            continue
+        results.append(retrain(ctx, best, epochs))
+    return results
 
 
-def retrain(spec, best: optuna.trial.FrozenTrial, epochs: int, splits, tracker, device,
-            parent_run_id: str | None, print_line: Callable[[str], None]) -> RetrainResult:
+def retrain(ctx: Context, best: optuna.trial.FrozenTrial, epochs: int) -> RetrainResult:
+    """Train ``best``'s hyperparameters for ``epochs`` from a fresh model, test once, log the checkpoint."""
+    spec, splits, device, tracker, print_line = ctx.spec, ctx.splits, ctx.device, ctx.tracker, ctx.print_line
     settings = spec.budget.retrain
     hp = spec.search.resolve(best.params)
     seed = spec.trial_seed(best.number)
     train, val = (splits.train, splits.val) if settings.monitors_validation else (splits.train_and_val(), None)
     print_line(f"retraining trial {best.number} ({spec.metric} {best.value:.4f}) on "
                f"{'train' if val is not None else 'train+val'} ({len(train)} images) for {epochs} epochs: "
-               f"{_short(hp.as_dict())}")
-    with tracker.retrain_run(best.number, hp.as_dict(), seed, epochs, parent_run_id) as run:
+               f"{_short(applicable(spec.search, hp.as_dict()))}")
+    with tracker.retrain_run(best.number, hp.as_dict(), seed, epochs, ctx.parent_run_id) as run:
         seed_everything(seed)
         model = spec.model.build(splits)
         best_score, best_state, since_best, trained = None, None, 0, 0
@@ -102,6 +122,14 @@ def retrain(spec, best: optuna.trial.FrozenTrial, epochs: int, splits, tracker, 
     print_line(f"retrain of trial {best.number} ({epochs} epochs): test_accuracy {test.accuracy:.4f} on "
                f"{test.n_images} held-out images" + (f" (MLflow run {run.run_id})" if run.run_id else ""))
     return RetrainResult(run.run_id, best.number, epochs, trained, test)
+
+
+def applicable(space, params: dict) -> dict:
+    """The hyperparameters worth showing: searched or set by the study, and taking part in training (momentum
+    only for SGD and RMSprop, swa_lr only with SWA, ...)."""
+    searched = set(space.searched)
+    return {name: value for name, value in params.items() if space.applies(name, params)
+            and (name in searched or value != getattr(Hyperparams, name))}
 
 
 def _short(params: dict) -> str:

@@ -21,6 +21,7 @@ import contextlib
 import logging
 import os
 import tempfile
+import time
 import traceback
 from pathlib import Path
 from typing import Any, Iterator, Mapping
@@ -32,7 +33,11 @@ import optuna  # noqa: E402
 from mlflow.entities import Metric, Param, RunTag  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 
+from optuna.trial import TrialState  # noqa: E402
+
 from hpo.errors import UserError  # noqa: E402
+from hpo.processes import ProcessId  # noqa: E402
+from hpo.study import file_lock, lock_path  # noqa: E402
 
 logging.getLogger("mlflow").setLevel(logging.WARNING)
 logging.getLogger("alembic").setLevel(logging.WARNING)
@@ -47,7 +52,6 @@ def tracking_uri(cli_value: str | None = None) -> str:
 
 
 def _millis() -> int:
-    import time
     return int(time.time() * 1000)
 
 
@@ -56,6 +60,12 @@ class RunLog:
 
     def __init__(self, client: MlflowClient, run_id: str):
         self.client, self.run_id = client, run_id
+        self.ended_as: tuple[str, str] | None = None  # (hpo.state, status) when the block must not decide
+        self.reason = ""
+
+    def end_as(self, state: str, status: str, reason: str = "") -> None:
+        """End the run with this state and status however its block ends (a pruned trial, a failed search)."""
+        self.ended_as, self.reason = (state, status), reason
 
     def log_metrics(self, metrics: Mapping[str, float | None], step: int = 0) -> None:
         now = _millis()
@@ -84,9 +94,14 @@ def outcome(error: BaseException | None) -> tuple[str, str]:
         return "COMPLETE", "FINISHED"
     if isinstance(error, optuna.TrialPruned):
         return "PRUNED", "KILLED"
-    if isinstance(error, KeyboardInterrupt):
+    if isinstance(error, KeyboardInterrupt):  # Ctrl-C or SIGTERM (hpo.interrupts)
         return "FAILED", "KILLED"
     return "FAILED", "FAILED"
+
+
+# The MLflow status a trial's run ends with, for each Optuna state (see the table at the top).
+RUN_STATUS = {TrialState.COMPLETE: ("COMPLETE", "FINISHED"), TrialState.PRUNED: ("PRUNED", "KILLED"),
+              TrialState.FAIL: ("FAILED", "FAILED")}
 
 
 class Tracker:
@@ -96,18 +111,20 @@ class Tracker:
         self.study_name = study_name
         self.uri = tracking_uri(uri)
         self.client = MlflowClient(tracking_uri=self.uri)
-        experiment = self.client.get_experiment_by_name(study_name)
-        if experiment is None:
-            root = Path(artifact_root or os.environ.get("HPO_ARTIFACTS") or DEFAULT_ARTIFACT_ROOT).resolve()
-            self.experiment_id = self.client.create_experiment(study_name, artifact_location=root.as_uri(),
-                                                               tags={"hpo.study": study_name})
-        else:
-            self.experiment_id = experiment.experiment_id
+        # Under a lock: first runs started together would race to create MLflow's schema and the experiment.
+        with file_lock(lock_path(self.uri, "mlflow")):
+            experiment = self.client.get_experiment_by_name(study_name)
+            if experiment is None:
+                root = Path(artifact_root or os.environ.get("HPO_ARTIFACTS") or DEFAULT_ARTIFACT_ROOT).resolve()
+                self.experiment_id = self.client.create_experiment(study_name, artifact_location=root.as_uri(),
+                                                                   tags={"hpo.study": study_name})
+            else:
+                self.experiment_id = experiment.experiment_id
 
     @contextlib.contextmanager
     def _run(self, name: str, tags: Mapping[str, Any], params: Mapping[str, Any] | None = None,
              parent_run_id: str | None = None) -> Iterator[RunLog]:
-        tags = {"hpo.study": self.study_name, **tags}
+        tags = {"hpo.study": self.study_name, **tags, **ProcessId.current().as_attrs()}
         if parent_run_id:
             tags["mlflow.parentRunId"] = parent_run_id
         run = self.client.create_run(self.experiment_id, run_name=name, tags={k: str(v) for k, v in tags.items()})
@@ -121,18 +138,21 @@ class Tracker:
             error = err
             raise
         finally:
-            state, status = outcome(error)
+            state, status = log.ended_as or outcome(error)
             tags = {"hpo.state": state}
-            if state == "FAILED":
+            if state == "FAILED" and error is not None:
                 tags["hpo.error"] = f"{type(error).__name__}: {error}"[:500]
                 log.log_text("".join(traceback.format_exception(error)), "error.txt")
+            elif log.reason:
+                tags["hpo.error" if state == "FAILED" else "hpo.reason"] = log.reason[:500]
             log.set_tags(tags)
             self.client.set_terminated(log.run_id, status)
 
     @contextlib.contextmanager
     def study_run(self, spec, invocation: str) -> Iterator[RunLog]:
         """The parent run of one ``hpo run``: the study file, the space, and every trial nested under it."""
-        with self._run(f"{spec.name}-study", {"hpo.role": "study", "hpo.invocation": invocation},
+        started = time.strftime("%Y-%m-%d %H:%M:%S")
+        with self._run(f"{spec.name}-study {started}", {"hpo.role": "study", "hpo.invocation": invocation},
                        params={"seed": spec.seed, "metric": spec.metric, "direction": spec.direction,
                                "model": spec.model.name, "data": spec.data.name, "sampler": spec.sampler.name,
                                "pruner": spec.pruner.name, "searched": ",".join(spec.search.searched),
@@ -165,18 +185,50 @@ class Tracker:
             torch.save(checkpoint, path)
             run.log_artifact(path, str(Path(artifact).parent))
 
-    def close_orphaned_runs(self, study: optuna.Study) -> int:
-        """Runs of trials whose worker died (Optuna failed them after their heartbeat stopped) still show
-        RUNNING in MLflow; mark them FAILED too. Returns how many."""
-        closed = 0
-        for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.FAIL,)):
-            run_id = trial.user_attrs.get("mlflow_run_id")
-            if run_id and self.client.get_run(run_id).info.status == "RUNNING":
-                RunLog(self.client, run_id).set_tags({"hpo.state": "FAILED",
-                                                      "hpo.error": "its worker stopped (no heartbeat)"})
-                self.client.set_terminated(run_id, "FAILED")
-                closed += 1
-        return closed
+    def reconcile(self, study: optuna.Study) -> list[str]:
+        """End the runs that killed processes left RUNNING: a trial's run with the status its trial has in
+        Optuna (FAILED while the trial is not finished), a parent or retrain run FAILED. Runs of another
+        machine's process are ended once Optuna has failed their trial (heartbeat). Returns a line each."""
+        trials = {str(t.number): t for t in study.get_trials(deepcopy=False)}
+        lines = []
+        for run in self.client.search_runs([self.experiment_id], "attributes.status = 'RUNNING'", max_results=1000):
+            tags = run.data.tags
+            owner = ProcessId.from_attrs(tags)
+            trial = trials.get(tags.get("hpo.trial", "")) if tags.get("hpo.role") == "trial" else None
+            if trial is not None and trial.state.is_finished():
+                state, status = RUN_STATUS[trial.state]  # the process died between Optuna's tell and MLflow
+            elif owner is not None and owner.is_gone():
+                state, status = "FAILED", "FAILED"
+            else:
+                continue
+            log = RunLog(self.client, run.info.run_id)
+            extra = {"hpo.error": f"its process ({owner.pid if owner else '?'}) ended without closing it"} \
+                if state == "FAILED" else {}
+            log.set_tags({"hpo.state": state, **extra})
+            self.client.set_terminated(run.info.run_id, status)
+            lines.append(f"MLflow run {run.info.run_name} ({run.info.run_id[:8]}) was left RUNNING by a process "
+                         f"that no longer exists: ended {status}")
+        return lines
+
+    def logged_result(self, trial, metric: str):
+        """(state, value) of a trial whose run finished although its process died before telling Optuna,
+        from what the run logged; None when the run did not finish."""
+        run_id = trial.user_attrs.get("mlflow_run_id")
+        if not run_id:
+            return None
+        run = self.client.get_run(run_id)
+        final = run.data.metrics.get(f"{metric}_final")
+        if run.info.status == "FINISHED" and run.data.tags.get("hpo.state") == "COMPLETE" and final is not None:
+            return TrialState.COMPLETE, final
+        if run.info.status == "KILLED" and run.data.tags.get("hpo.state") == "PRUNED":
+            return TrialState.PRUNED, None
+        return None
+
+    def finished_retrain(self, trial_number: int, epochs: int):
+        """The latest finished retrain run of this trial with this budget, or None."""
+        runs = self.runs("retrain", f"attributes.status = 'FINISHED' and tags.`hpo.retrain_of_trial` = "
+                                    f"'{trial_number}' and tags.`hpo.epochs` = '{epochs}'")
+        return runs[0] if runs else None
 
     def runs(self, role: str, extra_filter: str = "") -> list:
         query = f"tags.`hpo.role` = '{role}'" + (f" and {extra_filter}" if extra_filter else "")

@@ -5,17 +5,21 @@ GPU), each a ``hpo run`` of the same study pinned to its device and nested
 under the invocation's MLflow parent run. They claim trials under one lock
 (``hpo.study.claim_trial``), so together they finish exactly the budget.
 ``--gpus cpu`` runs the workers on the CPU (sharing its cores), which is how
-the tests exercise all of this without a GPU.
+the tests exercise all of this without a GPU. Ctrl-C or SIGTERM to the parent is passed on to
+every worker, which fails its running trial before exiting.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import threading
 
 from hpo.errors import UserError
+
+STOP_GRACE_S = 60  # how long an interrupted worker may take to fail its trial and end its runs
 
 
 def plan_workers(gpus: str, trials_per_gpu: int, cuda_devices: int) -> list[str]:
@@ -60,7 +64,20 @@ def run_workers(devices: list[str], worker_args: list[str], print_line=print) ->
     relays = [threading.Thread(target=relay, args=pair, daemon=True) for pair in processes]
     for thread in relays:
         thread.start()
-    codes = [process.wait() for _, process in processes]
-    for thread in relays:
-        thread.join()
+    try:
+        codes = [process.wait() for _, process in processes]
+    except KeyboardInterrupt as stop:  # Ctrl-C or SIGTERM (hpo.interrupts): pass it on, let them clean up
+        signum = getattr(stop, "signum", signal.SIGINT)
+        for _, process in processes:
+            if process.poll() is None:
+                process.send_signal(signum)
+        for _, process in processes:
+            try:
+                process.wait(timeout=STOP_GRACE_S)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        raise
+    finally:
+        for thread in relays:
+            thread.join(timeout=5)
     return codes

@@ -1,0 +1,160 @@
+"""The search loop: claim a trial, train it epoch by epoch, tell Optuna, log to MLflow; until the budget.
+
+Data path: ``SearchSpace.suggest`` (trial params) -> ``trainer.fit`` (one
+epoch at a time) -> ``trial.report`` / ``should_prune`` -> MLflow. Optuna
+hears a trial's end before its MLflow run is closed, so a process killed in
+between leaves a finished trial and a RUNNING run, which the next
+``hpo run`` ends with the trial's status (``Tracker.reconcile``).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from hpo.context import Context
+from hpo.study import claim_trial, count_finished, heartbeat
+from hpo.trainer import fit, seed_everything
+
+MAX_FAILURES_IN_A_ROW = 3  # then the cause is likely not the hyperparameters: stop and say so
+
+
+@dataclass(frozen=True)
+class SearchEnd:
+    """Why a search stopped: ``budget``, ``grid`` (every grid point run), ``timeout`` or ``failures``."""
+
+    reason: str
+    last_error: str = ""
+
+    @property
+    def reached(self) -> bool:
+        """The search did what was asked; ``failures`` means it gave up."""
+        return self.reason != "failures"
+
+
+def run_search(ctx: Context, study: optuna.Study) -> SearchEnd:
+    """Run trials until ``budget.trials`` have finished (COMPLETE or PRUNED) in total, the timeout, or
+    the end of a grid.
+
+    Several processes may run this on one storage at once (``--gpus``); together they finish exactly
+    the budget. A failed trial is recorded as FAILED and the search goes on; it does not count towards
+    the budget. Ctrl-C or SIGTERM (``hpo.interrupts``) fails the running trial at once and propagates.
+
+    Example (what ``hpo run`` does, minus the MLflow parent run and the retrain)::
+
+        spec = load_study("studies/digits.yaml")
+        device = torch.device("cpu")
+        study = open_study(spec, open_storage("sqlite:///hpo.db"))
+        run_search(Context(spec, load_data(spec, device), device, NullTracker()), study)
+    """
+    spec, print_line = ctx.spec, ctx.print_line
+    progress = ProgressPrinter(spec, time.time(), print_line)
+    failures_in_a_row, last_error = 0, ""
+    started = time.time()
+
+    def recover(trial: FrozenTrial):
+        return ctx.tracker.logged_result(trial, spec.metric)
+
+    while failures_in_a_row < MAX_FAILURES_IN_A_ROW:
+        if spec.budget.timeout_s is not None and time.time() - started > spec.budget.timeout_s:
+            return SearchEnd("timeout")
+        claim = claim_trial(study, spec.budget.trials, recover)
+        for line in claim.notes:
+            print_line(line)
+        if claim.trial is None:
+            return SearchEnd(claim.reason)
+        with heartbeat(study._storage, claim.trial):
+            frozen = run_trial(ctx, study, claim.trial)
+        if frozen.state == TrialState.FAIL:
+            failures_in_a_row += 1
+            last_error = frozen.user_attrs.get("fail_reason", "?")
+        else:
+            failures_in_a_row = 0
+        progress(study, frozen)
+    return SearchEnd("failures", last_error)
+
+
+def run_trial(ctx: Context, study: optuna.Study, trial: optuna.Trial) -> FrozenTrial:
+    """Train one trial inside its MLflow run and tell Optuna how it ended (before the run closes)."""
+    spec = ctx.spec
+    hp = spec.search.suggest(trial)
+    seed = spec.trial_seed(trial.number)
+    frozen = None
+    try:
+        with ctx.tracker.trial_run(trial, hp.as_dict(), seed, ctx.parent_run_id) as run:
+            try:
+                value = train_trial(ctx, trial, hp, seed, run)
+            except optuna.TrialPruned:
+                frozen = study.tell(trial, state=TrialState.PRUNED)
+                run.end_as("PRUNED", "KILLED", trial.user_attrs.get("prune_reason", ""))
+            except BaseException as err:  # a crash, or Ctrl-C / SIGTERM: failed in Optuna at once
+                trial.set_user_attr("fail_reason", f"{type(err).__name__}: {err}".splitlines()[0][:300])
+                frozen = study.tell(trial, state=TrialState.FAIL)
+                raise  # the run records the traceback in error.txt
+            else:
+                frozen = study.tell(trial, value)
+    except Exception as err:  # recorded above; the study goes on
+        if frozen is None:  # failed before training started (e.g. the tracking store)
+            trial.set_user_attr("fail_reason", f"{type(err).__name__}: {err}".splitlines()[0][:300])
+            frozen = study.tell(trial, state=TrialState.FAIL)
+    return frozen
+
+
+def train_trial(ctx: Context, trial: optuna.Trial, hp, seed: int, run) -> float:
+    """The trial's training: reports its metric after every epoch; raises TrialPruned to stop early."""
+    spec, splits = ctx.spec, ctx.splits
+    seed_everything(seed)
+    model = spec.model.build(splits)
+    value = math.nan
+    for result in fit(model, splits.train, hp, spec.budget.epochs, mean=splits.mean, std=splits.std,
+                      device=ctx.device, seed=seed, val=splits.val, compile_mode=spec.compile):
+        run.log_epoch(result)
+        trial.set_user_attr("epochs", result.epoch)
+        if not all(math.isfinite(v) for v in (result.train_loss, result.val_loss)):
+            _stop(trial, run, f"non-finite loss at epoch {result.epoch} (diverged)")
+        value = getattr(result, spec.metric)
+        trial.report(value, result.epoch)
+        if trial.should_prune():
+            _stop(trial, run, f"pruned by the {spec.pruner.name} pruner after epoch {result.epoch}")
+    run.log_metrics({spec.metric + "_final": value})
+    return value
+
+
+def _stop(trial: optuna.Trial, run, reason: str):
+    trial.set_user_attr("prune_reason", reason)
+    run.set_tags({"hpo.prune_reason": reason})
+    raise optuna.TrialPruned(reason)
+
+
+@dataclass
+class ProgressPrinter:
+    """One line per finished trial: number, state, value, best so far, time."""
+
+    spec: object
+    started: float
+    print: Callable[[str], None] = print
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        metric = self.spec.metric
+        if trial.state == TrialState.COMPLETE:
+            detail = f"{metric} {trial.value:.4f}"
+        elif trial.state == TrialState.PRUNED:
+            last = trial.intermediate_values.get(max(trial.intermediate_values, default=0))
+            epochs = trial.user_attrs.get("epochs", "?")
+            value = f"{metric} {last:.4f} " if last is not None and math.isfinite(last) else ""
+            detail = f"{value}at epoch {epochs}/{self.spec.budget.epochs}"
+        else:
+            detail = "failed: " + trial.user_attrs.get("fail_reason", "see its MLflow run's error.txt")
+        try:
+            best = f"best {study.best_value:.4f} (#{study.best_trial.number})"
+        except ValueError:
+            best = "best -"
+        duration = trial.duration.total_seconds() if trial.duration else 0.0
+        done = count_finished(study)
+        self.print(f"trial {trial.number:4d}  {trial.state.name:8s}  {detail:34s}  {best:22s}  "
+                   f"{duration:6.1f}s  [{done}/{self.spec.budget.trials} done, {time.time() - self.started:.0f}s]")
