@@ -5,9 +5,15 @@ the study's ``data`` fields (other than the split fields) as keyword
 arguments and returns a :class:`data.images.LabelledImages` pool, plus an
 optional official test part. ``data.splits.load_splits`` turns that into the
 train / validation / test splits every trial and retrain uses.
+
+``@register_dataset("name", check=check_options)`` adds the loader's rules for
+its option values, so a study file is refused when it is read, not when the
+loader runs. A loader raises :class:`data.errors.DataError` naming the study
+field at fault; ``data/`` imports nothing from ``hpo/`` (the study file and the
+command line are the caller's business).
 """
 
-from hpo.registry import Registry
+from data.registry import Registry
 
 DATASETS = Registry("dataset")
 register_dataset = DATASETS.register

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import optuna
 
-from hpo.registry import Registry
+from data.registry import Registry
 
 PRUNERS = Registry("pruner")
 RESERVED = ("epochs",)

@@ -18,12 +18,13 @@ from typing import Any, Mapping
 import yaml
 
 from data import DATASETS
+from data.errors import DataError
+from data.registry import Registry
+from data.splits import NORMALIZATIONS
 from hpo.errors import SpecError, UserError
 from hpo.pruners import PRUNERS, RESERVED as PRUNER_RESERVED
-from hpo.registry import Registry
 from hpo.samplers import SAMPLERS, RESERVED as SAMPLER_RESERVED
 from hpo.space import SearchSpace, check_enqueued, parse_search
-from data.splits import NORMALIZATIONS
 from models import DATA_ARGUMENTS, MODELS
 
 NORMALIZE_CHOICES = ("auto", "measured", *NORMALIZATIONS)
@@ -209,6 +210,10 @@ def _parse_data(raw: Any, source: str) -> DataSpec:
     common = ("name", "val_fraction", "test_fraction", "split_seed", "normalize")
     component = _parse_component({k: v for k, v in raw.items() if k not in common[1:]}, DATASETS, (),
                                  source, "data", default=None)
+    try:  # the loader's own rules for its option values (stream, workers, ...); the data is not opened here
+        DATASETS.check(component.name, component.args)
+    except DataError as err:
+        raise SpecError(source, err.field or "data", err.message) from None
     return DataSpec(
         name=component.name,
         val_fraction=_fraction(raw.get("val_fraction", 0.2), source, "data.val_fraction"),
@@ -289,7 +294,8 @@ def _parse_component(raw: Any, registry: Registry, reserved, source: str, field:
 
 def _check_type(value: Any, default: Any, source: str, field: str) -> None:
     """Arguments must have their default's type (an int where a float is expected is fine). A default of
-    "auto" stands for several types (``channels: auto | 1 | 3``): the constructor checks those values."""
+    None or "auto" stands for several types (``channels: auto | 1 | 3``): the registered check (or the
+    constructor) judges those values."""
     if default is None or default is inspect.Parameter.empty or default == "auto":
         return
     expected = type(default)

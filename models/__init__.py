@@ -13,7 +13,7 @@ from typing import Any
 
 import torch.nn as nn
 
-from hpo.registry import Registry
+from data.registry import Registry
 
 MODELS = Registry("model")
 register_model = MODELS.register
