@@ -15,8 +15,8 @@ import torch
 
 from data import register_dataset
 from data.folder import load_folder
+from data.errors import DataError
 from data.images import DataSource, LabelledImages
-from hpo.errors import UserError
 
 # The usual published per-channel statistics of the training images.
 CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
@@ -55,9 +55,9 @@ def load_cifar(name: str, root: str, download: bool) -> DataSource:
         train = reader(str(root_path), train=True, download=download)
         test = reader(str(root_path), train=False, download=False)
     except RuntimeError:
-        raise UserError(f"data.root: no {name} under {root_path}: expected {root_path}/{reader.base_folder}/ "
+        raise DataError(f"no {name} under {root_path}: expected {root_path}/{reader.base_folder}/ "
                         f"(torchvision's format) or {root_path}/train/<class>/ image folders; "
-                        f"set data.download: true only where there is a network") from None
+                        f"set data.download: true only where there is a network", "data.root") from None
 
     def tensors(part) -> LabelledImages:
         images = torch.from_numpy(part.data).permute(0, 3, 1, 2).contiguous()  # HWC -> CHW, uint8

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from hpo.errors import UserError
+from data.errors import DataError
 
 JPEG_SUFFIXES = (".jpg", ".jpeg")
 
@@ -47,7 +47,7 @@ def decode_file(path: str, mode: str, size: int | None) -> torch.Tensor:
         with Image.open(path) as image:
             tensor = F.pil_to_tensor(image.convert(mode))
     except (OSError, ValueError) as err:
-        raise UserError(f"{path}: cannot be decoded ({type(err).__name__}); remove it or set "
+        raise DataError(f"{path}: cannot be decoded ({type(err).__name__}); remove it or set "
                         f"data.skip_bad_files: true") from None
     return resize_and_crop(tensor, size)
 
@@ -66,7 +66,7 @@ def decode_jpeg_batch(files: list[bytes], paths: list[str], mode: str, size: int
             try:
                 decode_jpeg(data, mode=read_mode, device=device)
             except RuntimeError as err:
-                raise UserError(f"{path}: cannot be decoded as JPEG ({str(err).splitlines()[0]}); remove it "
+                raise DataError(f"{path}: cannot be decoded as JPEG ({str(err).splitlines()[0]}); remove it "
                                 f"or set data.decode: workers") from None
         raise
     return torch.stack([resize_and_crop(image, size) for image in images])

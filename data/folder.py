@@ -40,15 +40,44 @@ import torch
 
 from data import register_dataset
 from data.decoding import decode_file, read_header
+from data.errors import DataError
 from data.images import DataSource, LabelledImages
 from data.streaming import DECODERS, FileTable, ImageFiles, default_workers
-from hpo.errors import UserError
 
 CHANNELS = ("auto", 1, 3)
 GRAY_MODES = ("1", "L", "LA", "I", "I;16", "F")
 MAX_DEFAULT_SIZE = 224  # used when images differ in size and no ``size`` is given
 MAX_RESIDENT_BYTES = 8 * 2**30  # beyond this a decoded folder would not fit in memory comfortably
 STREAM = ("auto", True, False)  # auto: stream from disk when the decoded images exceed MAX_RESIDENT_BYTES
+
+
+def check_options(size: int | None = None, channels="auto", stream="auto", workers="auto", decode: str = "auto",
+                  **others) -> None:
+    """A DataError naming the field for an option value the folder loaders do not take. The study
+    validator calls it when the file is read (``hpo check``), ``load_folder`` before it opens anything;
+    ``others`` (root, skip_bad_files, cache) take any value of their type."""
+    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
+        raise DataError(f"must be a whole number of pixels >= 1, or null to keep the images' own size, "
+                        f"got {size!r}", "data.size")
+    if not _one_of(channels, CHANNELS):
+        raise DataError(f"must be {_spelled(CHANNELS)}, got {channels!r}", "data.channels")
+    if not _one_of(stream, STREAM):
+        raise DataError(f"must be {_spelled(STREAM)}, got {stream!r}", "data.stream")
+    if workers != "auto" and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 0):
+        raise DataError(f"must be auto or a whole number >= 0 (DataLoader workers), got {workers!r}", "data.workers")
+    if not _one_of(decode, DECODERS):
+        raise DataError(f"must be one of {', '.join(DECODERS)}, got {decode!r}", "data.decode")
+
+
+def _one_of(value, allowed) -> bool:
+    # By type as well as value: True == 1 in Python, but ``channels: true`` is no channel count.
+    return any(type(value) is type(a) and value == a for a in allowed)
+
+
+def _spelled(allowed) -> str:
+    """``("auto", True, False)`` -> "auto, true or false", as the values are written in YAML."""
+    words = [str(a).lower() if isinstance(a, bool) else str(a) for a in allowed]
+    return f"{', '.join(words[:-1])} or {words[-1]}"
 
 
 def cache_dir() -> Path:
@@ -62,11 +91,11 @@ def find_images(tree: Path, class_names: list[str] | None = None) -> tuple[list[
     try:
         folder = ImageFolder(str(tree), allow_empty=True)
     except (FileNotFoundError, OSError) as err:
-        raise UserError(f"{tree}: not an image folder ({err}); expected {tree}/<class>/<image files>") from None
+        raise DataError(f"{tree}: not an image folder ({err}); expected {tree}/<class>/<image files>") from None
     if class_names is not None and folder.classes != class_names:
-        raise UserError(f"{tree}: classes {folder.classes} differ from the train folder's {class_names}")
+        raise DataError(f"{tree}: classes {folder.classes} differ from the train folder's {class_names}")
     if not folder.samples:
-        raise UserError(f"{tree}: no image files ({', '.join(e.lstrip('.') for e in _extensions())}) "
+        raise DataError(f"{tree}: no image files ({', '.join(e.lstrip('.') for e in _extensions())}) "
                         f"in its class folders")
     return folder.samples, folder.classes
 
@@ -86,7 +115,7 @@ def scan_folder(parts: dict[str, list[tuple[str, int]]], size: int | None, chann
     bad = {path: h for path, h in headers.items() if isinstance(h, Exception)}
     for path, err in bad.items():
         if not skip_bad_files:
-            raise UserError(f"{path}: not a readable image ({type(err).__name__}); remove it or set "
+            raise DataError(f"{path}: not a readable image ({type(err).__name__}); remove it or set "
                             f"data.skip_bad_files: true")
         warnings.warn(f"skipping {path}: not a readable image", stacklevel=2)
     good = {path: h for path, h in headers.items() if path not in bad}
@@ -127,16 +156,9 @@ def load_folder(root: str | Path, size: int | None = None, channels="auto", skip
                 cache: bool = True, class_names: list[str] | None = None, stream="auto", workers="auto",
                 decode: str = "auto") -> DataSource:
     root = Path(root).expanduser()
+    check_options(size=size, channels=channels, stream=stream, workers=workers, decode=decode)
     if not root.is_dir():
-        raise UserError(f"data.root: {root} is not a folder; point it at an image folder (see README, Data sets)")
-    if channels not in CHANNELS:
-        raise UserError(f"data.channels: must be auto, 1 or 3, got {channels!r}")
-    if stream not in STREAM:
-        raise UserError(f"data.stream: must be auto, true or false, got {stream!r}")
-    if workers != "auto" and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 0):
-        raise UserError(f"data.workers: must be auto or a whole number >= 0 (DataLoader workers), got {workers!r}")
-    if decode not in DECODERS:
-        raise UserError(f"data.decode: must be one of {', '.join(DECODERS)}, got {decode!r}")
+        raise DataError(f"{root} is not a folder; point it at an image folder (see README, Data sets)", "data.root")
     split_dirs = {name: root / name for name in ("train", "val", "test") if (root / name).is_dir()}
     if "train" in split_dirs:
         train, classes = find_images(split_dirs["train"], class_names)
@@ -179,9 +201,9 @@ def load_folder(root: str | Path, size: int | None = None, channels="auto", skip
                     {"parts": readable, "size": size, "channels": channels, "image_size": image_size})))
         else:
             if needed > MAX_RESIDENT_BYTES:
-                raise UserError(f"{count} images of {channels}x{image_size[0]}x{image_size[1]} need "
-                                f"{needed / 2**30:.1f} GiB in memory; set data.stream: auto to stream them "
-                                f"from disk, or a smaller data.size")
+                raise DataError(f"is false, but {count} images of {channels}x{image_size[0]}x{image_size[1]} "
+                                f"need {needed / 2**30:.1f} GiB in memory; set it to auto to stream them from "
+                                f"disk, or set a smaller data.size", "data.stream")
             print(f"decoding {count} images under {root} (cached afterwards)...", file=sys.stderr, flush=True)
             loaded = decode_parts(readable, mode, size)
             if cache:
@@ -209,7 +231,7 @@ def _cache_key(root: Path, parts, size, channels, skip_bad_files) -> str:
     return digest.hexdigest()[:20]
 
 
-@register_dataset("folder")
+@register_dataset("folder", check=check_options)
 def folder(root: str, size: int | None = None, channels: str | int = "auto", skip_bad_files: bool = False,
            cache: bool = True, stream: str | bool = "auto", workers: str | int = "auto",
            decode: str = "auto") -> DataSource:
@@ -221,7 +243,7 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-@register_dataset("imagenet")
+@register_dataset("imagenet", check=check_options)
 def imagenet(root: str, size: int = 224, skip_bad_files: bool = False, cache: bool = True,
              stream: str | bool = "auto", workers: str | int = "auto", decode: str = "auto") -> DataSource:
     """torchvision's ImageNet layout (train/<wnid>/, val/<wnid>/): the folder loader with ImageNet's

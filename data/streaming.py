@@ -28,6 +28,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from data.decoding import JPEG_SUFFIXES, decode_file, decode_jpeg_batch
+from data.errors import DataError
 from data.images import LabelledImages
 
 DECODERS = ("auto", "workers", "device")
@@ -54,6 +55,14 @@ class _Files(Dataset):
             with open(path, "rb") as f:
                 return f.read(), self.labels[i]
         return decode_file(path, self.mode, self.size), self.labels[i]
+
+
+def _from_worker(err: DataError) -> DataError:
+    """The error a worker raised, as it raised it. DataLoader re-raises ``DataError(worker's traceback)``,
+    which would print the traceback as the message; its last line is ``data.errors.DataError: <message>``."""
+    last = err.message.strip().splitlines()[-1]
+    prefix = f"{DataError.__module__}.{DataError.__qualname__}: "
+    return DataError(last.removeprefix(prefix)) if last.startswith(prefix) else err
 
 
 def _collate_raw(items):
@@ -152,13 +161,16 @@ class ImageFiles:
         on_device = self.table.decodes_on(self.device) == "device"
         loader, order = self.table.loader(self.device, raw=on_device)
         order.batches = [self.index[batch.cpu()].tolist() for batch in index_batches]
-        for rows, (images, labels) in zip(order.batches, loader):
-            if on_device:
-                paths = [self.table.paths[row] for row in rows]
-                images = decode_jpeg_batch(images, paths, self.table.mode, self.table.size, self.device)
-            else:
-                images = images.to(self.device, non_blocking=True)
-            yield images, labels.to(self.device, non_blocking=True)
+        try:
+            for rows, (images, labels) in zip(order.batches, loader):
+                if on_device:
+                    paths = [self.table.paths[row] for row in rows]
+                    images = decode_jpeg_batch(images, paths, self.table.mode, self.table.size, self.device)
+                else:
+                    images = images.to(self.device, non_blocking=True)
+                yield images, labels.to(self.device, non_blocking=True)
+        except DataError as err:  # a file that passed the header scan but does not decode
+            raise _from_worker(err) from None
 
     def load(self) -> LabelledImages:
         """Every image of this part decoded into memory (for statistics on a sample, and for tests)."""

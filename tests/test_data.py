@@ -6,9 +6,10 @@ import pytest
 import torch
 from PIL import Image
 
+from conftest import hpo, write_study
 from datagen import write_cifar, write_image_folder
+from data.errors import DataError
 from data.splits import load_splits
-from hpo.errors import UserError
 
 
 @pytest.fixture(autouse=True)
@@ -28,8 +29,9 @@ def test_cifar_in_torchvisions_format(tmp_path, classes):
 
 
 def test_cifar_missing_root_is_a_clear_error(tmp_path):
-    with pytest.raises(UserError, match=r"no cifar10 under .*cifar-10-batches-py"):
+    with pytest.raises(DataError, match=r"^no cifar10 under .*cifar-10-batches-py") as raised:
         load_splits("cifar10", {"root": str(tmp_path)}, 0.1, 0.2, 0)
+    assert raised.value.field == "data.root"
 
 
 def test_cifar10_as_image_folders(tmp_path):
@@ -63,11 +65,23 @@ def test_folder_corrupt_file_error_or_skip(tmp_path):
     write_image_folder(tmp_path, ["a", "b"], 6)
     bad = tmp_path / "a" / "broken.png"
     bad.write_bytes(b"not a png at all")
-    with pytest.raises(UserError, match=r"broken.png: not a readable image .*skip_bad_files"):
+    with pytest.raises(DataError, match=r"broken.png: not a readable image .*skip_bad_files") as raised:
         load_splits("folder", {"root": str(tmp_path)}, 0.25, 0.2, 0)
+    assert raised.value.field is None, "the message names the file"
     with pytest.warns(UserWarning, match="skipping .*broken.png"):
         splits = load_splits("folder", {"root": str(tmp_path), "skip_bad_files": True}, 0.25, 0.2, 0)
     assert len(splits.train) + len(splits.val) + len(splits.test) == 12
+
+
+def test_folder_root_errors_name_the_field_or_the_folder(tmp_path):
+    with pytest.raises(DataError, match=r"^\S*nowhere is not a folder; point it at an image folder") as raised:
+        load_splits("folder", {"root": str(tmp_path / "nowhere")}, 0.25, 0.2, 0)
+    assert raised.value.field == "data.root"
+    (tmp_path / "flat").mkdir()
+    (tmp_path / "flat" / "a.png").write_bytes(b"")
+    with pytest.raises(DataError, match=r"flat: not an image folder .*expected \S*flat/<class>/") as raised:
+        load_splits("folder", {"root": str(tmp_path / "flat")}, 0.25, 0.2, 0)
+    assert raised.value.field is None
 
 
 def test_folder_decodes_once_then_reads_the_cache(tmp_path, capsys):
@@ -117,3 +131,41 @@ def test_hpo_run_on_an_unseen_grayscale_folder(tmp_path):
     result = hpo("run", str(write_study(tmp_path, study)), cwd=tmp_path)
     assert "(20 train / 7 val / 9 test)" in result.stdout
     assert "test_accuracy" in result.stdout
+
+
+def bad_options_study(root, **data) -> dict:
+    return {"name": "bad", "data": {"name": "folder", "root": str(root), **data},
+            "model": {"name": "digits_cnn", "width": 8}, "search": {"lr": [0.01]}}
+
+
+@pytest.mark.parametrize("data, field, message", [
+    ({"stream": "sometimes"}, "data.stream", "must be auto, true or false, got 'sometimes'"),
+    ({"stream": 1}, "data.stream", "must be auto, true or false, got 1"),
+    ({"workers": -1}, "data.workers", "must be auto or a whole number >= 0 (DataLoader workers), got -1"),
+    ({"workers": 2.5}, "data.workers", "must be auto or a whole number >= 0 (DataLoader workers), got 2.5"),
+    ({"decode": "gpu"}, "data.decode", "must be one of auto, workers, device, got 'gpu'"),
+    ({"channels": 2}, "data.channels", "must be auto, 1 or 3, got 2"),
+    ({"channels": True}, "data.channels", "must be auto, 1 or 3, got True"),
+    ({"size": 0}, "data.size", "must be a whole number of pixels >= 1"),
+    ({"name": "imagenet", "decode": "nvjpeg"}, "data.decode", "must be one of auto, workers, device, got 'nvjpeg'"),
+    ({"name": "imagenet", "stream": "yes"}, "data.stream", "must be auto, true or false, got 'yes'"),
+])
+def test_bad_loader_options_refused_when_the_study_file_is_read(tmp_path, data, field, message):
+    """hpo check refuses them: the loader's rules are checked with the file, before any data is opened (the
+    root does not even exist) or any store created."""
+    work = tmp_path / "work"
+    work.mkdir()
+    study_file = write_study(work, bad_options_study(tmp_path / "no-such-folder", **data))
+    result = hpo("check", str(study_file), cwd=work, check=False)
+    assert result.returncode == 2 and result.stdout == "" and "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert f"{study_file}: {field}: {message}" in lines[0]
+    assert sorted(p.name for p in work.iterdir()) == ["study.yaml"], "nothing written"
+
+
+def test_the_loader_refuses_the_same_options_before_opening_the_folder(tmp_path):
+    """The same rule, called by the loader itself (a caller without a study file, e.g. hpo bench)."""
+    with pytest.raises(DataError, match=r"^must be auto, true or false, got 'sometimes'$") as raised:
+        load_splits("folder", {"root": str(tmp_path / "no-such-folder"), "stream": "sometimes"}, 0.25, 0.2, 0)
+    assert raised.value.field == "data.stream"

@@ -62,3 +62,29 @@ def test_missing_required_registry_argument():
     raw = {**TINY_STUDY, "model": {"name": "needs_depth_for_tests"}}
     with pytest.raises(SpecError, match="model.depth: is required by model 'needs_depth_for_tests'"):
         parse_study(raw, "x.yaml")
+
+
+def test_loader_options_checked_with_the_file_not_the_data(tmp_path):
+    """The folder loader's rules judge its options when the study is read; the folder is opened only by hpo run."""
+    study = {**TINY_STUDY, "data": {"name": "folder", "root": str(tmp_path / "not-yet-copied"), "stream": True,
+                                    "workers": 0, "decode": "device", "channels": 1, "size": 16}}
+    assert parse_study(study, "x.yaml").data.args["decode"] == "device"
+    for field, value in (("stream", "sometimes"), ("workers", -2), ("decode", "gpu"), ("channels", 2)):
+        bad = {**study, "data": {**study["data"], field: value}}
+        with pytest.raises(SpecError, match=rf"^x.yaml: data.{field}: must be .*got {value!r}$") as raised:
+            parse_study(bad, "x.yaml")
+        assert raised.value.field == f"data.{field}"
+
+
+def test_registry_check_runs_the_registered_rule():
+    from data.registry import Registry
+
+    calls = []
+    things = Registry("thing")
+    things.register("checked", check=lambda **args: calls.append(args))(lambda size=1: size)
+    things.register("plain")(lambda size=1: size)
+    things.check("checked", {"size": 3})
+    things.check("plain", {"size": -1})  # no rule registered: nothing to judge
+    assert calls == [{"size": 3}]
+    with pytest.raises(KeyError, match="unknown thing 'other'; allowed: checked, plain"):
+        things.check("other", {})

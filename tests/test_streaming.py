@@ -101,3 +101,21 @@ def test_bad_streaming_options(jpeg_folder, tmp_path, field, value, message):
     assert message in lines[-1] and str(study_file) in lines[-1]
     assert len(lines) == 1, result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["insects", "study.yaml"], "no store written"
+
+
+@pytest.mark.parametrize("decode", ["workers", "device"])
+def test_a_file_that_does_not_decode_is_named(jpeg_folder, decode):
+    """A truncated JPEG passes the header scan and fails in a DataLoader worker (or on the device): the error
+    names the file and what to do, not the worker's traceback."""
+    from data.errors import DataError
+
+    broken = sorted((jpeg_folder / "test" / "ants").iterdir())[0]
+    whole = broken.read_bytes()
+    broken.write_bytes(whole[:len(whole) * 3 // 4])  # the header is intact, the scan lines are not
+    splits = load_splits("folder", {"root": str(jpeg_folder), "size": 24, "stream": True, "workers": 1,
+                                    "decode": decode}, 0.25, 0.2, 0)
+    with pytest.raises(DataError) as raised:
+        list(evaluation_batches(splits.test, 8))
+    assert raised.value.message.startswith(f"{broken}: cannot be decoded"), raised.value.message
+    assert "Traceback" not in raised.value.message and len(raised.value.message.splitlines()) == 1
+    assert raised.value.field is None
