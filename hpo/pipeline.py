@@ -14,6 +14,7 @@ A worker (``--gpus``) runs steps 1-3 and the search of step 5 under the parent's
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,7 +111,7 @@ def _lead(request: RunRequest, ctx, study, workers: list[str]) -> int:
         failure = _failure(spec, study, end)
         if failure:
             parent.end_as("FAILED", "FAILED", failure)
-            print_line(f"hpo run: stopped: {failure}")
+            print(f"hpo run: stopped: {failure}", file=sys.stderr, flush=True)
             return EXIT_FAILED
         print_line(f"search done in {time.time() - started:.0f}s ({_said(end)}): {summary}; best "
                    f"{spec.metric} {study.best_value:.4f} (trial {study.best_trial.number})")
@@ -120,7 +121,8 @@ def _lead(request: RunRequest, ctx, study, workers: list[str]) -> int:
                     parent.log_metrics({"test_accuracy": result.test.accuracy}, step=result.epochs)
             except TrainingDiverged as err:
                 parent.end_as("FAILED", "FAILED", str(err))
-                print_line(f"hpo run: stopped: {err}; lower the learning rate or retrain another trial")
+                print(f"hpo run: stopped: {err}; lower the learning rate or retrain another trial", file=sys.stderr,
+                      flush=True)
                 return EXIT_FAILED
     if request.retrain and not request.stores.tracking_off:
         print_line(f"next: hpo promote {spec.name}" + store_flags(request.stores))

@@ -10,6 +10,7 @@ side in MLflow (write-up 000's 50 / 100 / 600 epochs).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import sys
@@ -21,6 +22,7 @@ from hpo.checkpoint import make_checkpoint
 from hpo.context import Context
 from hpo.space import Hyperparams
 from hpo.errors import UserError
+from hpo.locks import store_lock
 from hpo.trainer import Evaluation, evaluate, fit, seed_everything
 
 
@@ -60,13 +62,15 @@ def retrain_best_trial(ctx: Context, study: optuna.Study, again: bool = True) ->
     best = best_trial(ctx.spec, study)
     results = []
     for epochs in ctx.spec.budget.retrain.epochs:
-        done = None if again else ctx.tracker.finished_retrain(best.number, epochs)
-        if done is not None:
-            ctx.print_line(f"retrain of trial {best.number} ({epochs} epochs) already done: test_accuracy "
-                           f"{done.data.metrics.get('test_accuracy', float('nan')):.4f} (MLflow run "
-                           f"{done.info.run_id}); `hpo retrain {ctx.spec.name}` trains it again")
-            continue
-        results.append(retrain(ctx, best, epochs))
+        # Under a lock, so that runs of one study started together retrain once, not once each.
+        with store_lock(ctx.tracker.uri, f"retrain-{ctx.spec.name}") if not again else contextlib.nullcontext():
+            done = None if again else ctx.tracker.finished_retrain(best.number, epochs)
+            if done is not None:
+                ctx.print_line(f"retrain of trial {best.number} ({epochs} epochs) already done: test_accuracy "
+                               f"{done.data.metrics.get('test_accuracy', float('nan')):.4f} (MLflow run "
+                               f"{done.info.run_id}); `hpo retrain {ctx.spec.name}` trains it again")
+                continue
+            results.append(retrain(ctx, best, epochs))
     return results
 
 

@@ -22,6 +22,7 @@ from hpo.study import claim_trial, count_finished, heartbeat
 from hpo.trainer import fit, seed_everything
 
 MAX_FAILURES_IN_A_ROW = 3  # then the cause is likely not the hyperparameters: stop and say so
+WAIT_S = 1.0  # how often a process with nothing to claim looks again while others run the last trials
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,7 @@ def run_search(ctx: Context, study: optuna.Study) -> SearchEnd:
     """
     spec, print_line = ctx.spec, ctx.print_line
     progress = ProgressPrinter(spec, time.time(), print_line)
-    failures_in_a_row, last_error = 0, ""
+    failures_in_a_row, last_error, waiting = 0, "", False
     started = time.time()
 
     def recover(trial: FrozenTrial):
@@ -67,7 +68,15 @@ def run_search(ctx: Context, study: optuna.Study) -> SearchEnd:
         for line in claim.notes:
             print_line(line)
         if claim.trial is None:
+            running = len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
+            if running and count_finished(study) < spec.budget.trials:  # they may fail and need replacing,
+                if not waiting:  # and the best trial is not known before they end
+                    print_line(f"waiting for {running} trial(s) that other processes are running")
+                waiting = True
+                time.sleep(WAIT_S)
+                continue
             return SearchEnd(claim.reason)
+        waiting = False
         with heartbeat(study._storage, claim.trial):
             frozen = run_trial(ctx, study, claim.trial)
         if frozen.state == TrialState.FAIL:

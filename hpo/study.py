@@ -12,10 +12,7 @@ heartbeat grace period when another machine did.
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import hashlib
 import os
-import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +22,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from hpo.errors import UserError
+from hpo.locks import store_lock
 from hpo.processes import ProcessId
 from hpo.samplers import points_left, study_sampler
 
@@ -40,31 +38,9 @@ def storage_url(cli_value: str | None = None) -> str:
     return cli_value or os.environ.get("HPO_STORAGE") or DEFAULT_STORAGE
 
 
-# --- locks -----------------------------------------------------------------------------------------
-
-
-def lock_path(url: str, name: str) -> Path:
-    """A lock file for ``name`` within the store at ``url`` (in the temp folder; one machine)."""
-    if url.startswith("sqlite:///"):  # the same database however its path is spelled
-        url = "sqlite:///" + str(Path(url[len("sqlite:///"):]).resolve())
-    digest = hashlib.sha256(f"{url}\0{name}".encode()).hexdigest()[:16]
-    return Path(tempfile.gettempdir()) / f"hpo-{name}-{digest}.lock"
-
-
-@contextlib.contextmanager
-def file_lock(path: Path):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def study_lock(url: str, study_name: str):
     """Serialises creating the study and claiming its trials among this machine's processes."""
-    return file_lock(lock_path(url, study_name))
+    return store_lock(url, study_name)
 
 
 def url_of(study: optuna.Study) -> str:
@@ -86,7 +62,7 @@ def open_storage(url: str, must_exist: bool = False) -> optuna.storages.RDBStora
         if not path.is_file():
             raise UserError(f"no study storage at {url} ({path} does not exist); pass --storage or set HPO_STORAGE")
     try:
-        with file_lock(lock_path(url, "schema")):
+        with store_lock(url, "schema"):
             return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S)
     except Exception as err:
         raise UserError(f"cannot open study storage {url!r}: {str(err).splitlines()[0]}") from None

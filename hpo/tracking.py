@@ -37,7 +37,7 @@ from optuna.trial import TrialState  # noqa: E402
 
 from hpo.errors import UserError  # noqa: E402
 from hpo.processes import ProcessId  # noqa: E402
-from hpo.study import file_lock, lock_path  # noqa: E402
+from hpo.locks import store_lock  # noqa: E402
 
 logging.getLogger("mlflow").setLevel(logging.WARNING)
 logging.getLogger("alembic").setLevel(logging.WARNING)
@@ -110,9 +110,9 @@ class Tracker:
     def __init__(self, study_name: str, uri: str | None = None, artifact_root: str | None = None):
         self.study_name = study_name
         self.uri = tracking_uri(uri)
-        self.client = MlflowClient(tracking_uri=self.uri)
         # Under a lock: first runs started together would race to create MLflow's schema and the experiment.
-        with file_lock(lock_path(self.uri, "mlflow")):
+        with store_lock(self.uri, "mlflow"):
+            self.client = MlflowClient(tracking_uri=self.uri)
             experiment = self.client.get_experiment_by_name(study_name)
             if experiment is None:
                 root = Path(artifact_root or os.environ.get("HPO_ARTIFACTS") or DEFAULT_ARTIFACT_ROOT).resolve()

@@ -79,15 +79,16 @@ def test_failing_every_trial_stops_with_exit_1(tmp_path, monkeypatch, capsys):
 
 
 def test_runs_of_trials_whose_worker_died_are_closed(tmp_path):
+    """A trial failed by Optuna (its worker stopped) whose run still shows RUNNING: reconcile ends the run."""
     from hpo.tracking import Tracker
 
     study = optuna.create_study(storage=f"sqlite:///{tmp_path}/s.db", study_name="orphans")
     tracker = Tracker("orphans", f"sqlite:///{tmp_path}/m.db", str(tmp_path / "art"))
     trial = study.ask()
-    run = tracker.client.create_run(tracker.experiment_id)
+    run = tracker.client.create_run(tracker.experiment_id, tags={"hpo.role": "trial", "hpo.trial": "0"})
     trial.set_user_attr("mlflow_run_id", run.info.run_id)
     study.tell(trial, state=TrialState.FAIL)  # what Optuna does to a trial whose heartbeat stopped
-    assert tracker.close_orphaned_runs(study) == 1
+    assert len(tracker.reconcile(study)) == 1
     closed = tracker.client.get_run(run.info.run_id)
     assert closed.info.status == "FAILED" and closed.data.tags["hpo.state"] == "FAILED"
-    assert tracker.close_orphaned_runs(study) == 0
+    assert tracker.reconcile(study) == []
