@@ -174,17 +174,19 @@ def build_parser() -> argparse.ArgumentParser:
                     "device against one, (4) a short study's epochs with and without pruning.",
         epilog="examples:\n  hpo bench                                  # resnet18, CIFAR stem, 32x32, on the GPU\n"
                "  hpo bench --model resnet50 --stem imagenet --image-size 224 --batch-size 128\n"
-               "  hpo bench --device cpu --batch-size 32 --steps 4 --packed 2   # a few minutes on 2 cores")
+               "  hpo bench --device cpu                     # CPU-sized defaults: a few minutes on 2 cores")
     bench.add_argument("--device", help="cuda, cuda:N or cpu (default: cuda when present)")
-    bench.add_argument("--model", default="resnet18", help="a registered model (default: resnet18)")
+    bench.add_argument("--model", help="a registered model (default: resnet18 on a GPU, simple_cnn on the CPU)")
     bench.add_argument("--stem", default="cifar", help="ResNet stem: cifar or imagenet (default: cifar)")
     bench.add_argument("--image-size", type=int, default=32, help="pixels (default: 32)")
     bench.add_argument("--channels", type=int, default=3, help="image channels (default: 3)")
-    bench.add_argument("--batch-size", type=int, default=256, help="(default: 256)")
-    bench.add_argument("--steps", type=int, default=30, help="timed steps per measurement (default: 30)")
-    bench.add_argument("--packed", type=int, default=4, help="workers packed on the device in part 3 (default: 4)")
-    bench.add_argument("--study-trials", type=int, default=12, help="trials of the short studies (default: 12)")
-    bench.add_argument("--study-epochs", type=int, default=6, help="epochs per trial in them (default: 6)")
+    bench.add_argument("--batch-size", type=int, help="(default: 256 on a GPU, 64 on the CPU)")
+    bench.add_argument("--steps", type=int, help="timed steps per measurement (default: 30 on a GPU, 8 on the CPU)")
+    bench.add_argument("--packed", type=int, help="workers packed on the device in part 3 (default: 4 on a GPU, "
+                                                  "2 on the CPU)")
+    bench.add_argument("--study-trials", type=int, help="trials of the short studies (default: 12 on a GPU, "
+                                                        "4 on the CPU)")
+    bench.add_argument("--study-epochs", type=int, help="epochs per trial in them (default: 6 on a GPU, 2 on the CPU)")
     bench.add_argument("--folder", help="an image folder (a few thousand JPEGs will do) to also time the trainer "
                        "streaming it from disk at --image-size, in part 1")
     bench.add_argument("--json", action="store_true", help="print one JSON object (the lines go to stderr)")
@@ -347,9 +349,22 @@ def cmd_lr_find(args) -> int:
     return 0
 
 
+# hpo bench's sizes where the command line gives none: a GPU run, and one that ends in minutes on 2 cores.
+BENCH_DEFAULTS = {"cuda": {"model": "resnet18", "batch_size": 256, "steps": 30, "packed": 4, "study_trials": 12,
+                           "study_epochs": 6},
+                  "cpu": {"model": "simple_cnn", "batch_size": 64, "steps": 8, "packed": 2, "study_trials": 4,
+                          "study_epochs": 2}}
+
+
 def cmd_bench(args) -> int:
     from models import MODELS
 
+    from hpo.trainer import resolve_device
+
+    device = resolve_device(args.device or "auto")
+    for flag, default in BENCH_DEFAULTS["cuda" if device.type == "cuda" else "cpu"].items():
+        if getattr(args, flag) is None:
+            setattr(args, flag, default)
     if args.model not in MODELS:
         raise UserError(f"--model: unknown model {args.model!r}; allowed: {', '.join(MODELS.names())}")
     for flag in ("image_size", "channels", "batch_size", "steps", "packed", "study_trials", "study_epochs"):
@@ -358,9 +373,7 @@ def cmd_bench(args) -> int:
     if args.folder and not Path(args.folder).is_dir():
         raise UserError(f"--folder: {args.folder} is not a folder; point it at an image folder")
     from hpo.bench import BenchConfig, main_json, run_bench
-    from hpo.trainer import resolve_device
 
-    device = resolve_device(args.device or "auto")
     model_args = (("stem", args.stem),) if args.model.startswith("resnet") else ()
     config = BenchConfig(str(device), args.model, model_args, args.image_size, args.channels, 10, args.batch_size,
                          args.steps, args.packed, args.study_trials, args.study_epochs, args.folder)
