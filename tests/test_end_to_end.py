@@ -163,13 +163,32 @@ def test_same_seed_gives_same_trial_params(tmp_path, tiny_run):
 
 
 def test_stores_default_to_current_directory_and_env_overrides(tmp_path):
+    """No option: the stores are made in the current directory. HPO_STORAGE, MLFLOW_TRACKING_URI and
+    HPO_ARTIFACTS move them; --storage, --tracking-uri and --artifacts beat the environment."""
     study_file = write_study(tmp_path, dict(TINY_STUDY, name="envs", enqueue=[],
                                             budget={"trials": 1, "epochs": 1}))
-    other = tmp_path / "elsewhere"
-    other.mkdir()
-    hpo("run", str(study_file), "--no-retrain", "--storage", f"sqlite:///{other}/s.db",
-        "--tracking-uri", f"sqlite:///{other}/m.db", "--artifacts", str(other / "art"), cwd=tmp_path)
-    assert (other / "s.db").is_file() and (other / "m.db").is_file() and (other / "art").is_dir()
-    assert not (tmp_path / "hpo.db").exists() and not (tmp_path / "mlflow.db").exists()
-    with sqlite3.connect(other / "s.db") as db:
-        assert db.execute("select count(*) from trials where state = 'RUNNING'").fetchone() == (0,)
+    plain, by_env, by_flags, env_target, flag_target = (tmp_path / n for n in
+                                                         ("plain", "by_env", "by_flags", "env", "flags"))
+    for d in (plain, by_env, by_flags, env_target, flag_target):
+        d.mkdir()
+
+    def env_for(target):
+        return {"HPO_STORAGE": f"sqlite:///{target}/s.db", "MLFLOW_TRACKING_URI": f"sqlite:///{target}/m.db",
+                "HPO_ARTIFACTS": str(target / "art")}
+
+    hpo("run", str(study_file), "--no-retrain", cwd=plain)
+    assert {p.name for p in plain.iterdir()} == {"hpo.db", "mlflow.db", "mlartifacts"}
+
+    hpo("run", str(study_file), "--no-retrain", cwd=by_env, env=env_for(env_target))
+    assert list(by_env.iterdir()) == []
+    assert {p.name for p in env_target.iterdir()} == {"s.db", "m.db", "art"}
+
+    other_env = tmp_path / "unused"
+    hpo("run", str(study_file), "--no-retrain", "--storage", f"sqlite:///{flag_target}/s.db",
+        "--tracking-uri", f"sqlite:///{flag_target}/m.db", "--artifacts", str(flag_target / "art"), cwd=by_flags,
+        env=env_for(other_env))
+    assert {p.name for p in flag_target.iterdir()} == {"s.db", "m.db", "art"}
+    assert list(by_flags.iterdir()) == [] and not other_env.exists()
+    for target in (plain / "hpo.db", env_target / "s.db", flag_target / "s.db"):
+        with sqlite3.connect(target) as db:
+            assert db.execute("select count(*) from trials where state = 'COMPLETE'").fetchone() == (1,)
