@@ -187,7 +187,7 @@ def parse_study(raw: dict, source: str) -> StudySpec:
     search = parse_search(raw.get("search"), source)
     spec = StudySpec(
         name=name, seed=seed, metric=metric, direction=direction, device=device,
-        compile=_choice(raw.get("compile", "off"), COMPILE_MODES, source, "compile"),
+        compile=_choice(_compile_mode(raw.get("compile", "off")), COMPILE_MODES, source, "compile"),
         data=_parse_data(raw.get("data"), source),
         model=_parse_model(raw.get("model"), source),
         budget=budget, search=search,
@@ -201,6 +201,11 @@ def parse_study(raw: dict, source: str) -> StudySpec:
         except (ValueError, TypeError) as err:
             raise SpecError(source, part, str(err).splitlines()[0]) from None
     return spec
+
+
+def _compile_mode(value: Any) -> Any:
+    """YAML reads a bare ``off`` as false (and ``on`` as true): take them as the words they were meant as."""
+    return {False: "off", True: "default"}.get(value, value) if isinstance(value, bool) else value
 
 
 def _parse_data(raw: Any, source: str) -> DataSpec:
