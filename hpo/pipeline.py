@@ -281,10 +281,6 @@ def load_data(spec, device=None):
         splits = load_splits(d.name, d.args, d.val_fraction, d.test_fraction, d.split_seed, d.normalize)
     except DataError as err:  # a data field the loader judged: name the file too
         raise (SpecError(spec.source, err.field, err.message) if err.field else UserError(err.message)) from None
-    except UserError as err:
-        if not str(err).startswith("data."):
-            raise
-        raise UserError(f"{spec.source}: {err}") from None
     try:  # a model argument only the constructor can judge (a stem, an image too small) fails here, once
         spec.model.build(splits)
     except (ValueError, TypeError, RuntimeError) as err:
