@@ -27,8 +27,8 @@ import torch.nn as nn
 
 from data.images import LabelledImages
 from data.transforms import normalize, to_float
-from hpo.space import Hyperparams
-from hpo.trainer import autocast, fit, seed_everything
+from hpo.hyperparams import Hyperparams
+from hpo.trainer import Acceleration, fit, seed_everything
 from models import create_model
 
 
@@ -93,13 +93,15 @@ def reference_images_per_s(config: BenchConfig, data: LabelledImages, device: to
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     loss_fn = nn.CrossEntropyLoss()
     mean, std = (0.5,) * config.channels, (0.25,) * config.channels
+    # The trainer's precision, nothing else: a tutorial's loop knows no memory formats or fused optimizers.
+    acceleration = Acceleration.for_device(device)
 
     def epoch():
         order = torch.randperm(len(data), device=device)
         for step in range(config.steps):
             index = order[step * config.batch_size:(step + 1) * config.batch_size]
             x = normalize(to_float(data.images[index]), mean, std)
-            with autocast(device):
+            with acceleration.autocast(device):
                 loss = loss_fn(model(x), data.labels[index])
             optimizer.zero_grad()
             loss.backward()
@@ -129,7 +131,8 @@ def training_flops_per_image(config: BenchConfig, device: torch.device) -> float
 
 def matmul_flops_per_s(device: torch.device) -> float:
     """The device's dense matrix-multiply rate in the trainer's precision (bf16 on CUDA, fp32 on CPU)."""
-    size, dtype = (8192, torch.bfloat16) if device.type == "cuda" else (1024, torch.float32)
+    size = 8192 if device.type == "cuda" else 1024
+    dtype = torch.bfloat16 if Acceleration.for_device(device).bf16 else torch.float32
     a = torch.randn(size, size, device=device, dtype=dtype)
     b = torch.randn(size, size, device=device, dtype=dtype)
     a @ b

@@ -17,10 +17,10 @@ import torch
 import torch.nn as nn
 
 from data.batches import training_batches
-from data.transforms import Augmentation, normalize, to_float
+from data.transforms import Augmentation
+from hpo.hyperparams import Hyperparams
 from hpo.optim import OPTIMIZERS
-from hpo.space import Hyperparams
-from hpo.trainer import autocast, seed_everything
+from hpo.trainer import Acceleration, forward_backward, seed_everything
 
 SMOOTHING = 0.98  # exponential moving average of the loss, bias-corrected
 
@@ -34,14 +34,17 @@ class LRFindResult:
 
 
 def lr_range_test(model: nn.Module, train, hp: Hyperparams, *, mean, std, device: torch.device, seed: int,
-                  start_lr: float = 1e-7, end_lr: float = 10.0, steps: int = 100,
-                  divergence: float = 4.0) -> LRFindResult:
+                  start_lr: float = 1e-7, end_lr: float = 10.0, steps: int = 100, divergence: float = 4.0,
+                  acceleration: Acceleration | None = None) -> LRFindResult:
+    """Each step is the trainer's (``hpo/trainer.py: forward_backward``) with the study's augmentation, loss and
+    ``acceleration`` (default: the device's), so the curve describes the training the study will run."""
     seed_everything(seed)
-    model.to(device).train()
+    acceleration = acceleration or Acceleration.for_device(device)
+    model.to(device, memory_format=acceleration.memory_format).train()
     train = train.to(device)
     generator = torch.Generator(device=device).manual_seed(seed)
     augment = Augmentation(hp.crop_padding, hp.rrc_scale_min, hp.rrc_ratio_max, hp.hflip, hp.rotation, hp.jitter)
-    optimizer = OPTIMIZERS.get(hp.optimizer)(model.parameters(), hp)
+    optimizer = OPTIMIZERS.get(hp.optimizer)(model.parameters(), hp, fused=acceleration.fused)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=hp.label_smoothing)
     growth = (end_lr / start_lr) ** (1 / max(1, steps - 1))
 
@@ -54,11 +57,9 @@ def lr_range_test(model: nn.Module, train, hp: Hyperparams, *, mean, std, device
         lr = start_lr * growth ** step
         for group in optimizer.param_groups:
             group["lr"] = lr
-        x = normalize(augment(to_float(images), generator), mean, std)
-        with autocast(device):
-            loss = loss_fn(model(x), labels)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        loss = forward_backward(model, images, labels, generator, augment=augment, loss_fn=loss_fn, mean=mean,
+                                std=std, acceleration=acceleration)
         optimizer.step()
         value = loss.item()  # the test needs every step's loss on the host
         average = SMOOTHING * average + (1 - SMOOTHING) * value

@@ -10,7 +10,7 @@ import math
 
 import torch
 
-from hpo.registry import Registry
+from data.registry import Registry
 
 OPTIMIZERS = Registry("optimizer")
 SCHEDULERS = Registry("scheduler")
@@ -19,32 +19,34 @@ SCHEDULERS = Registry("scheduler")
 MOMENTUM_OPTIMIZERS = ("sgd", "rmsprop")
 
 
-def fused(params: list) -> dict:
-    """One fused kernel per step for all parameters when they live on a GPU (torch's foreach default elsewhere)."""
-    return {"fused": True} if params and all(p.is_cuda for p in params) else {}
+def fused_kwargs(fused: bool) -> dict:
+    """One fused kernel per step for all parameters when ``fused`` (the trainer's ``Acceleration.fused``).
+
+    Off means leaving ``fused`` unset, not ``fused=False``: an explicit False also switches off torch's
+    default of a multi-tensor (foreach) kernel on GPUs.
+    """
+    return {"fused": True} if fused else {}
 
 
 @OPTIMIZERS.register("adam")
-def adam(params, hp) -> torch.optim.Optimizer:
-    params = list(params)
-    return torch.optim.Adam(params, lr=hp.lr, weight_decay=hp.weight_decay, **fused(params))
+def adam(params, hp, fused: bool = False) -> torch.optim.Optimizer:
+    return torch.optim.Adam(params, lr=hp.lr, weight_decay=hp.weight_decay, **fused_kwargs(fused))
 
 
 @OPTIMIZERS.register("adamw")
-def adamw(params, hp) -> torch.optim.Optimizer:
-    params = list(params)
-    return torch.optim.AdamW(params, lr=hp.lr, weight_decay=hp.weight_decay, **fused(params))
+def adamw(params, hp, fused: bool = False) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(params, lr=hp.lr, weight_decay=hp.weight_decay, **fused_kwargs(fused))
 
 
 @OPTIMIZERS.register("sgd")
-def sgd(params, hp) -> torch.optim.Optimizer:
-    params = list(params)
-    return torch.optim.SGD(params, lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay, **fused(params))
+def sgd(params, hp, fused: bool = False) -> torch.optim.Optimizer:
+    return torch.optim.SGD(params, lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay,
+                           **fused_kwargs(fused))
 
 
 @OPTIMIZERS.register("rmsprop")
-def rmsprop(params, hp) -> torch.optim.Optimizer:
-    # alpha 0.99 and eps 1e-8 are torch's defaults and write-up 004's values.
+def rmsprop(params, hp, fused: bool = False) -> torch.optim.Optimizer:
+    # alpha 0.99 and eps 1e-8 are torch's defaults and write-up 004's values. torch (2.14) has no fused RMSprop.
     return torch.optim.RMSprop(params, lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay)
 
 

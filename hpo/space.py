@@ -1,6 +1,6 @@
 """The search space: which hyperparameters exist, their rules, and how a trial samples them.
 
-Each built-in hyperparameter (a field of :class:`Hyperparams`) is, in a study
+Each built-in hyperparameter (a field of :class:`hpo.hyperparams.Hyperparams`) is, in a study
 file's ``search`` section, either fixed to a value or searched::
 
     search:
@@ -23,42 +23,10 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Union
 
-from hpo.errors import SpecError
-from hpo.optim import MOMENTUM_OPTIMIZERS, OPTIMIZERS, SCHEDULERS
 from data.transforms import MAX_JITTER
-
-
-@dataclass(frozen=True)
-class Hyperparams:
-    """Everything a trial's training depends on that a study may search (README: "Hyperparameters")."""
-
-    # optimisation
-    lr: float = 1e-3
-    batch_size: int = 64
-    optimizer: str = "adam"
-    momentum: float = 0.9
-    weight_decay: float = 0.0
-    scheduler: str = "none"
-    warmup_epochs: int = 0
-    label_smoothing: float = 0.0
-    grad_clip: float = 0.0
-    accumulation: int = 1
-    # weight averaging and fine-tuning
-    swa_start: int = 0
-    swa_lr: float = 1e-4
-    ema_decay: float = 0.0
-    head_epochs: int = 0
-    head_lr: float = 1e-3
-    # augmentation of training batches
-    crop_padding: int = 0
-    rrc_scale_min: float = 1.0
-    rrc_ratio_max: float = 4 / 3
-    hflip: float = 0.0
-    rotation: float = 0.0
-    jitter: float = 0.0
-
-    def as_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+from hpo.errors import SpecError
+from hpo.hyperparams import Hyperparams  # the fields the knobs below describe; hpo.space.Hyperparams still works
+from hpo.optim import MOMENTUM_OPTIMIZERS, OPTIMIZERS, SCHEDULERS
 
 
 @dataclass(frozen=True)

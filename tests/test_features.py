@@ -6,10 +6,11 @@ import math
 
 import pytest
 import torch
+from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from data.splits import load_splits
 from data.transforms import Augmentation
-from hpo.space import Hyperparams
+from hpo.hyperparams import Hyperparams
 from hpo.trainer import fit, head_of, seed_everything
 from models import create_model
 
@@ -56,12 +57,55 @@ def test_head_phase_trains_only_the_head(splits):
     assert not all(torch.equal(a, b) for a, b in zip(body, model[0].parameters()))
 
 
-def test_swa_and_ema_end_with_averaged_weights(splits):
-    plain, _ = run(splits, epochs=3)
-    swa, _ = run(splits, epochs=3, swa_start=2, swa_lr=1e-3)
-    ema, _ = run(splits, epochs=3, ema_decay=0.9)
-    first = lambda m: m[0][0].weight  # noqa: E731
-    assert not torch.equal(first(plain), first(swa)) and not torch.equal(first(plain), first(ema))
+def weights_after_every_step(model):
+    """Start recording ``model``'s floating-point state after every optimizer step; ``stop()`` ends it."""
+    recorded = []
+
+    def snapshot(optimizer, args, kwargs):
+        recorded.append({name: t.detach().clone() for name, t in model.state_dict().items() if t.is_floating_point()})
+
+    handle = register_optimizer_step_post_hook(snapshot)
+    return recorded, handle.remove
+
+
+def test_swa_ends_with_the_mean_of_the_epoch_end_weights_from_swa_start(splits):
+    seed_everything(0)
+    model = create_model("digits_cnn", num_classes=10, in_channels=1, image_size=(8, 8), width=8)
+    after_step, stop = weights_after_every_step(model)
+    end_of_epoch = []
+    try:
+        for _ in fit(model, splits.train, Hyperparams(lr=3e-3, swa_start=2, swa_lr=1e-3), 4, mean=splits.mean,
+                     std=splits.std, device=CPU, seed=0):
+            end_of_epoch.append(after_step[-1])  # raw: at the last yield the model holds the average
+    finally:
+        stop()
+    averaged = end_of_epoch[1:]  # epochs 2, 3 and 4
+    for name, weight in model.named_parameters():  # BatchNorm's statistics are recomputed, not averaged
+        expected = torch.stack([snapshot[name] for snapshot in averaged]).mean(dim=0)
+        assert torch.allclose(weight, expected, rtol=1e-5, atol=1e-6), name
+        assert not torch.allclose(weight, end_of_epoch[-1][name], rtol=1e-3, atol=1e-5), name
+        assert not torch.allclose(weight, torch.stack([s[name] for s in end_of_epoch]).mean(dim=0),
+                                  rtol=1e-3, atol=1e-5), f"{name}: epoch 1 must not be in the average"
+
+
+def test_ema_ends_with_the_moving_average_of_every_step(splits):
+    decay = 0.9
+    seed_everything(0)
+    model = create_model("digits_cnn", num_classes=10, in_channels=1, image_size=(8, 8), width=8)
+    after_step, stop = weights_after_every_step(model)
+    try:
+        list(fit(model, splits.train, Hyperparams(lr=3e-3, ema_decay=decay), 2, mean=splits.mean, std=splits.std,
+                 device=CPU, seed=0))
+    finally:
+        stop()
+    average = dict(after_step[0])  # the first update copies the weights
+    for weights in after_step[1:]:
+        average = {name: decay * average[name] + (1 - decay) * weights[name] for name in average}
+    final = {name: t for name, t in model.state_dict().items() if t.is_floating_point()}
+    assert final.keys() == average.keys() and len(after_step) == 2 * (len(splits.train) // 64)
+    for name, value in final.items():  # parameters and BatchNorm statistics alike (use_buffers=True)
+        assert torch.allclose(value, average[name], rtol=1e-4, atol=1e-6), name
+        assert not torch.allclose(value, after_step[-1][name], rtol=1e-3, atol=1e-5), name
 
 
 def test_accumulation_takes_fewer_optimizer_steps(splits):

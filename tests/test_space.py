@@ -10,8 +10,9 @@ import pytest
 from conftest import TINY_STUDY
 from hpo.errors import SpecError
 from hpo.pruners import PRUNERS
-from hpo.samplers import SAMPLERS
-from hpo.space import Choice, FloatRange, Hyperparams, IntRange, parse_search
+from hpo.samplers import SAMPLERS, points_left
+from hpo.hyperparams import Hyperparams
+from hpo.space import Choice, FloatRange, IntRange, parse_search
 from hpo.spec import parse_study
 
 SOURCE = "test.yaml"
@@ -102,15 +103,33 @@ def test_every_sampler_builds_and_samples_the_space(sampler):
     assert all(t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED) for t in study.trials)
 
 
+def every_other_trial_hopeless(spec):
+    """Odd-numbered trials report a tenth of the even ones' value at every step, whatever they sample."""
+    def objective(trial):
+        spec.search.suggest(trial)
+        quality = 1.0 if trial.number % 2 == 0 else 0.1
+        for step in range(1, spec.budget.epochs + 1):
+            trial.report(quality * step, step)
+            if trial.should_prune():
+                raise optuna.TrialPruned()
+        return quality * spec.budget.epochs
+    return objective
+
+
 @pytest.mark.parametrize("pruner", PRUNERS.names())
 def test_every_pruner_builds_and_prunes_or_not(pruner):
+    """Each pruner, with its defaults, stops some of the hopeless trials and none of the good ones."""
     spec = spec_with(pruner=pruner)
-    study = optuna.create_study(sampler=spec.build_sampler(), pruner=spec.build_pruner(), direction="maximize")
-    study.optimize(objective_for(spec), n_trials=12)
-    states = {t.state for t in study.trials}
-    assert optuna.trial.TrialState.COMPLETE in states
+    # A named study: hyperband assigns trials to brackets by hashing the study's name with the trial number.
+    study = optuna.create_study(study_name="pruners", sampler=spec.build_sampler(), pruner=spec.build_pruner(),
+                                direction="maximize")
+    study.optimize(every_other_trial_hopeless(spec), n_trials=12)
+    pruned = [t.number for t in study.trials if t.state == optuna.trial.TrialState.PRUNED]
     if pruner == "none":
-        assert states == {optuna.trial.TrialState.COMPLETE}
+        assert pruned == []
+    else:
+        assert pruned and all(number % 2 == 1 for number in pruned), pruned
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials if t.number % 2 == 0)
 
 
 def test_same_seed_same_params():
@@ -127,6 +146,11 @@ def test_grid_sampler_visits_every_combination():
     spec = spec_with(sampler="grid", enqueue=[], search={"optimizer": ["adam", "sgd"], "batch_size": [32, 64],
                                                          "lr": {"low": 0.01, "high": 0.03, "step": 0.01}})
     assert spec.search.grid() == {"lr": [0.01, 0.02, 0.03], "batch_size": [32, 64], "optimizer": ["adam", "sgd"]}
-    study = optuna.create_study(sampler=spec.build_sampler(), direction="maximize")
-    study.optimize(lambda t: spec.search.suggest(t).lr, n_trials=20)
-    assert len(study.trials) == 12  # the grid is exhausted and the study stops by itself
+    sampler = spec.build_sampler()
+    study = optuna.create_study(sampler=sampler, direction="maximize")
+    study.optimize(lambda t: spec.search.suggest(t).lr, n_trials=11)
+    assert points_left(sampler, study) == 1
+    study.optimize(lambda t: spec.search.suggest(t).lr, n_trials=1)
+    visited = {(t.params["lr"], t.params["batch_size"], t.params["optimizer"]) for t in study.trials}
+    assert len(visited) == 12, "each combination once"
+    assert points_left(sampler, study) == 0  # where hpo's search loop stops
