@@ -20,7 +20,7 @@ import optuna
 
 from hpo.checkpoint import make_checkpoint
 from hpo.context import Context
-from hpo.space import Hyperparams
+from hpo.hyperparams import Hyperparams
 from hpo.errors import UserError
 from hpo.locks import store_lock
 from hpo.trainer import Evaluation, evaluate, fit, seed_everything
