@@ -420,7 +420,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM during hpo run (hpo.interrupts)
         print(f"hpo {args.command}: interrupted ({getattr(stop, 'name', 'SIGINT')}); "
-              + ("the running trial is marked FAIL and every run ended; rerun the same command to resume"
+              + ("a running trial is marked FAIL and every run ended; rerun the same command to resume"
                  if args.command == "run" else "nothing more was written"), file=sys.stderr)
         return getattr(stop, "exit_code", 130)
     except BrokenPipeError:  # e.g. `hpo check ... | head`

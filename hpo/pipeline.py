@@ -60,22 +60,22 @@ def run(request: RunRequest, print_line: Callable[[str], None] = print) -> int:
 
     import torch
 
+    from hpo.context import Context
     from hpo.interrupts import interrupts_raise
     from hpo.study import open_storage, open_study, storage_url
     from hpo.trainer import resolve_device
     from hpo.workers import plan_workers
 
-    workers = plan_workers(request.gpus, request.trials_per_gpu, torch.cuda.device_count()) if request.gpus else []
-    device = resolve_device(workers[0] if workers else request.device or spec.device)
-    if request.worker_threads:
-        torch.set_num_threads(request.worker_threads)
-    splits = load_data(spec, device)
-    storage = open_storage(storage_url(request.stores.storage))
-    tracker = open_tracker(spec.name, request.stores)
-    study = open_study(spec, storage)
-    from hpo.context import Context
-
     with interrupts_raise():  # Ctrl-C and SIGTERM: the running trial FAILED at once, every run ended
+        workers = plan_workers(request.gpus, request.trials_per_gpu, torch.cuda.device_count()) \
+            if request.gpus else []
+        device = resolve_device(workers[0] if workers else request.device or spec.device)
+        if request.worker_threads:
+            torch.set_num_threads(request.worker_threads)
+        splits = load_data(spec, device)
+        storage = open_storage(storage_url(request.stores.storage))
+        tracker = open_tracker(spec.name, request.stores)
+        study = open_study(spec, storage)
         if request.worker_of:
             parent = None if request.worker_of == NO_PARENT_RUN else request.worker_of
             end = _search(Context(spec, splits, device, tracker, parent, print_line), study, [], request)
@@ -86,7 +86,7 @@ def run(request: RunRequest, print_line: Callable[[str], None] = print) -> int:
 def _lead(request: RunRequest, ctx, study, workers: list[str]) -> int:
     """The process the user started: steps 4-6."""
     from hpo.retrain import TrainingDiverged, retrain_best_trial
-    from hpo.study import count_finished, counts_by_state, fail_dead_trials, record_study, url_of
+    from hpo.study import count_finished, counts_by_state, record_study, url_of
 
     spec, tracker, print_line = ctx.spec, ctx.tracker, ctx.print_line
     record_study(study, spec, tracker.experiment_id)
@@ -104,8 +104,7 @@ def _lead(request: RunRequest, ctx, study, workers: list[str]) -> int:
     with tracker.study_run(spec, request.invocation) as parent:
         ctx = _with_parent(ctx, parent.run_id)
         end = _search(ctx, study, workers, request)
-        for line in fail_dead_trials(study) + tracker.reconcile(study):  # e.g. a worker that was killed
-            print_line(line)
+        _reconcile(ctx, study)  # e.g. a worker that was killed
         summary = counts_by_state(study)
         parent.log_metrics({f"n_{state.lower()}": count for state, count in summary.items()})
         failure = _failure(spec, study, end)

@@ -32,6 +32,11 @@ def test_run_finishes_every_trial_and_prunes(tiny_run):
     assert study.best_value > 0.8
     out = tiny_run["run"].stdout
     assert "trial    3  PRUNED" in out and "retrain of trial" in out
+    # The retrain line lists the hyperparameters that apply: momentum only with SGD, nothing left at its default.
+    line = next(line for line in out.splitlines() if line.startswith("retraining trial"))
+    shown = dict(part.split("=") for part in line.split(": ", 1)[1].split(", "))
+    assert ("momentum" in shown) == (shown["optimizer"] in ("sgd", "rmsprop"))
+    assert set(shown) <= {"lr", "optimizer", "momentum", "batch_size"}
 
 
 def test_mlflow_has_parent_nested_trials_and_retrain(tiny_run):

@@ -215,6 +215,36 @@ def test_a_killed_worker_trial_is_failed_at_once_by_the_rerun(tmp_path):
     assert time.time() - started < 110, "failed at once, not after the 120 s heartbeat grace"
 
 
+def test_a_trial_whose_run_finished_before_optuna_heard_keeps_its_result(tmp_path):
+    """A process that trained a trial, closed its MLflow run as finished and died before telling Optuna: the
+    rerun records the trial with the result the run logged instead of throwing it away."""
+    import socket
+
+    study_file = write_study(tmp_path, dict(RANDOM_START, name="recover", budget={"trials": 1, "epochs": 1}))
+    hpo("run", str(study_file), "--no-retrain", cwd=tmp_path)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    owner = {"hpo.host": socket.gethostname(), "hpo.pid": dead.stdout.strip(), "hpo.pid_started": ""}
+
+    study = stored(tmp_path, "recover")
+    trial = study.ask()
+    trial.suggest_float("lr", 1.0e-3, 1.0e-1, log=True)
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+    run = client.create_run(client.get_experiment_by_name("recover").experiment_id,
+                            tags={"hpo.role": "trial", "hpo.trial": str(trial.number), "hpo.state": "COMPLETE",
+                                  **owner})
+    client.log_metric(run.info.run_id, "val_accuracy_final", 0.4321)
+    client.set_terminated(run.info.run_id, "FINISHED")
+    for key, value in {**owner, "mlflow_run_id": run.info.run_id}.items():
+        trial.set_user_attr(key, value)
+
+    out = hpo("run", str(study_file), "--trials", "2", "--no-retrain", cwd=tmp_path).stdout
+    assert (f"trial 1 was left RUNNING by process {owner['hpo.pid']}, which no longer exists: recorded as "
+            f"COMPLETE with the result its MLflow run logged") in out
+    trials = stored(tmp_path, "recover").trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.COMPLETE]  # the budget: no third
+    assert trials[1].value == 0.4321
+
+
 def test_cli_holds_no_study_logic():
     source = (REPO / "hpo" / "cli.py").read_text()
     for name in ("import optuna\n", "create_study", "claim_trial", "run_search", "retrain_best_trial",
