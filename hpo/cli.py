@@ -10,11 +10,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 import hpo
 from hpo.errors import UserError
+from hpo.urls import masked
 
 EXIT_USAGE = 2
 EXIT_FAILED = 1
@@ -203,7 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
 # --- commands: each parses, calls one function, prints ------------------------------------------------
 
 
-def _stores_of(args) -> "Stores":
+def _stores_of(args):
     from hpo.pipeline import Stores
     return Stores(storage=args.storage, tracking=getattr(args, "tracking_uri", None),
                   artifacts=getattr(args, "artifacts", None), tracking_off=getattr(args, "no_tracking", False))
@@ -390,13 +390,13 @@ def cmd_dashboard(args) -> int:
     storage = open_storage(storage_url(args.storage), must_exist=True)
     import optuna_dashboard
 
-    print(f"optuna-dashboard on {storage.url}: http://{args.host}:{args.port}  (Ctrl-C to stop)", flush=True)
+    print(f"optuna-dashboard on {masked(storage.url)}: http://{args.host}:{args.port}  (Ctrl-C to stop)", flush=True)
     optuna_dashboard.run_server(storage, host=args.host, port=args.port)
     return 0
 
 
 def _flush_print(line: str) -> None:
-    print(line, flush=True)
+    print(masked(line), flush=True)
 
 
 COMMANDS = {"run": cmd_run, "check": cmd_check, "show": cmd_show, "retrain": cmd_retrain, "promote": cmd_promote,
@@ -409,14 +409,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except UserError as err:
-        print(f"hpo {args.command}: error: {' '.join(str(err).split())}", file=sys.stderr)
+        print(f"hpo {args.command}: error: {masked(' '.join(str(err).split()))}", file=sys.stderr)
         return EXIT_USAGE
     except ValueError as err:  # a loader's DataError outside a study file (hpo evaluate --data-root)
         data_errors = sys.modules.get("data.errors")  # loaded with any loader; importing it here would load torch
         if data_errors is None or not isinstance(err, data_errors.DataError):
             raise
         message = f"{err.field}: {err.message}" if err.field else err.message
-        print(f"hpo {args.command}: error: {' '.join(message.split())}", file=sys.stderr)
+        print(f"hpo {args.command}: error: {masked(' '.join(message.split()))}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM during hpo run (hpo.interrupts)
         print(f"hpo {args.command}: interrupted ({getattr(stop, 'name', 'SIGINT')}); "

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Callable
 
 from hpo.errors import SpecError, UserError
+from hpo.urls import masked
 
 EXIT_OK, EXIT_FAILED = 0, 1
 NO_PARENT_RUN = "-"  # --worker-of when tracking is off: a worker nested under no MLflow run
@@ -110,7 +111,7 @@ def _lead(request: RunRequest, ctx, study, workers: list[str]) -> int:
         failure = _failure(spec, study, end)
         if failure:
             parent.end_as("FAILED", "FAILED", failure)
-            print(f"hpo run: stopped: {failure}", file=sys.stderr, flush=True)
+            print(f"hpo run: stopped: {masked(failure)}", file=sys.stderr, flush=True)
             return EXIT_FAILED
         print_line(f"search done in {time.time() - started:.0f}s ({_said(end)}): {summary}; best "
                    f"{spec.metric} {study.best_value:.4f} (trial {study.best_trial.number})")
@@ -139,11 +140,15 @@ def _search(ctx, study, workers: list[str], request: RunRequest):
         return run_search(ctx, study)
     started = time.time()
     worker_args = [request.study_file, *[a for o in request.overrides for a in ("--set", o)],
-                   "--storage", url_of(study), "--worker-of", ctx.parent_run_id or NO_PARENT_RUN]
-    worker_args += ["--no-tracking"] if request.stores.tracking_off else ["--tracking-uri", ctx.tracker.uri]
+                   "--worker-of", ctx.parent_run_id or NO_PARENT_RUN]
+    worker_args += ["--no-tracking"] if request.stores.tracking_off else []
     if request.stores.artifacts:
         worker_args += ["--artifacts", request.stores.artifacts]
-    codes = run_workers(workers, worker_args, print_line=ctx.print_line)
+    # The store URLs go through the environment: a password on a command line is visible to every user (ps).
+    stores_env = {"HPO_STORAGE": url_of(study)}
+    if not request.stores.tracking_off:
+        stores_env["MLFLOW_TRACKING_URI"] = ctx.tracker.uri
+    codes = run_workers(workers, worker_args, env=stores_env, print_line=ctx.print_line)
     for index, code in enumerate(codes):
         if code != 0:
             ctx.print_line(f"worker w{index} ({workers[index]}) exited with "

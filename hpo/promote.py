@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hpo.checkpoint import load_checkpoint, save_checkpoint
+from hpo.urls import masked
 
 DEFAULT_ALIAS = "champion"
 
@@ -31,7 +32,7 @@ def promote(tracker, output: str | Path | None = None, alias: str = DEFAULT_ALIA
         checkpoint = load_checkpoint(tracker.download_checkpoint(run.info.run_id, tmp))
     version = int(tracker.register(run, tracker.study_name, alias).version)
     checkpoint["registry"] = {"name": tracker.study_name, "version": version, "alias": alias,
-                              "run_id": run.info.run_id, "tracking_uri": tracker.uri}
+                              "run_id": run.info.run_id, "tracking_uri": masked(tracker.uri)}
     path = save_checkpoint(checkpoint, output or default_output(tracker.study_name, version))
     return Promotion(tracker.study_name, version, alias, run.info.run_id, path,
                      checkpoint["metrics"]["test_accuracy"])

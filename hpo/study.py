@@ -24,6 +24,7 @@ from optuna.trial import FrozenTrial, TrialState
 from hpo.errors import UserError
 from hpo.locks import store_lock
 from hpo.processes import ProcessId
+from hpo.urls import masked
 from hpo.samplers import points_left, study_sampler
 
 DEFAULT_STORAGE = "sqlite:///hpo.db"
@@ -129,7 +130,7 @@ def describe(study: optuna.Study) -> dict:
     except ValueError:
         best = None
     return {
-        "study": study.study_name, "storage": url_of(study), "direction": study.direction.name.lower(),
+        "study": study.study_name, "storage": masked(url_of(study)), "direction": study.direction.name.lower(),
         "metric": study.user_attrs.get("metric", "value"), "n_trials": len(study.trials),
         "n_trials_by_state": counts_by_state(study),
         "best_trial": best.number if best else None, "best_value": best.value if best else None,

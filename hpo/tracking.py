@@ -37,6 +37,7 @@ from optuna.trial import TrialState  # noqa: E402
 
 from hpo.errors import UserError  # noqa: E402
 from hpo.processes import ProcessId  # noqa: E402
+from hpo.urls import masked  # noqa: E402
 from hpo.locks import store_lock  # noqa: E402
 
 logging.getLogger("mlflow").setLevel(logging.WARNING)
@@ -152,7 +153,7 @@ class Tracker:
     def study_run(self, spec, invocation: str) -> Iterator[RunLog]:
         """The parent run of one ``hpo run``: the study file, the space, and every trial nested under it."""
         started = time.strftime("%Y-%m-%d %H:%M:%S")
-        with self._run(f"{spec.name}-study {started}", {"hpo.role": "study", "hpo.invocation": invocation},
+        with self._run(f"{spec.name}-study {started}", {"hpo.role": "study", "hpo.invocation": masked(invocation)},
                        params={"seed": spec.seed, "metric": spec.metric, "direction": spec.direction,
                                "model": spec.model.name, "data": spec.data.name, "sampler": spec.sampler.name,
                                "pruner": spec.pruner.name, "searched": ",".join(spec.search.searched),

@@ -47,15 +47,17 @@ def threads_per_worker(devices: list[str]) -> int:
     return max(1, (os.cpu_count() or 1) // max(1, on_cpu))
 
 
-def run_workers(devices: list[str], worker_args: list[str], print_line=print) -> list[int]:
-    """Start one ``hpo run`` worker per device, relay their lines prefixed with the worker, wait for all."""
+def run_workers(devices: list[str], worker_args: list[str], env: dict[str, str] | None = None,
+                print_line=print) -> list[int]:
+    """Start one ``hpo run`` worker per device (``env`` added to its environment), relay their lines prefixed
+    with the worker, wait for all."""
     processes = []
     for index, device in enumerate(devices):
         command = [sys.executable, "-m", "hpo", "run", *worker_args, "--device", device,
                    "--worker-threads", str(threads_per_worker(devices))]
         processes.append((f"[w{index} {device}]", subprocess.Popen(
             command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"})))
+            env={**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"})))
 
     def relay(prefix, process):
         for line in process.stdout:
