@@ -1,4 +1,6 @@
-"""The one exception the CLI turns into a one-line message and exit code 2."""
+"""The one exception the CLI turns into a one-line message and exit code 2, and how values appear in it."""
+
+import reprlib
 
 
 class UserError(Exception):
@@ -16,3 +18,23 @@ class SpecError(UserError):
         self.source, self.field = source, field
         where = f"{source}: {field}" if field else source
         super().__init__(f"{where}: {message}")
+
+
+# At most a few levels, items and characters: a value's repr is never computed in full, so a YAML alias bomb
+# (337 bytes that stand for a structure of billions of items) costs nothing to describe.
+_BOUNDED = reprlib.Repr()
+_BOUNDED.maxlevel, _BOUNDED.maxstring, _BOUNDED.maxother = 3, 60, 60
+_BOUNDED.maxlist = _BOUNDED.maxtuple = _BOUNDED.maxdict = _BOUNDED.maxset = 4
+SHOWN_LIMIT = 60  # characters of a value in a message
+
+
+def shown(value) -> str:
+    """A user's value for an error message: its repr when short, else its type and size."""
+    if isinstance(value, str):
+        return repr(value) if len(value) <= SHOWN_LIMIT else f"a string of {len(value):,} characters"
+    text = _BOUNDED.repr(value)
+    if len(text) <= SHOWN_LIMIT and "..." not in text:
+        return text
+    if isinstance(value, (list, tuple, dict, set)):
+        return f"a {type(value).__name__} of {len(value):,} items"
+    return f"a {type(value).__name__}"

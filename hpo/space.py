@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Union
 
 from data.transforms import MAX_JITTER
-from hpo.errors import SpecError
+from hpo.errors import SpecError, shown
 from hpo.hyperparams import Hyperparams  # the fields the knobs below describe; hpo.space.Hyperparams still works
 from hpo.optim import MOMENTUM_OPTIMIZERS, OPTIMIZERS, SCHEDULERS
 
@@ -220,7 +220,7 @@ def parse_search(raw: Any, source: str) -> SearchSpace:
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
-        raise SpecError(source, "search", f"must be a mapping of hyperparameter names, got {_show(raw)}")
+        raise SpecError(source, "search", f"must be a mapping of hyperparameter names, got {shown(raw)}")
     unknown = sorted(set(raw) - set(KNOBS))
     if unknown:
         raise SpecError(source, f"search.{unknown[0]}", f"unknown hyperparameter; allowed: {', '.join(KNOBS)}")
@@ -251,10 +251,11 @@ def _parse_param(raw: Any, knob: Knob, source: str, field: str) -> Param:
             raise SpecError(source, field, "give either choices or low/high, not both")
         choices = raw["choices"]
         if not isinstance(choices, list) or not choices:
-            raise SpecError(source, f"{field}.choices", f"must be a non-empty list, got {_show(choices)}")
-        if len(set(map(repr, choices))) != len(choices):
-            raise SpecError(source, f"{field}.choices", f"has duplicates: {choices}")
-        return Choice(tuple(_value(c, knob, source, f"{field}.choices") for c in choices))
+            raise SpecError(source, f"{field}.choices", f"must be a non-empty list, got {shown(choices)}")
+        values = tuple(_value(c, knob, source, f"{field}.choices") for c in choices)
+        if len(set(values)) != len(values):
+            raise SpecError(source, f"{field}.choices", f"has duplicates: {shown(choices)}")
+        return Choice(values)
     unknown = sorted(set(raw) - RANGE_KEYS)
     if unknown:
         raise SpecError(source, f"{field}.{unknown[0]}", "unknown key; a range takes low, high, log, step "
@@ -270,14 +271,14 @@ def _parse_param(raw: Any, knob: Knob, source: str, field: str) -> Param:
         raise SpecError(source, field, f"low ({low:g}) must be <= high ({high:g})")
     log = raw.get("log", False)
     if not isinstance(log, bool):
-        raise SpecError(source, f"{field}.log", f"must be true or false, got {_show(log)}")
+        raise SpecError(source, f"{field}.log", f"must be true or false, got {shown(log)}")
     if log and low <= 0:
         raise SpecError(source, f"{field}.low", f"must be > 0 for a log-scale range, got {low:g}")
     step = raw.get("step")
     if step is not None:
         if isinstance(step, bool) or not isinstance(step, (int, float)) or step <= 0 \
                 or (knob.kind is int and not float(step).is_integer()):
-            raise SpecError(source, f"{field}.step", f"must be a positive {knob.kind.__name__}, got {_show(step)}")
+            raise SpecError(source, f"{field}.step", f"must be a positive {knob.kind.__name__}, got {shown(step)}")
         if log:
             raise SpecError(source, f"{field}.step", "cannot be combined with log: true")
     if knob.kind is int:
@@ -287,14 +288,14 @@ def _parse_param(raw: Any, knob: Knob, source: str, field: str) -> Param:
 
 def _value(raw: Any, knob: Knob, source: str, field: str) -> Any:
     if not knob.check(raw):
-        raise SpecError(source, field, f"must be {knob.allowed()}, got {_show(raw)}")
+        raise SpecError(source, field, f"must be {knob.allowed()}, got {shown(raw)}")
     return int(raw) if knob.kind is int else float(raw) if knob.kind is float else raw
 
 
 def check_enqueued(values: Any, space: SearchSpace, source: str, field: str) -> dict[str, Any]:
     """Validate an enqueued trial (e.g. a write-up's recipe): known names, inside the space."""
     if not isinstance(values, dict):
-        raise SpecError(source, field, f"must be a mapping of hyperparameter values, got {_show(values)}")
+        raise SpecError(source, field, f"must be a mapping of hyperparameter values, got {shown(values)}")
     checked = {}
     for name, raw in values.items():
         if name not in KNOBS:
@@ -308,10 +309,7 @@ def check_enqueued(values: Any, space: SearchSpace, source: str, field: str) -> 
             allowed = (f"the fixed value {param.value!r}" if isinstance(param, Fixed)
                        else f"one of {list(param.choices)}" if isinstance(param, Choice)
                        else f"within [{param.low:g}, {param.high:g}]")
-            raise SpecError(source, f"{field}.{name}", f"must be {allowed} (the search space), got {_show(raw)}")
+            raise SpecError(source, f"{field}.{name}", f"must be {allowed} (the search space), got {shown(raw)}")
         checked[name] = value
     return checked
 
-
-def _show(value: Any) -> str:
-    return repr(value) if not isinstance(value, str) else f"'{value}'"

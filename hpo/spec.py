@@ -21,7 +21,7 @@ from data import DATASETS
 from data.errors import DataError
 from data.registry import Registry
 from data.splits import NORMALIZATIONS
-from hpo.errors import SpecError, UserError
+from hpo.errors import SpecError, UserError, shown
 from hpo.pruners import PRUNERS, RESERVED as PRUNER_RESERVED
 from hpo.samplers import SAMPLERS, RESERVED as SAMPLER_RESERVED
 from hpo.space import SearchSpace, check_enqueued, parse_search
@@ -172,17 +172,17 @@ def parse_study(raw: dict, source: str) -> StudySpec:
     _no_unknown(raw, TOP_LEVEL, source, "")
     name = _required(raw, "name", source, "")
     if not isinstance(name, str) or not NAME_PATTERN.match(name):
-        raise SpecError(source, "name", f"must be 1-100 letters, digits, '_', '.' or '-', got {name!r}")
+        raise SpecError(source, "name", f"must be 1-100 letters, digits, '_', '.' or '-', got {shown(name)}")
     seed = _int(raw.get("seed", 0), source, "seed", low=0)
     metric = raw.get("metric", "val_accuracy")
     if metric not in METRICS:
-        raise SpecError(source, "metric", f"must be one of {', '.join(METRICS)}, got {metric!r}")
+        raise SpecError(source, "metric", f"must be one of {', '.join(METRICS)}, got {shown(metric)}")
     direction = raw.get("direction", METRICS[metric])
     if direction not in DIRECTIONS:
-        raise SpecError(source, "direction", f"must be one of {', '.join(DIRECTIONS)}, got {direction!r}")
+        raise SpecError(source, "direction", f"must be one of {', '.join(DIRECTIONS)}, got {shown(direction)}")
     device = raw.get("device", "auto")
     if not isinstance(device, str) or not DEVICE_PATTERN.match(device):
-        raise SpecError(source, "device", f"must be auto, cpu, cuda or cuda:N, got {device!r}")
+        raise SpecError(source, "device", f"must be auto, cpu, cuda or cuda:N, got {shown(device)}")
     budget = _parse_budget(raw.get("budget"), source)
     search = parse_search(raw.get("search"), source)
     spec = StudySpec(
@@ -237,7 +237,7 @@ def _parse_model(raw: Any, source: str) -> ModelSpec:
     if pretrained is None:
         return ModelSpec(component.name, component.args)
     if not isinstance(pretrained, str) or not pretrained:
-        raise SpecError(source, "model.pretrained", f"must be the path of a local weights file, got {pretrained!r}")
+        raise SpecError(source, "model.pretrained", f"must be the path of a local weights file, got {shown(pretrained)}")
     # The file itself is checked when the model is built (hpo run), so a study file validates anywhere.
     return ModelSpec(component.name, {**component.args, "pretrained": str(Path(pretrained).expanduser())})
 
@@ -252,11 +252,11 @@ def _parse_budget(raw: Any, source: str) -> BudgetSpec:
     retrain_epochs = retrain_epochs if isinstance(retrain_epochs, list) and retrain_epochs else [retrain_epochs]
     keep_best = retrain.get("keep_best", False)
     if not isinstance(keep_best, bool):
-        raise SpecError(source, "budget.retrain.keep_best", f"must be true or false, got {keep_best!r}")
+        raise SpecError(source, "budget.retrain.keep_best", f"must be true or false, got {shown(keep_best)}")
     timeout_s = raw.get("timeout_s")
     if timeout_s is not None and (isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float))
                                   or timeout_s <= 0):
-        raise SpecError(source, "budget.timeout_s", f"must be a number of seconds > 0 or null, got {timeout_s!r}")
+        raise SpecError(source, "budget.timeout_s", f"must be a number of seconds > 0 or null, got {shown(timeout_s)}")
     return BudgetSpec(
         trials=_int(raw.get("trials", 20), source, "budget.trials", low=1),
         epochs=epochs,
@@ -279,19 +279,19 @@ def _parse_component(raw: Any, registry: Registry, reserved, source: str, field:
     raw = _mapping(raw, source, field)
     name = raw.get("name")
     if name not in registry:
-        what = "is missing" if name is None else f"unknown {registry.kind} {name!r}"
+        what = "is missing" if name is None else f"unknown {registry.kind} {shown(name)}"
         raise SpecError(source, f"{field}.name", f"{what}; allowed: {', '.join(registry.names())}")
     args = {k: v for k, v in raw.items() if k != "name"}
     allowed = registry.arguments(name, reserved)
     for key in args:
         if key not in allowed:
             takes = f"takes {', '.join(allowed)}" if allowed else "takes no arguments"
-            raise SpecError(source, f"{field}.{key}", f"unknown argument; {registry.kind} {name!r} {takes}")
+            raise SpecError(source, f"{field}.{key}", f"unknown argument; {registry.kind} {shown(name)} {takes}")
     for param in inspect.signature(registry.get(name)).parameters.values():
         if param.name not in allowed:
             continue
         if param.default is inspect.Parameter.empty and param.name not in args:
-            raise SpecError(source, f"{field}.{param.name}", f"is required by {registry.kind} {name!r}")
+            raise SpecError(source, f"{field}.{param.name}", f"is required by {registry.kind} {shown(name)}")
         if param.name in args:
             _check_type(args[param.name], param.default, source, f"{field}.{param.name}")
     return ComponentSpec(name, args)
@@ -311,20 +311,20 @@ def _check_type(value: Any, default: Any, source: str, field: str) -> None:
     if not ok:
         names = {bool: "true or false", int: "an integer", float: "a number", str: "a string",
                  list: "a list", tuple: "a list", dict: "a mapping"}
-        raise SpecError(source, field, f"must be {names.get(expected, expected.__name__)}, got {value!r}")
+        raise SpecError(source, field, f"must be {names.get(expected, expected.__name__)}, got {shown(value)}")
 
 
 def _parse_enqueue(raw: Any, space: SearchSpace, source: str) -> tuple[dict, ...]:
     if raw is None:
         return ()
     if not isinstance(raw, list):
-        raise SpecError(source, "enqueue", f"must be a list of hyperparameter mappings, got {raw!r}")
+        raise SpecError(source, "enqueue", f"must be a list of hyperparameter mappings, got {shown(raw)}")
     return tuple(check_enqueued(item, space, source, f"enqueue[{i}]") for i, item in enumerate(raw))
 
 
 def _mapping(raw: Any, source: str, field: str) -> dict:
     if not isinstance(raw, dict):
-        raise SpecError(source, field, f"must be a mapping, got {raw!r}")
+        raise SpecError(source, field, f"must be a mapping, got {shown(raw)}")
     return raw
 
 
@@ -343,17 +343,17 @@ def _no_unknown(raw: dict, allowed, source: str, parent: str) -> None:
 
 def _int(value: Any, source: str, field: str, low: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise SpecError(source, field, f"must be an integer >= {low}, got {value!r}")
+        raise SpecError(source, field, f"must be an integer >= {low}, got {shown(value)}")
     return value
 
 
 def _choice(value: Any, allowed, source: str, field: str) -> Any:
     if value not in allowed:
-        raise SpecError(source, field, f"must be one of {', '.join(map(str, allowed))}, got {value!r}")
+        raise SpecError(source, field, f"must be one of {', '.join(map(str, allowed))}, got {shown(value)}")
     return value
 
 
 def _fraction(value: Any, source: str, field: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
-        raise SpecError(source, field, f"must be a number between 0 and 1 (exclusive), got {value!r}")
+        raise SpecError(source, field, f"must be a number between 0 and 1 (exclusive), got {shown(value)}")
     return float(value)

@@ -122,3 +122,30 @@ def test_check_prints_the_resolved_space(tmp_path):
     assert "momentum         float  [0, 0.9]  (only when optimizer in sgd, rmsprop)" in out
     assert "label_smoothing  fixed  0.0" in out
     assert sorted(p.name for p in tmp_path.iterdir()) == ["study.yaml"]
+
+
+# A YAML alias bomb: a few hundred bytes that stand for billions of nested items. A message must describe it
+# by type and size, never by its repr (which would not fit in memory).
+def alias_bomb(levels: int = 10) -> str:
+    """A flow list whose last item nests 9**levels strings, in about 40 bytes per level."""
+    names = [chr(ord("a") + i) for i in range(levels)]
+    items = ["&a [x, x, x, x, x, x, x, x, x]"]
+    items += [f"&{n} [{', '.join([f'*{p}'] * 9)}]" for p, n in zip(names, names[1:])]
+    return f"[{', '.join(items)}]"
+
+
+@pytest.mark.parametrize("field, expected", [
+    ("name", "name: must be 1-100 letters, digits, '_', '.' or '-', got a list of 10 items"),
+    ("seed", "seed: must be an integer >= 0, got a list of 10 items"),
+    ("search.lr.choices", "search.lr.choices: must be a number > 0, got a list of 9 items"),
+])
+def test_a_yaml_alias_bomb_gets_a_short_message(field, expected, tmp_path):
+    fields = {"name": "bomb", "seed": "0", "search.lr.choices": "[0.1]"}
+    fields[field] = alias_bomb()
+    study_file = tmp_path / "bomb.yaml"
+    study_file.write_text(f"name: {fields['name']}\nseed: {fields['seed']}\ndata: digits\nmodel: mlp\n"
+                          f"search:\n  lr: {{choices: {fields['search.lr.choices']}}}\n")
+    assert len(study_file.read_text()) < 1000
+    result = hpo("check", str(study_file), cwd=tmp_path, check=False)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert len(result.stderr) < 400 and expected in result.stderr, result.stderr
