@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import hpo
-from hpo.errors import UserError
+from hpo.errors import UserError, WorkFailed
 from hpo.urls import masked
 
 EXIT_USAGE = 2
@@ -185,7 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--packed", type=int, help="workers packed on the device in part 3 (default: 4 on a GPU, "
                                                   "2 on the CPU)")
     bench.add_argument("--study-trials", type=int, help="trials of the short studies (default: 12 on a GPU, "
-                                                        "4 on the CPU)")
+                                                        "6 on the CPU)")
     bench.add_argument("--study-epochs", type=int, help="epochs per trial in them (default: 6 on a GPU, 2 on the CPU)")
     bench.add_argument("--folder", help="an image folder (a few thousand JPEGs will do) to also time the trainer "
                        "streaming it from disk at --image-size, in part 1")
@@ -248,8 +248,7 @@ def cmd_run(args) -> int:
 
 
 def cmd_show(args) -> int:
-    from hpo.pipeline import study_name
-    from hpo.study import describe, load_existing_study, open_storage, storage_url
+    from hpo.study import describe, load_existing_study, open_storage, storage_url, study_name
 
     storage = open_storage(storage_url(args.storage), must_exist=True)
     report = describe(load_existing_study(study_name(args.study), storage))
@@ -270,7 +269,8 @@ def cmd_show(args) -> int:
 
 
 def cmd_retrain(args) -> int:
-    from hpo.pipeline import retrain_study, store_flags, study_name
+    from hpo.pipeline import retrain_study, store_flags
+    from hpo.study import study_name
 
     overrides = list(args.overrides) + ([f"budget.retrain.epochs={args.epochs}"] if args.epochs else [])
     stores = _stores_of(args)
@@ -280,7 +280,7 @@ def cmd_retrain(args) -> int:
 
 
 def cmd_promote(args) -> int:
-    from hpo.pipeline import study_name
+    from hpo.study import study_name
     from hpo.promote import promote
     from hpo.tracking import Tracker
 
@@ -352,7 +352,7 @@ def cmd_lr_find(args) -> int:
 # hpo bench's sizes where the command line gives none: a GPU run, and one that ends in minutes on 2 cores.
 BENCH_DEFAULTS = {"cuda": {"model": "resnet18", "batch_size": 256, "steps": 30, "packed": 4, "study_trials": 12,
                            "study_epochs": 6},
-                  "cpu": {"model": "simple_cnn", "batch_size": 64, "steps": 8, "packed": 2, "study_trials": 4,
+                  "cpu": {"model": "simple_cnn", "batch_size": 64, "steps": 8, "packed": 2, "study_trials": 6,
                           "study_epochs": 2}}
 
 
@@ -411,6 +411,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as err:
         print(f"hpo {args.command}: error: {masked(' '.join(str(err).split()))}", file=sys.stderr)
         return EXIT_USAGE
+    except WorkFailed as err:
+        print(f"hpo {args.command}: failed: {masked(' '.join(str(err).split()))}", file=sys.stderr)
+        return EXIT_FAILED
     except ValueError as err:  # a loader's DataError outside a study file (hpo evaluate --data-root)
         data_errors = sys.modules.get("data.errors")  # loaded with any loader; importing it here would load torch
         if data_errors is None or not isinstance(err, data_errors.DataError):
@@ -419,9 +422,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"hpo {args.command}: error: {masked(' '.join(message.split()))}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM during hpo run (hpo.interrupts)
-        print(f"hpo {args.command}: interrupted ({getattr(stop, 'name', 'SIGINT')}); "
-              + ("a running trial is marked FAIL and every run ended; rerun the same command to resume"
-                 if args.command == "run" else "nothing more was written"), file=sys.stderr)
+        print(f"hpo {args.command}: interrupted ({getattr(stop, 'name', 'SIGINT')}); nothing is left RUNNING"
+              + ("; rerun the same command to resume" if args.command == "run" else ""), file=sys.stderr)
         return getattr(stop, "exit_code", 130)
     except BrokenPipeError:  # e.g. `hpo check ... | head`
         return 0

@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Callable, Union
+
+if TYPE_CHECKING:  # types only: importing them here would load torch and MLflow before they are needed
+    import torch
+
+    from data.splits import Splits
+    from hpo.null_tracker import NullTracker
+    from hpo.spec import StudySpec
+    from hpo.tracking import Tracker
 
 
 @dataclass(frozen=True)
 class Context:
-    spec: Any  # hpo.spec.StudySpec
-    splits: Any  # data.splits.Splits, already on ``device``
-    device: Any  # torch.device
-    tracker: Any  # hpo.tracking.Tracker, or hpo.null_tracker.NullTracker with --no-tracking
+    spec: StudySpec
+    splits: Splits  # already on ``device``
+    device: torch.device
+    tracker: Union[Tracker, NullTracker]  # NullTracker with --no-tracking
     parent_run_id: str | None = None  # the MLflow run that trial and retrain runs nest under
     print_line: Callable[[str], None] = print

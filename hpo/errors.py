@@ -1,4 +1,5 @@
-"""The one exception the CLI turns into a one-line message and exit code 2, and how values appear in it."""
+"""The exceptions the CLI turns into one line (exit code 2 for bad input, 1 for failed work), and how values
+appear in their messages."""
 
 import reprlib
 
@@ -9,6 +10,10 @@ class UserError(Exception):
     The message is shown as it is, on one line, so it must name the file or
     argument, the field and what is allowed.
     """
+
+
+class WorkFailed(Exception):
+    """Work that could not be done with good input (a retrain that diverged): one line, exit code 1."""
 
 
 class SpecError(UserError):

@@ -4,7 +4,13 @@ Inside :func:`interrupts_raise`, SIGINT and SIGTERM raise :class:`Interrupted`
 (a ``KeyboardInterrupt``) in the main thread: the running trial is failed in
 Optuna at once, its MLflow run and the parent run end KILLED, and the process
 exits with 128 + the signal's number. A second signal while that cleanup runs
-is ignored, so the cleanup finishes.
+is ignored, so the cleanup finishes. Inside :func:`signals_deferred` a signal
+waits until the block ends, for steps that must not be cut in half (creating a
+trial and naming its process; telling Optuna and ending the run).
+
+(The signal mask cannot do the deferring: a signal sent to the process is taken
+by any thread that does not block it, and Python then runs the handler in the
+main thread anyway.)
 """
 
 from __future__ import annotations
@@ -26,19 +32,41 @@ class Interrupted(KeyboardInterrupt):
         return 128 + self.signum
 
 
+class _State:
+    deferring = 0  # nesting depth of signals_deferred blocks
+    pending: int | None = None  # a signal that arrived while deferring
+    stopping = False  # one signal has been raised: ignore the rest
+
+
+def _handler(signum, frame):
+    if _State.stopping:
+        return
+    if _State.deferring:
+        _State.pending = signum
+        return
+    _State.stopping = True
+    raise Interrupted(signum)
+
+
 @contextlib.contextmanager
 def interrupts_raise():
-    received: list[int] = []
-
-    def handler(signum, frame):
-        if received:
-            return  # already stopping
-        received.append(signum)
-        raise Interrupted(signum)
-
-    previous = {s: signal.signal(s, handler) for s in HANDLED}
+    _State.deferring, _State.pending, _State.stopping = 0, None, False
+    previous = {s: signal.signal(s, _handler) for s in HANDLED}
     try:
         yield
     finally:
         for s, old in previous.items():
             signal.signal(s, old)
+
+
+@contextlib.contextmanager
+def signals_deferred():
+    """Hold SIGINT and SIGTERM until the block has ended; then raise them as usual."""
+    _State.deferring += 1
+    try:
+        yield
+    finally:
+        _State.deferring -= 1
+        if not _State.deferring and _State.pending is not None and not _State.stopping:
+            signum, _State.pending, _State.stopping = _State.pending, None, True
+            raise Interrupted(signum)

@@ -31,6 +31,9 @@ class NullRun:
     def end_as(self, state: str, status: str, reason: str = "") -> None:
         pass
 
+    def end_as_trial(self, trial_state, reason: str = "") -> None:
+        pass
+
 
 class NullTracker:
     uri = "off (--no-tracking)"

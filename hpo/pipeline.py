@@ -1,4 +1,4 @@
-"""What ``hpo run`` does, top to bottom.
+"""What ``hpo run`` does, top to bottom (and what ``hpo retrain`` and ``hpo lr-find`` do with a study).
 
     1. read and validate the study file (before any store is touched)
     2. load the data onto the device, checking that the model can be built for it
@@ -10,18 +10,19 @@
        retrain of that trial and budget exists) -> exit 0; otherwise exit 1, the parent run FAILED
 
 A worker (``--gpus``) runs steps 1-3 and the search of step 5 under the parent's MLflow run.
+
+Modules are imported where they are first needed, so a bad study file is refused before torch or
+MLflow loads.
 """
 
 from __future__ import annotations
 
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from hpo.errors import SpecError, UserError
-from hpo.urls import masked
+from hpo.errors import SpecError, UserError, WorkFailed
 
 EXIT_OK, EXIT_FAILED = 0, 1
 NO_PARENT_RUN = "-"  # --worker-of when tracking is off: a worker nested under no MLflow run
@@ -111,8 +112,7 @@ def _lead(request: RunRequest, ctx, study, workers: list[str]) -> int:
         failure = _failure(spec, study, end)
         if failure:
             parent.end_as("FAILED", "FAILED", failure)
-            print(f"hpo run: stopped: {masked(failure)}", file=sys.stderr, flush=True)
-            return EXIT_FAILED
+            raise WorkFailed(failure)
         print_line(f"search done in {time.time() - started:.0f}s ({_said(end)}): {summary}; best "
                    f"{spec.metric} {study.best_value:.4f} (trial {study.best_trial.number})")
         if request.retrain:
@@ -121,9 +121,7 @@ def _lead(request: RunRequest, ctx, study, workers: list[str]) -> int:
                     parent.log_metrics({"test_accuracy": result.test.accuracy}, step=result.epochs)
             except TrainingDiverged as err:
                 parent.end_as("FAILED", "FAILED", str(err))
-                print(f"hpo run: stopped: {err}; lower the learning rate or retrain another trial", file=sys.stderr,
-                      flush=True)
-                return EXIT_FAILED
+                raise
     if request.retrain and not request.stores.tracking_off:
         print_line(f"next: hpo promote {spec.name}" + store_flags(request.stores))
     return EXIT_OK
@@ -161,7 +159,7 @@ def _search(ctx, study, workers: list[str], request: RunRequest):
         return SearchEnd("grid")
     if timeout is not None and time.time() - started >= timeout:
         return SearchEnd("timeout")
-    return SearchEnd("failures", f"the workers stopped short of the budget (exit codes {codes})")
+    return SearchEnd("workers", f"the workers stopped short of the budget (exit codes {codes})")
 
 
 def _failure(spec, study, end) -> str:
@@ -171,7 +169,7 @@ def _failure(spec, study, end) -> str:
     from hpo.search import MAX_FAILURES_IN_A_ROW
     from hpo.study import counts_by_state
 
-    if end.reason == "failures" and end.last_error.startswith("the workers"):
+    if end.reason == "workers":
         return end.last_error
     if end.reason == "failures":
         return (f"{MAX_FAILURES_IN_A_ROW} trials in a row failed ({counts_by_state(study)}); the last error: "
@@ -215,8 +213,9 @@ def retrain_study(study_arg: str, stores: Stores, overrides: tuple[str, ...] = (
                   print_line: Callable[[str], None] = print) -> list:
     """``hpo retrain``: retrain the best trial of a stored study, always (even when a retrain exists)."""
     from hpo.context import Context
+    from hpo.interrupts import interrupts_raise
     from hpo.retrain import retrain_best_trial
-    from hpo.study import load_existing_study, open_storage, storage_url
+    from hpo.study import load_existing_study, open_storage, resolve_spec, storage_url
     from hpo.trainer import resolve_device
 
     storage = open_storage(storage_url(stores.storage), must_exist=True)
@@ -224,7 +223,8 @@ def retrain_study(study_arg: str, stores: Stores, overrides: tuple[str, ...] = (
     study = load_existing_study(spec.name, storage)
     device = resolve_device(device or spec.device)
     ctx = Context(spec, load_data(spec, device), device, open_tracker(spec.name, stores), None, print_line)
-    return retrain_best_trial(ctx, study)
+    with interrupts_raise():  # the retrain run ends KILLED, not RUNNING
+        return retrain_best_trial(ctx, study)
 
 
 def lr_find_study(spec, device: str | None, start_lr: float, end_lr: float, steps: int,
@@ -243,32 +243,6 @@ def lr_find_study(spec, device: str | None, start_lr: float, end_lr: float, step
                f"lr {start_lr:g} -> {end_lr:g} over {steps} steps")
     return lr_range_test(model, splits.train, hp, mean=splits.mean, std=splits.std, device=device,
                          seed=spec.seed, start_lr=start_lr, end_lr=end_lr, steps=steps)
-
-
-def is_study_file(value: str) -> bool:
-    return value.endswith((".yaml", ".yml")) or Path(value).is_file()
-
-
-def study_name(study_arg: str) -> str:
-    """STUDY on the command line is a study file or a study's name."""
-    if is_study_file(study_arg):
-        from hpo.spec import load_study
-        return load_study(study_arg).name
-    return study_arg
-
-
-def resolve_spec(study_arg: str, storage, overrides=()):
-    """A study file, or the spec the storage kept when the named study was run."""
-    from hpo.spec import apply_overrides, load_study, parse_study
-    from hpo.study import load_existing_study
-
-    if is_study_file(study_arg):
-        return load_study(study_arg, overrides)
-    study = load_existing_study(study_arg, storage)
-    raw = study.user_attrs.get("spec")
-    if raw is None:
-        raise UserError(f"study {study_arg!r} was not created by hpo run; pass its study file instead")
-    return parse_study(apply_overrides(raw, overrides), f"study {study_arg!r} in {storage.url}")
 
 
 def load_data(spec, device=None):

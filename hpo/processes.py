@@ -37,9 +37,12 @@ class ProcessId:
             return None
         return cls(attrs["hpo.host"], int(attrs["hpo.pid"]), attrs.get("hpo.pid_started", ""))
 
+    def is_local(self) -> bool:
+        return self.host == socket.gethostname()
+
     def is_gone(self) -> bool:
         """True only for a process of this machine that has ended; another machine's is never 'gone'."""
-        if self.host != socket.gethostname():
+        if not self.is_local():
             return False
         try:
             os.kill(self.pid, 0)

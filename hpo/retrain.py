@@ -21,7 +21,7 @@ import optuna
 from hpo.checkpoint import make_checkpoint
 from hpo.context import Context
 from hpo.hyperparams import Hyperparams
-from hpo.errors import UserError
+from hpo.errors import UserError, WorkFailed
 from hpo.locks import store_lock
 from hpo.trainer import Evaluation, evaluate, fit, seed_everything
 
@@ -35,7 +35,7 @@ class RetrainResult:
     test: Evaluation
 
 
-class TrainingDiverged(RuntimeError):
+class TrainingDiverged(WorkFailed):
     pass
 
 
@@ -94,7 +94,8 @@ def retrain(ctx: Context, best: optuna.trial.FrozenTrial, epochs: int) -> Retrai
             run.log_epoch(result)
             trained = result.epoch
             if not math.isfinite(result.train_loss):
-                raise TrainingDiverged(f"retrain of trial {best.number} diverged at epoch {result.epoch}")
+                raise TrainingDiverged(f"retrain of trial {best.number} diverged at epoch {result.epoch} (non-finite "
+                                       f"loss); lower the learning rate or retrain another trial")
             if settings.checkpoint_every and result.epoch % settings.checkpoint_every == 0:
                 tracker.log_checkpoint(run, {"epoch": result.epoch, "state_dict": model.state_dict()},
                                        f"checkpoints/epoch-{result.epoch:04d}.pt")

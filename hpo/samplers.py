@@ -63,8 +63,9 @@ def qmc(space, seed, qmc_type: str = "sobol", scramble: bool = True):
 # sampler afresh for each trial, seeded by (study seed, trial number), so a proposal depends only on the
 # study seed, the trial's number and the finished history, whichever process asks.
 
-SEEDED_ONCE = ("grid", "qmc")  # their seed fixes one sequence for the whole study (the grid's order, the
-# QMC scramble): reseeding them per trial would break it, and they need no per-trial seed to differ
+# Their seed fixes one sequence for the whole study (the grid's order, the QMC scramble): reseeding them per
+# trial would break it, and their trials differ without it.
+SEEDED_ONCE = ("grid", "qmc")
 
 
 def sampler_seed(study_seed: int, trial_number: int) -> int:

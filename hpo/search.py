@@ -18,7 +18,8 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from hpo.context import Context
-from hpo.study import claim_trial, count_finished, heartbeat
+from hpo.interrupts import signals_deferred
+from hpo.study import claim_trial, count_finished, fail_running, heartbeat
 from hpo.trainer import fit, seed_everything
 
 MAX_FAILURES_IN_A_ROW = 3  # then the cause is likely not the hyperparameters: stop and say so
@@ -27,15 +28,15 @@ WAIT_S = 1.0  # how often a process with nothing to claim looks again while othe
 
 @dataclass(frozen=True)
 class SearchEnd:
-    """Why a search stopped: ``budget``, ``grid`` (every grid point run), ``timeout`` or ``failures``."""
+    """Why a search stopped: ``budget``, ``grid`` (every grid point run) or ``timeout``, as asked; or it gave up:
+    ``failures`` (trials failing in a row) or ``workers`` (worker processes ended short of the budget)."""
 
     reason: str
     last_error: str = ""
 
     @property
     def reached(self) -> bool:
-        """The search did what was asked; ``failures`` means it gave up."""
-        return self.reason != "failures"
+        return self.reason in ("budget", "grid", "timeout")
 
 
 def run_search(ctx: Context, study: optuna.Study) -> SearchEnd:
@@ -77,8 +78,12 @@ def run_search(ctx: Context, study: optuna.Study) -> SearchEnd:
                 continue
             return SearchEnd(claim.reason)
         waiting = False
-        with heartbeat(study._storage, claim.trial):
-            frozen = run_trial(ctx, study, claim.trial)
+        try:
+            with heartbeat(study._storage, claim.trial):
+                frozen = run_trial(ctx, study, claim.trial)
+        except BaseException as err:  # Ctrl-C or SIGTERM outside the training itself: fail the trial at once
+            fail_running(study, claim.trial, err)
+            raise
         if frozen.state == TrialState.FAIL:
             failures_in_a_row += 1
             last_error = frozen.user_attrs.get("fail_reason", "?")
@@ -97,16 +102,17 @@ def run_trial(ctx: Context, study: optuna.Study, trial: optuna.Trial) -> FrozenT
     try:
         with ctx.tracker.trial_run(trial, hp.as_dict(), seed, ctx.parent_run_id) as run:
             try:
-                value = train_trial(ctx, trial, hp, seed, run)
+                value, state = train_trial(ctx, trial, hp, seed, run), TrialState.COMPLETE
             except optuna.TrialPruned:
-                frozen = study.tell(trial, state=TrialState.PRUNED)
-                run.end_as("PRUNED", "KILLED", trial.user_attrs.get("prune_reason", ""))
+                value, state = None, TrialState.PRUNED
             except BaseException as err:  # a crash, or Ctrl-C / SIGTERM: failed in Optuna at once
                 trial.set_user_attr("fail_reason", f"{type(err).__name__}: {err}".splitlines()[0][:300])
                 frozen = study.tell(trial, state=TrialState.FAIL)
                 raise  # the run records the traceback in error.txt
-            else:
-                frozen = study.tell(trial, value)
+            with signals_deferred():  # Optuna's verdict and the run's status must agree
+                frozen = study.tell(trial, value) if state == TrialState.COMPLETE \
+                    else study.tell(trial, state=state)
+                run.end_as_trial(state, trial.user_attrs.get("prune_reason", ""))
     except Exception as err:  # recorded above; the study goes on
         if frozen is None:  # failed before training started (e.g. the tracking store)
             trial.set_user_attr("fail_reason", f"{type(err).__name__}: {err}".splitlines()[0][:300])

@@ -22,6 +22,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from hpo.errors import UserError
+from hpo.interrupts import signals_deferred
 from hpo.locks import store_lock
 from hpo.processes import ProcessId
 from hpo.urls import masked
@@ -112,6 +113,13 @@ def record_study(study: optuna.Study, spec, experiment_id: str | None) -> None:
         study.set_metric_names([spec.metric])
 
 
+def _older_than(trial: FrozenTrial, seconds: float) -> bool:
+    import datetime
+
+    started = trial.datetime_start
+    return started is not None and (datetime.datetime.now() - started).total_seconds() > seconds
+
+
 def count_finished(study: optuna.Study) -> int:
     return len(study.get_trials(deepcopy=False, states=FINISHED))
 
@@ -139,6 +147,34 @@ def describe(study: optuna.Study) -> dict:
     }
 
 
+# --- naming a study on the command line ------------------------------------------------------------
+
+
+def is_study_file(value: str) -> bool:
+    return value.endswith((".yaml", ".yml")) or Path(value).is_file()
+
+
+def study_name(study_arg: str) -> str:
+    """STUDY on the command line is a study file or a study's name."""
+    if is_study_file(study_arg):
+        from hpo.spec import load_study
+        return load_study(study_arg).name
+    return study_arg
+
+
+def resolve_spec(study_arg: str, storage, overrides=()):
+    """A study file, or the spec the storage kept when the named study was run."""
+    from hpo.spec import apply_overrides, load_study, parse_study
+
+    if is_study_file(study_arg):
+        return load_study(study_arg, overrides)
+    study = load_existing_study(study_arg, storage)
+    raw = study.user_attrs.get("spec")
+    if raw is None:
+        raise UserError(f"study {study_arg!r} was not created by hpo run; pass its study file instead")
+    return parse_study(apply_overrides(raw, overrides), f"study {study_arg!r} in {storage.url}")
+
+
 # --- claiming trials -------------------------------------------------------------------------------
 
 # What to do with a trial whose process is gone: (state, value) to tell, e.g. the result its MLflow run
@@ -152,20 +188,23 @@ def fail_dead_trials(study: optuna.Study, recover: Recover | None = None) -> lis
     lines = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         owner = ProcessId.from_attrs(trial.user_attrs)
-        if owner is None or not owner.is_gone():
+        if owner is not None and owner.is_gone():
+            who = f"process {owner.pid}, which no longer exists"
+        elif owner is None and _older_than(trial, GRACE_S):  # no process named (an older hpo), no heartbeat
+            who = f"a process that did not name itself, over {GRACE_S} s ago"
+        else:
             continue
         outcome = recover(trial) if recover else None
         state, value = outcome if outcome else (TrialState.FAIL, None)
         if state == TrialState.FAIL:
-            study._storage.set_trial_user_attr(trial._trial_id, "fail_reason",
-                                               f"its process ({owner.pid}) ended before the trial did")
+            study._storage.set_trial_user_attr(trial._trial_id, "fail_reason", "its process ended before the trial")
         try:
             study.tell(trial.number, value if state == TrialState.COMPLETE else None,
                        state=None if state == TrialState.COMPLETE else state, skip_if_finished=True)
         except ValueError:  # another process finished it a moment ago
             continue
         what = f"recorded as {state.name} with the result its MLflow run logged" if outcome else "marked FAIL"
-        lines.append(f"trial {trial.number} was left RUNNING by process {owner.pid}, which no longer exists: {what}")
+        lines.append(f"trial {trial.number} was left RUNNING by {who}: {what}")
     return lines
 
 
@@ -189,10 +228,24 @@ def claim_trial(study: optuna.Study, budget: int, recover: Recover | None = None
             return Claim(None, "budget", notes)
         if points_left(study.sampler, study) == 0:
             return Claim(None, "grid", notes)
-        trial = study.ask()
-        for key, value in ProcessId.current().as_attrs().items():
-            trial.set_user_attr(key, value)
+        trial = None
+        try:
+            with signals_deferred():  # a trial must not exist without the process that runs it
+                trial = study.ask()
+                for key, value in ProcessId.current().as_attrs().items():
+                    trial.set_user_attr(key, value)
+        except BaseException as err:  # a signal held during the claim arrives here
+            if trial is not None:
+                fail_running(study, trial, err)
+            raise
         return Claim(trial, "", notes)
+
+
+def fail_running(study: optuna.Study, trial: optuna.Trial, err: BaseException) -> None:
+    """Fail ``trial`` if it is still RUNNING (it was stopped outside its training, e.g. by Ctrl-C)."""
+    if study._storage.get_trial(trial._trial_id).state == TrialState.RUNNING:
+        trial.set_user_attr("fail_reason", f"{type(err).__name__}: {err}".splitlines()[0][:300])
+        study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
 
 
 @contextlib.contextmanager

@@ -68,6 +68,10 @@ class RunLog:
         """End the run with this state and status however its block ends (a pruned trial, a failed search)."""
         self.ended_as, self.reason = (state, status), reason
 
+    def end_as_trial(self, trial_state, reason: str = "") -> None:
+        """End a trial's run as its trial ended in Optuna (see RUN_STATUS)."""
+        self.end_as(*RUN_STATUS[trial_state], reason)
+
     def log_metrics(self, metrics: Mapping[str, float | None], step: int = 0) -> None:
         now = _millis()
         self.client.log_batch(self.run_id, metrics=[
@@ -188,27 +192,27 @@ class Tracker:
 
     def reconcile(self, study: optuna.Study) -> list[str]:
         """End the runs that killed processes left RUNNING: a trial's run with the status its trial has in
-        Optuna (FAILED while the trial is not finished), a parent or retrain run FAILED. Runs of another
-        machine's process are ended once Optuna has failed their trial (heartbeat). Returns a line each."""
+        Optuna, a parent or retrain run FAILED. A trial's run gets the status its own process would give it,
+        so ending one whose process is alive and about to close it changes nothing. Returns a line each."""
         trials = {str(t.number): t for t in study.get_trials(deepcopy=False)}
         lines = []
         for run in self.client.search_runs([self.experiment_id], "attributes.status = 'RUNNING'", max_results=1000):
             tags = run.data.tags
             owner = ProcessId.from_attrs(tags)
+            gone = owner is not None and owner.is_gone()
             trial = trials.get(tags.get("hpo.trial", "")) if tags.get("hpo.role") == "trial" else None
             if trial is not None and trial.state.is_finished():
-                state, status = RUN_STATUS[trial.state]  # the process died between Optuna's tell and MLflow
-            elif owner is not None and owner.is_gone():
-                state, status = "FAILED", "FAILED"
+                (state, status), why = RUN_STATUS[trial.state], f"its trial had ended {trial.state.name}"
+            elif gone:
+                state, status, why = "FAILED", "FAILED", f"its process ({owner.pid}) no longer exists"
             else:
                 continue
             log = RunLog(self.client, run.info.run_id)
-            extra = {"hpo.error": f"its process ({owner.pid if owner else '?'}) ended without closing it"} \
-                if state == "FAILED" else {}
-            log.set_tags({"hpo.state": state, **extra})
+            log.set_tags({"hpo.state": state, **({"hpo.error": f"{why}; ended by a later hpo run"}
+                                                 if state == "FAILED" else {})})
             self.client.set_terminated(run.info.run_id, status)
-            lines.append(f"MLflow run {run.info.run_name} ({run.info.run_id[:8]}) was left RUNNING by a process "
-                         f"that no longer exists: ended {status}")
+            lines.append(f"MLflow run {run.info.run_name} ({run.info.run_id[:8]}) was left RUNNING ({why}): "
+                         f"ended {status}")
         return lines
 
     def logged_result(self, trial, metric: str):

@@ -208,7 +208,9 @@ def test_a_killed_worker_trial_is_failed_at_once_by_the_rerun(tmp_path):
     out = hpo("run", str(study_file), "--no-retrain", cwd=tmp_path).stdout
     for trial in left:
         assert f"trial {trial.number} was left RUNNING by process {trial.user_attrs['hpo.pid']}" in out
-    assert "was left RUNNING by a process that no longer exists: ended FAILED" in out  # the parent run
+    assert "which no longer exists: marked FAIL" in out
+    parent_line = next(line for line in out.splitlines() if line.startswith("MLflow run killed-study"))
+    assert "no longer exists): ended FAILED" in parent_line
     trials = assert_nothing_left_running(tmp_path, "killed")
     assert [t.state for t in trials].count(TrialState.COMPLETE) == 4
     assert {t.number for t in trials if t.state == TrialState.FAIL} == {t.number for t in left}
@@ -243,6 +245,34 @@ def test_a_trial_whose_run_finished_before_optuna_heard_keeps_its_result(tmp_pat
     trials = stored(tmp_path, "recover").trials
     assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.COMPLETE]  # the budget: no third
     assert trials[1].value == 0.4321
+
+
+def test_a_signal_while_a_trial_is_claimed_fails_that_trial(tmp_path):
+    """Ctrl-C between Optuna creating a trial and the trial naming its process would leave a RUNNING trial no
+    rerun could tell was dead (and every later run waiting for it): the signal waits, then fails the trial."""
+    from hpo.interrupts import Interrupted, interrupts_raise
+    from hpo.spec import load_study
+    from hpo.study import claim_trial, open_storage, open_study
+
+    spec = load_study(write_study(tmp_path, RANDOM_START))
+    study = open_study(spec, open_storage(f"sqlite:///{tmp_path}/hpo.db"))
+    ask = study.ask
+
+    def ask_then_interrupt(*args, **kwargs):
+        trial = ask(*args, **kwargs)
+        os.kill(os.getpid(), signal.SIGINT)  # arrives in the middle of the claim
+        return trial
+
+    study.ask = ask_then_interrupt
+    with interrupts_raise():
+        try:
+            claim_trial(study, budget=9)
+        except Interrupted:
+            pass
+        else:
+            raise AssertionError("the signal was lost")
+    [trial] = stored(tmp_path, "startup").trials
+    assert trial.state == TrialState.FAIL and trial.user_attrs["hpo.pid"] == str(os.getpid())
 
 
 def test_cli_holds_no_study_logic():
