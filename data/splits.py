@@ -16,6 +16,7 @@ from typing import Any, Mapping
 import torch
 
 from data import DATASETS
+from data.errors import DataError
 from data.images import LabelledImages
 from data.streaming import ImageFiles
 
@@ -54,14 +55,31 @@ class Splits:
                                    test=self.test.to(device))
 
 
-def stratified_split(part: Part, fraction: float, seed: int) -> tuple[Part, Part]:
-    """Split off ``fraction`` of ``part`` with every class in proportion (scikit-learn)."""
+def stratified_split(part: Part, fraction: float, seed: int, field: str,
+                     class_names: tuple[str, ...]) -> tuple[Part, Part]:
+    """Split off ``fraction`` of ``part`` with every class in proportion (scikit-learn); every class must
+    keep images on both sides (``field`` names the fraction in the error that says otherwise)."""
     from sklearn.model_selection import train_test_split
 
+    counts = torch.bincount(part.labels, minlength=len(class_names))
     index = torch.arange(len(part)).numpy()
-    keep, held_out = train_test_split(index, test_size=fraction, random_state=seed,
-                                      stratify=part.labels.numpy())
+    try:
+        keep, held_out = train_test_split(index, test_size=fraction, random_state=seed,
+                                          stratify=part.labels.numpy())
+    except ValueError as err:  # e.g. a class of one image, or fewer held-out images than classes
+        raise _split_error(counts, class_names, fraction, field, str(err).splitlines()[0]) from None
+    for side in (keep, held_out):
+        present = torch.bincount(part.labels[torch.as_tensor(side)], minlength=len(class_names))
+        if bool((present == 0).any()):
+            raise _split_error(counts, class_names, fraction, field, "a class would be left without images")
     return part.subset(keep), part.subset(held_out)
+
+
+def _split_error(counts: torch.Tensor, class_names, fraction: float, field: str, why: str) -> DataError:
+    smallest = int(counts.argmin())
+    return DataError(f"cannot hold out {fraction:g} of {int(counts.sum())} images of {len(class_names)} classes "
+                     f"with every class on both sides ({why}); the smallest class, {class_names[smallest]!r}, has "
+                     f"{int(counts[smallest])} image(s): give each class more images or change {field}", field)
 
 
 STATS_SAMPLE = 5000  # images of a streamed split decoded to measure its statistics (on CIFAR-10 three samples
@@ -98,14 +116,18 @@ def load_splits(name: str, args: Mapping[str, Any], val_fraction: float, test_fr
     """``normalize``: ``auto`` (the data set's usual statistics, else measured on train), ``measured``,
     ``imagenet`` or ``half``."""
     source = DATASETS.get(name)(**args)
+    names = source.class_names
+    if len(names) < 2:
+        raise DataError(f"the data set has {len(names)} class ({', '.join(map(repr, names)) or 'none'}) with "
+                        f"{len(source.pool)} images; a classifier needs at least two classes", "data")
     if source.test is not None:
         pool, test = source.pool, source.test
     else:
-        pool, test = stratified_split(source.pool, test_fraction, split_seed)
+        pool, test = stratified_split(source.pool, test_fraction, split_seed, "data.test_fraction", names)
     if source.val is not None:
         train, val = pool, source.val
     else:
-        train, val = stratified_split(pool, val_fraction, split_seed)
+        train, val = stratified_split(pool, val_fraction, split_seed, "data.val_fraction", names)
     if normalize in NORMALIZATIONS:
         mean, std = NORMALIZATIONS[normalize]
         if train.channels == 1:

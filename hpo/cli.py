@@ -280,11 +280,13 @@ def cmd_retrain(args) -> int:
 
 
 def cmd_promote(args) -> int:
-    from hpo.study import study_name
+    from hpo.pipeline import check_stores
     from hpo.promote import promote
-    from hpo.tracking import Tracker
+    from hpo.study import study_name
 
     name = study_name(args.study)
+    check_stores(_stores_of(args))
+    from hpo.tracking import Tracker
     tracker = Tracker(name, args.tracking_uri, args.artifacts)
     done = promote(tracker, args.output, args.alias)
     print(f"registered {done.model_name!r} version {done.version} (alias {done.alias!r}) from MLflow run "

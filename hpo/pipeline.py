@@ -17,6 +17,7 @@ MLflow loads.
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,6 +69,7 @@ def run(request: RunRequest, print_line: Callable[[str], None] = print) -> int:
     from hpo.trainer import resolve_device
     from hpo.workers import plan_workers
 
+    check_stores(request.stores)
     with interrupts_raise():  # Ctrl-C and SIGTERM: the running trial FAILED at once, every run ended
         workers = plan_workers(request.gpus, request.trials_per_gpu, torch.cuda.device_count()) \
             if request.gpus else []
@@ -200,6 +202,17 @@ def _with_parent(ctx, run_id):
     return dataclasses.replace(ctx, parent_run_id=run_id)
 
 
+def check_stores(stores: Stores) -> None:
+    """Refuse store URLs that cannot work before any store is created or any data is loaded."""
+    from hpo.study import storage_url
+    from hpo.urls import check_storage_url, check_tracking_uri
+
+    if stores.storage is not None or "HPO_STORAGE" in os.environ:
+        check_storage_url(storage_url(stores.storage))
+    if not stores.tracking_off and (stores.tracking is not None or "MLFLOW_TRACKING_URI" in os.environ):
+        check_tracking_uri(stores.tracking or os.environ["MLFLOW_TRACKING_URI"])
+
+
 def open_tracker(study_name: str, stores: Stores):
     """MLflow's experiment for the study, or the tracker that logs nothing (``--no-tracking``)."""
     if stores.tracking_off:
@@ -218,6 +231,7 @@ def retrain_study(study_arg: str, stores: Stores, overrides: tuple[str, ...] = (
     from hpo.study import load_existing_study, open_storage, resolve_spec, storage_url
     from hpo.trainer import resolve_device
 
+    check_stores(stores)
     storage = open_storage(storage_url(stores.storage), must_exist=True)
     spec = resolve_spec(study_arg, storage, overrides)
     study = load_existing_study(spec.name, storage)

@@ -158,7 +158,7 @@ def apply_overrides(raw: dict, overrides) -> dict:
         *parents, leaf = key.split(".")
         for i, part in enumerate(parents):
             child = node.get(part)
-            if child is None or isinstance(child, str) and part in ("sampler", "pruner"):
+            if child is None or isinstance(child, str) and part in ("sampler", "pruner", "data", "model"):
                 child = {"name": child} if isinstance(child, str) else {}
                 node[part] = child
             if not isinstance(child, dict):

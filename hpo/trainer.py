@@ -55,7 +55,11 @@ class Evaluation:
 def resolve_device(name: str = "auto") -> torch.device:
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        from hpo.errors import UserError
+        raise UserError(f"--device: {name!r} is not a device; use auto, cpu, cuda or cuda:N") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         from hpo.errors import UserError
         raise UserError(f"device {name!r} was asked for but torch sees no CUDA GPU; use --device cpu or auto")

@@ -95,18 +95,30 @@ ARGUMENTS = {
     "evaluate a missing checkpoint": (["evaluate", "missing.pt"], "missing.pt: no such checkpoint file"),
     "evaluate a file that is no checkpoint": (["evaluate", "study.yaml"], "study.yaml: not a loadable hpo checkpoint"),
     "unknown device": (["run", "study.yaml", "--set", "device=tpu"], "device: must be auto, cpu, cuda or cuda:N"),
+    "--device not a device": (["run", "study.yaml", "--device", "tpu"], "--device: 'tpu' is not a device"),
+    "tracking URI of no MLflow store": (["run", "study.yaml", "--tracking-uri", "foo://bar"],
+                                        "'foo://bar' has the scheme 'foo', which MLflow stores nothing in"),
+    "storage URL of no database": (["run", "study.yaml", "--storage", "foo://bar"],
+                                   "'foo://bar' is not a database URL SQLAlchemy knows"),
+    "promote to a tracking URI of no MLflow store": (["promote", "tiny", "--tracking-uri", "foo://bar"],
+                                                     "which MLflow stores nothing in"),
+    "a validation split that leaves classes empty": (["run", "study.yaml", "--set", "data.val_fraction=0.999"],
+                                                     "data.val_fraction: cannot hold out 0.999 of 1437 images of 10 "
+                                                     "classes", "the smallest class, '8', has 139 image(s)"),
+    "a test split smaller than the classes": (["run", "study.yaml", "--set", "data.test_fraction=0.001"],
+                                              "data.test_fraction: cannot hold out 0.001 of 1797 images"),
 }
 
 
 @pytest.mark.parametrize("case", sorted(ARGUMENTS))
 def test_bad_arguments(case, tmp_path):
-    argv, message = ARGUMENTS[case]
+    argv, *messages = ARGUMENTS[case]
     write_study(tmp_path, study_with(lambda s: None))
     (tmp_path / "broken.yaml").write_text("name: x\n  bad: [indent\n")
     (tmp_path / "list.yaml").write_text("- a\n- b\n")
     before = sorted(p.name for p in tmp_path.iterdir())
     result = hpo(*argv, cwd=tmp_path, check=False)
-    assert_one_line_error(result, message)
+    assert_one_line_error(result, *messages)
     assert sorted(p.name for p in tmp_path.iterdir()) == before
 
 
@@ -149,3 +161,22 @@ def test_a_yaml_alias_bomb_gets_a_short_message(field, expected, tmp_path):
     result = hpo("check", str(study_file), cwd=tmp_path, check=False)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert len(result.stderr) < 400 and expected in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("counts, message", [
+    ({"only": 12}, "data: the data set has 1 class ('only') with 12 images; a classifier needs at least two"),
+    ({"a": 12, "b": 1}, "data.test_fraction: cannot hold out 0.2 of 13 images of 2 classes with every class on both "
+                        "sides"),
+])
+def test_a_folder_that_cannot_be_split_is_refused_with_its_counts(counts, message, tmp_path):
+    from datagen import write_image_folder
+
+    for name, count in counts.items():
+        write_image_folder(tmp_path / "images", [name], count, sizes=((8, 8),), mode="L", suffix=".png")
+    study_file = write_study(tmp_path, study_with(setitem("data", {"name": "folder", "root": str(tmp_path / "images")})))
+    before = sorted(p.name for p in tmp_path.iterdir())
+    result = hpo("run", str(study_file), cwd=tmp_path, check=False, env={"HPO_CACHE": str(tmp_path / "images")})
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    error = result.stderr.strip().splitlines()[-1]  # after the loader's progress lines
+    assert error.startswith("hpo run: error: ") and message in error, result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
