@@ -248,7 +248,8 @@ def cmd_run(args) -> int:
 
 
 def cmd_show(args) -> int:
-    from hpo.study import describe, load_existing_study, open_storage, storage_url, study_name
+    from hpo.study import describe, load_existing_study, open_storage, study_name
+    from hpo.urls import storage_url
 
     storage = open_storage(storage_url(args.storage), must_exist=True)
     report = describe(load_existing_study(study_name(args.study), storage))
@@ -287,7 +288,7 @@ def cmd_promote(args) -> int:
     name = study_name(args.study)
     check_stores(_stores_of(args))
     from hpo.tracking import Tracker
-    tracker = Tracker(name, args.tracking_uri, args.artifacts)
+    tracker = Tracker(name, args.tracking_uri, args.artifacts, create=False)
     done = promote(tracker, args.output, args.alias)
     print(f"registered {done.model_name!r} version {done.version} (alias {done.alias!r}) from MLflow run "
           f"{done.run_id}, test_accuracy {done.test_accuracy:.4f}")
@@ -387,7 +388,8 @@ def cmd_bench(args) -> int:
 
 
 def cmd_dashboard(args) -> int:
-    from hpo.study import open_storage, storage_url
+    from hpo.study import open_storage
+    from hpo.urls import storage_url
 
     storage = open_storage(storage_url(args.storage), must_exist=True)
     import optuna_dashboard

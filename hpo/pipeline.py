@@ -65,7 +65,8 @@ def run(request: RunRequest, print_line: Callable[[str], None] = print) -> int:
 
     from hpo.context import Context
     from hpo.interrupts import interrupts_raise
-    from hpo.study import open_storage, open_study, storage_url
+    from hpo.study import open_storage, open_study
+    from hpo.urls import storage_url
     from hpo.trainer import resolve_device
     from hpo.workers import plan_workers
 
@@ -204,13 +205,17 @@ def _with_parent(ctx, run_id):
 
 def check_stores(stores: Stores) -> None:
     """Refuse store URLs that cannot work before any store is created or any data is loaded."""
-    from hpo.study import storage_url
-    from hpo.urls import check_storage_url, check_tracking_uri
+    from hpo.locks import lock_path
+    from hpo.urls import check_storage_url, check_tracking_uri, storage_url, tracking_uri
 
-    if stores.storage is not None or "HPO_STORAGE" in os.environ:
-        check_storage_url(storage_url(stores.storage))
-    if not stores.tracking_off and (stores.tracking is not None or "MLFLOW_TRACKING_URI" in os.environ):
-        check_tracking_uri(stores.tracking or os.environ["MLFLOW_TRACKING_URI"])
+    storage = storage_url(stores.storage)
+    tracking = None if stores.tracking_off else tracking_uri(stores.tracking)
+    if tracking and lock_path(tracking, "") == lock_path(storage, ""):  # one file, however it is spelled
+        raise UserError(f"the study storage and MLflow are both {tracking}; give each a file of its own "
+                        f"(default: sqlite:///hpo.db and sqlite:///mlflow.db)")
+    check_storage_url(storage)
+    if tracking:
+        check_tracking_uri(tracking)
 
 
 def open_tracker(study_name: str, stores: Stores):
@@ -228,7 +233,8 @@ def retrain_study(study_arg: str, stores: Stores, overrides: tuple[str, ...] = (
     from hpo.context import Context
     from hpo.interrupts import interrupts_raise
     from hpo.retrain import retrain_best_trial
-    from hpo.study import load_existing_study, open_storage, resolve_spec, storage_url
+    from hpo.study import load_existing_study, open_storage, resolve_spec
+    from hpo.urls import storage_url
     from hpo.trainer import resolve_device
 
     check_stores(stores)

@@ -25,19 +25,14 @@ from hpo.errors import UserError
 from hpo.interrupts import signals_deferred
 from hpo.locks import store_lock
 from hpo.processes import ProcessId
-from hpo.urls import masked
+from hpo.urls import check_storage_url, masked
 from hpo.samplers import points_left, study_sampler
 
-DEFAULT_STORAGE = "sqlite:///hpo.db"
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)  # what --trials counts: trials that reached a verdict
 HEARTBEAT_S = 30  # a trial of another machine whose worker died is marked FAILED after GRACE_S without one
 GRACE_S = 120
 
 optuna.logging.set_verbosity(optuna.logging.ERROR)  # we print our own line per trial
-
-
-def storage_url(cli_value: str | None = None) -> str:
-    return cli_value or os.environ.get("HPO_STORAGE") or DEFAULT_STORAGE
 
 
 def study_lock(url: str, study_name: str):
@@ -63,6 +58,7 @@ def open_storage(url: str, must_exist: bool = False) -> optuna.storages.RDBStora
         path = Path(url[len("sqlite:///"):])
         if not path.is_file():
             raise UserError(f"no study storage at {url} ({path} does not exist); pass --storage or set HPO_STORAGE")
+    check_storage_url(url)
     try:
         with store_lock(url, "schema"):
             return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S)

@@ -37,19 +37,14 @@ from optuna.trial import TrialState  # noqa: E402
 
 from hpo.errors import UserError  # noqa: E402
 from hpo.processes import ProcessId  # noqa: E402
-from hpo.urls import masked  # noqa: E402
+from hpo.urls import check_tracking_uri, masked, sqlite_tables, tracking_uri  # noqa: E402
 from hpo.locks import store_lock  # noqa: E402
 
 logging.getLogger("mlflow").setLevel(logging.WARNING)
 logging.getLogger("alembic").setLevel(logging.WARNING)
 
-DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 DEFAULT_ARTIFACT_ROOT = "mlartifacts"
 CHECKPOINT_ARTIFACT = "model/checkpoint.pt"  # where a retrain run keeps its final checkpoint
-
-
-def tracking_uri(cli_value: str | None = None) -> str:
-    return cli_value or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
 
 
 def _millis() -> int:
@@ -112,13 +107,22 @@ RUN_STATUS = {TrialState.COMPLETE: ("COMPLETE", "FINISHED"), TrialState.PRUNED: 
 class Tracker:
     """The MLflow experiment of one study."""
 
-    def __init__(self, study_name: str, uri: str | None = None, artifact_root: str | None = None):
+    def __init__(self, study_name: str, uri: str | None = None, artifact_root: str | None = None,
+                 create: bool = True):
+        """``create=False``: only an existing experiment (``hpo promote``), and nothing is written otherwise."""
         self.study_name = study_name
         self.uri = tracking_uri(uri)
+        check_tracking_uri(self.uri)
+        if not create and sqlite_tables(self.uri) is None and self.uri.startswith("sqlite:///"):
+            raise UserError(f"no MLflow store at {self.uri}; run `hpo run STUDY_FILE` first, or pass --tracking-uri")
         # Under a lock: first runs started together would race to create MLflow's schema and the experiment.
         with store_lock(self.uri, "mlflow"):
             self.client = MlflowClient(tracking_uri=self.uri)
             experiment = self.client.get_experiment_by_name(study_name)
+            if experiment is None and not create:
+                names = [e.name for e in self.client.search_experiments() if e.name != "Default"]
+                raise UserError(f"no MLflow experiment named {study_name!r} in {self.uri}; experiments there: "
+                                f"{', '.join(names) or 'none'}")
             if experiment is None:
                 root = Path(artifact_root or os.environ.get("HPO_ARTIFACTS") or DEFAULT_ARTIFACT_ROOT).resolve()
                 self.experiment_id = self.client.create_experiment(study_name, artifact_location=root.as_uri(),

@@ -9,6 +9,7 @@ real URLs through their environment, never on their command line (``ps``).
 
 from __future__ import annotations
 
+import os
 import re
 
 from hpo.errors import UserError
@@ -20,6 +21,20 @@ _PASSWORD = re.compile(r"(?P<head>\b[A-Za-z][A-Za-z0-9+.-]*://[^:/@\s]*):(?P<pas
 def masked(text: str) -> str:
     """``text`` with the password of every URL in it replaced by ``***``."""
     return _PASSWORD.sub(lambda m: f"{m.group('head')}:***@", text)
+
+
+DEFAULT_STORAGE = "sqlite:///hpo.db"  # in the current directory
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+
+
+def storage_url(cli_value: str | None = None) -> str:
+    """The Optuna storage: --storage, else $HPO_STORAGE, else sqlite:///hpo.db."""
+    return cli_value or os.environ.get("HPO_STORAGE") or DEFAULT_STORAGE
+
+
+def tracking_uri(cli_value: str | None = None) -> str:
+    """MLflow's tracking URI: --tracking-uri, else $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db."""
+    return cli_value or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
 
 
 # MLflow's tracking stores, by URI scheme (a plain path is a file store).
@@ -37,6 +52,10 @@ def check_storage_url(url: str, flag: str = "--storage") -> None:
         raise UserError(f"{flag} / HPO_STORAGE: {masked(url)!r} is not a database URL SQLAlchemy knows "
                         f"({str(err).splitlines()[0]}); e.g. sqlite:///hpo.db or "
                         f"postgresql://USER@HOST/DB") from None
+    tables = sqlite_tables(url)
+    if tables and "experiments" in tables and "studies" not in tables:
+        raise UserError(f"{flag} / HPO_STORAGE: {url} is MLflow's database, not a study storage; give the studies "
+                        f"a file of their own, e.g. sqlite:///hpo.db")
 
 
 def check_tracking_uri(uri: str, flag: str = "--tracking-uri") -> None:
@@ -50,3 +69,25 @@ def check_tracking_uri(uri: str, flag: str = "--tracking-uri") -> None:
         raise UserError(f"{flag} / MLFLOW_TRACKING_URI: {masked(uri)!r} has the scheme {scheme!r}, which MLflow "
                         f"stores nothing in; use one of {', '.join(s + ':' for s in TRACKING_SCHEMES if s)} "
                         f"or a folder path")
+    tables = sqlite_tables(uri)
+    if tables and "studies" in tables and "experiments" not in tables:
+        raise UserError(f"{flag} / MLFLOW_TRACKING_URI: {uri} is a study storage, not MLflow's database; give "
+                        f"MLflow a file of its own, e.g. sqlite:///mlflow.db")
+
+
+def sqlite_tables(url: str) -> set[str] | None:
+    """The tables of the SQLite file behind ``url``, read without writing; None for another database or a
+    file that does not exist yet."""
+    import sqlite3
+    from pathlib import Path
+
+    if not url.startswith("sqlite:///"):
+        return None
+    path = Path(url[len("sqlite:///"):])
+    if not path.is_file():
+        return None
+    try:
+        with sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True) as db:
+            return {row[0] for row in db.execute("select name from sqlite_master where type = 'table'")}
+    except sqlite3.DatabaseError:
+        raise UserError(f"{url}: {path} is not an SQLite database; point the URL at another file") from None

@@ -180,3 +180,28 @@ def test_a_folder_that_cannot_be_split_is_refused_with_its_counts(counts, messag
     error = result.stderr.strip().splitlines()[-1]  # after the loader's progress lines
     assert error.startswith("hpo run: error: ") and message in error, result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_stores_used_for_the_wrong_thing_are_refused_untouched(tiny_run, tmp_path):
+    import hashlib
+
+    work = tiny_run["dir"]
+    study_file = str(tiny_run["study_file"])
+
+    def state():
+        return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in work.iterdir() if p.is_file()}
+
+    before = state()
+    cases = [
+        (("promote", "nosuch"), "no MLflow experiment named 'nosuch' in sqlite:///mlflow.db; experiments there: tiny"),
+        (("run", study_file, "--storage", "sqlite:///mlflow.db", "--tracking-uri", "sqlite:///other.db"),
+         "sqlite:///mlflow.db is MLflow's database, not a study storage"),
+        (("run", study_file, "--tracking-uri", "sqlite:///hpo.db"), "the study storage and MLflow are both "),
+        (("run", study_file, "--storage", "sqlite:///other.db", "--tracking-uri", "sqlite:///hpo.db"),
+         "sqlite:///hpo.db is a study storage, not MLflow's database"),
+    ]
+    for args, message in cases:
+        assert_one_line_error(hpo(*args, cwd=work, check=False), message)
+    assert state() == before
+    assert_one_line_error(hpo("promote", "tiny", cwd=tmp_path, check=False), "no MLflow store at sqlite:///mlflow.db")
+    assert list(tmp_path.iterdir()) == []
