@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import math
 import sys
 from dataclasses import dataclass
 
@@ -20,6 +19,7 @@ import optuna
 
 from hpo.checkpoint import make_checkpoint
 from hpo.context import Context
+from hpo.divergence import divergence
 from hpo.hyperparams import Hyperparams
 from hpo.errors import UserError, WorkFailed
 from hpo.locks import store_lock
@@ -87,15 +87,17 @@ def retrain(ctx: Context, best: optuna.trial.FrozenTrial, epochs: int) -> Retrai
     with tracker.retrain_run(best.number, hp.as_dict(), seed, epochs, ctx.parent_run_id) as run:
         seed_everything(seed)
         model = spec.model.build(splits)
-        best_score, best_state, since_best, trained = None, None, 0, 0
+        best_score, best_state, since_best, trained, first_loss = None, None, 0, 0, None
         every = max(1, epochs // 10)
         for result in fit(model, train, hp, epochs, mean=splits.mean, std=splits.std, device=device, seed=seed,
                           val=val, compile_mode=spec.compile):
             run.log_epoch(result)
             trained = result.epoch
-            if not math.isfinite(result.train_loss):
-                raise TrainingDiverged(f"retrain of trial {best.number} diverged at epoch {result.epoch} (non-finite "
-                                       f"loss); lower the learning rate or retrain another trial")
+            first_loss = result.train_loss if first_loss is None else first_loss
+            reason = divergence(result, first_loss, splits.num_classes, hp.warmup_epochs)
+            if reason:
+                raise TrainingDiverged(f"retrain of trial {best.number}: {reason}; lower the learning rate or "
+                                       f"retrain another trial")
             if settings.checkpoint_every and result.epoch % settings.checkpoint_every == 0:
                 tracker.log_checkpoint(run, {"epoch": result.epoch, "state_dict": model.state_dict()},
                                        f"checkpoints/epoch-{result.epoch:04d}.pt")

@@ -18,6 +18,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from hpo.context import Context
+from hpo.divergence import divergence
 from hpo.interrupts import signals_deferred
 from hpo.study import claim_trial, count_finished, fail_running, heartbeat
 from hpo.trainer import fit, seed_everything
@@ -125,13 +126,15 @@ def train_trial(ctx: Context, trial: optuna.Trial, hp, seed: int, run) -> float:
     spec, splits = ctx.spec, ctx.splits
     seed_everything(seed)
     model = spec.model.build(splits)
-    value = math.nan
+    value, first_loss = math.nan, None
     for result in fit(model, splits.train, hp, spec.budget.epochs, mean=splits.mean, std=splits.std,
                       device=ctx.device, seed=seed, val=splits.val, compile_mode=spec.compile):
         run.log_epoch(result)
         trial.set_user_attr("epochs", result.epoch)
-        if not all(math.isfinite(v) for v in (result.train_loss, result.val_loss)):
-            _stop(trial, run, f"non-finite loss at epoch {result.epoch} (diverged)")
+        first_loss = result.train_loss if first_loss is None else first_loss
+        reason = divergence(result, first_loss, splits.num_classes, hp.warmup_epochs)
+        if reason:
+            _stop(trial, run, reason)
         value = getattr(result, spec.metric)
         trial.report(value, result.epoch)
         if trial.should_prune():

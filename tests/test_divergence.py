@@ -1,0 +1,39 @@
+"""Divergence: a non-finite loss, a loss far past the first epoch's or chance's, accuracy stuck at chance."""
+
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import optuna
+
+from conftest import hpo, write_study
+from hpo.divergence import divergence
+
+
+def epoch(n, train_loss, val_loss=1.0, val_accuracy=0.5):
+    return SimpleNamespace(epoch=n, train_loss=train_loss, val_loss=val_loss, val_accuracy=val_accuracy)
+
+
+def test_signs_of_divergence():
+    assert divergence(epoch(1, 2.0), 2.0, 10) is None
+    assert "non-finite loss at epoch 3" in divergence(epoch(3, math.nan), 2.0, 10)
+    assert "non-finite" in divergence(epoch(2, 1.0, val_loss=math.inf), 2.0, 10)
+    assert "training loss 8.594e+05 at epoch 1" in divergence(epoch(1, 859413.0), 859413.0, 10)  # past 100 ln 10
+    assert divergence(epoch(4, 199.0), 2.0, 10) is None and "over 100x" in divergence(epoch(4, 201.0), 2.0, 10)
+    stuck = epoch(3, 2.4, val_accuracy=0.1)
+    assert "at chance (1/10)" in divergence(stuck, 2.3, 10)
+    assert divergence(stuck, 2.3, 10, warmup_epochs=2) is None  # still warming up
+    assert divergence(epoch(3, 1.0, val_accuracy=0.1), 2.3, 10) is None  # the loss falls: just slow
+
+
+def test_a_huge_finite_loss_stops_the_trial_as_diverged(tmp_path):
+    study = {"name": "boom", "data": "digits", "model": {"name": "digits_cnn", "width": 8},
+             "budget": {"trials": 1, "epochs": 3},
+             "search": {"lr": {"low": 5.0, "high": 10.0}, "optimizer": "sgd", "momentum": 0.9},
+             "pruner": "none"}
+    result = hpo("run", str(write_study(tmp_path, study)), "--no-tracking", cwd=tmp_path, check=False)
+    assert result.returncode == 1 and "no trial of 'boom' completed" in result.stderr  # nothing to retrain
+    [trial] = optuna.load_study(study_name="boom", storage=f"sqlite:///{tmp_path}/hpo.db").trials
+    assert trial.state == optuna.trial.TrialState.PRUNED
+    assert trial.user_attrs["prune_reason"].startswith("diverged: ")
