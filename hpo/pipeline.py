@@ -102,6 +102,10 @@ def _lead(request: RunRequest, ctx, study, workers: list[str]) -> int:
                f"{spec.model.name} on {spec.data.name} ({len(splits.train)} train / {len(splits.val)} val / "
                f"{len(splits.test)} test) on {', '.join(workers) if workers else ctx.device}; storage "
                f"{url_of(study)}, MLflow {tracker.uri}")
+    largest = spec.search.largest("batch_size")
+    if largest > len(splits.train):  # stated, not silent: such a trial takes one batch of everything per epoch
+        print_line(f"note: search.batch_size reaches {largest}, more than the {len(splits.train)} training images; "
+                   f"a larger batch takes all {len(splits.train)} (one step per epoch)")
     if already >= spec.budget.trials:
         print_line(f"study {spec.name!r} already has {already} finished trials (budget {spec.budget.trials}); "
                    f"raise it with --trials to search more")

@@ -85,7 +85,7 @@ class Knob:
 
 KNOBS: dict[str, Knob] = {
     "lr": Knob(float, "learning rate (the peak for onecycle)", low=0, low_open=True),
-    "batch_size": Knob(int, "images per forward pass", low=1),
+    "batch_size": Knob(int, "images per forward pass", low=1, high=65536),
     "optimizer": Knob(str, "optimizer", choices=OPTIMIZERS.names),
     "momentum": Knob(float, "momentum", low=0, high=1, high_open=True,
                      only_when=when_in("optimizer", MOMENTUM_OPTIMIZERS)),
@@ -154,6 +154,12 @@ class SearchSpace:
     @property
     def searched(self) -> list[str]:
         return [name for name, p in self.params.items() if not isinstance(p, Fixed)]
+
+    def largest(self, name: str):
+        """The largest value ``name`` can take in this space."""
+        param = self.params[name]
+        return param.value if isinstance(param, Fixed) else max(param.choices) if isinstance(param, Choice) \
+            else param.high
 
     def applies(self, name: str, decided: Mapping[str, Any]) -> bool:
         condition = KNOBS[name].only_when

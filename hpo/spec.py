@@ -30,6 +30,8 @@ from models import DATA_ARGUMENTS, MODELS
 NORMALIZE_CHOICES = ("auto", "measured", *NORMALIZATIONS)
 METRICS = {"val_accuracy": "maximize", "val_loss": "minimize"}  # metric -> its natural direction
 DIRECTIONS = ("maximize", "minimize")
+MAX_TRIALS = 100_000  # far above any study we know of (write-ups: tens to hundreds); a typo, not a plan
+MAX_EPOCHS = 10_000  # write-up 000's longest budget is 600
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?|mps)$")
 COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune")  # torch.compile modes; reduce-overhead adds
@@ -245,7 +247,7 @@ def _parse_model(raw: Any, source: str) -> ModelSpec:
 def _parse_budget(raw: Any, source: str) -> BudgetSpec:
     raw = _mapping(raw if raw is not None else {}, source, "budget")
     _no_unknown(raw, ("trials", "epochs", "timeout_s", "retrain"), source, "budget")
-    epochs = _int(raw.get("epochs", 10), source, "budget.epochs", low=1)
+    epochs = _int(raw.get("epochs", 10), source, "budget.epochs", low=1, high=MAX_EPOCHS)
     retrain = _mapping(raw.get("retrain") or {}, source, "budget.retrain")
     _no_unknown(retrain, ("epochs", "checkpoint_every", "keep_best", "early_stopping"), source, "budget.retrain")
     retrain_epochs = retrain.get("epochs", epochs)
@@ -258,10 +260,10 @@ def _parse_budget(raw: Any, source: str) -> BudgetSpec:
                                   or timeout_s <= 0):
         raise SpecError(source, "budget.timeout_s", f"must be a number of seconds > 0 or null, got {shown(timeout_s)}")
     return BudgetSpec(
-        trials=_int(raw.get("trials", 20), source, "budget.trials", low=1),
+        trials=_int(raw.get("trials", 20), source, "budget.trials", low=1, high=MAX_TRIALS),
         epochs=epochs,
         retrain=RetrainSpec(
-            epochs=tuple(_int(e, source, "budget.retrain.epochs", low=1) for e in retrain_epochs),
+            epochs=tuple(_int(e, source, "budget.retrain.epochs", low=1, high=MAX_EPOCHS) for e in retrain_epochs),
             checkpoint_every=_int(retrain.get("checkpoint_every", 0), source, "budget.retrain.checkpoint_every", low=0),
             keep_best=keep_best,
             early_stopping=_int(retrain.get("early_stopping", 0), source, "budget.retrain.early_stopping", low=0)),
@@ -341,9 +343,10 @@ def _no_unknown(raw: dict, allowed, source: str, parent: str) -> None:
             raise SpecError(source, field, f"unknown field; allowed: {', '.join(allowed)}")
 
 
-def _int(value: Any, source: str, field: str, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise SpecError(source, field, f"must be an integer >= {low}, got {shown(value)}")
+def _int(value: Any, source: str, field: str, low: int, high: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low or high is not None and value > high:
+        allowed = f">= {low}" if high is None else f"from {low} to {high:,}"
+        raise SpecError(source, field, f"must be an integer {allowed}, got {shown(value)}")
     return value
 
 

@@ -61,6 +61,10 @@ MALFORMED = {
                              "search.label_smoothing: must be a number >= 0 and < 1, got 1.0"),
     "unknown compile mode": (setitem("compile", "fast"), "compile: must be one of off, default, reduce-overhead"),
     "jitter too strong": (setitem("search", "jitter", {"low": 0, "high": 3}), "search.jitter.high: must be a number"),
+    "a billion trials": (setitem("budget", "trials", 10**9), "budget.trials: must be an integer from 1 to 100,000"),
+    "a billion epochs": (setitem("budget", "epochs", 10**9), "budget.epochs: must be an integer from 1 to 10,000"),
+    "a billion images per batch": (setitem("search", "batch_size", [32, 10**9]),
+                                   "search.batch_size.choices: must be an integer >= 1 and <= 65536"),
 }
 
 
