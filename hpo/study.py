@@ -31,6 +31,7 @@ from hpo.samplers import points_left, study_sampler
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)  # what --trials counts: trials that reached a verdict
 HEARTBEAT_S = 30  # a trial of another machine whose worker died is marked FAILED after GRACE_S without one
 GRACE_S = 120
+CLAIM_S = 30  # a claim takes well under a second: a trial without its process after this was orphaned
 
 optuna.logging.set_verbosity(optuna.logging.ERROR)  # we print our own line per trial
 
@@ -186,8 +187,8 @@ def fail_dead_trials(study: optuna.Study, recover: Recover | None = None) -> lis
         owner = ProcessId.from_attrs(trial.user_attrs)
         if owner is not None and owner.is_gone():
             who = f"process {owner.pid}, which no longer exists"
-        elif owner is None and _older_than(trial, GRACE_S):  # no process named (an older hpo), no heartbeat
-            who = f"a process that did not name itself, over {GRACE_S} s ago"
+        elif owner is None and _older_than(trial, CLAIM_S):  # killed (SIGKILL) between creating and naming it
+            who = "a process killed while it claimed the trial"
         else:
             continue
         outcome = recover(trial) if recover else None

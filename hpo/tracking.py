@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+# MLflow prints "View run ... at: URL" for a tracking server, password and all, between our own lines.
+os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
 import mlflow  # noqa: E402
 import optuna  # noqa: E402

@@ -206,8 +206,9 @@ def test_a_killed_worker_trial_is_failed_at_once_by_the_rerun(tmp_path):
 
     started = time.time()
     out = hpo("run", str(study_file), "--no-retrain", cwd=tmp_path).stdout
-    for trial in left:
-        assert f"trial {trial.number} was left RUNNING by process {trial.user_attrs['hpo.pid']}" in out
+    for trial in left:  # (a trial whose claim the kill cut short has no process yet: failed after CLAIM_S)
+        who = f"process {trial.user_attrs['hpo.pid']}" if "hpo.pid" in trial.user_attrs else "a process killed"
+        assert f"trial {trial.number} was left RUNNING by {who}" in out
     assert "which no longer exists: marked FAIL" in out
     parent_line = next(line for line in out.splitlines() if line.startswith("MLflow run killed-study"))
     assert "no longer exists): ended FAILED" in parent_line

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 import torch
@@ -26,6 +27,16 @@ def test_masked():
     assert masked(f"a http://u:p@t:{SECRET}@h:5000/x b") == "a http://u:***@h:5000/x b"  # '@' in the password
     for plain in ("sqlite:///hpo.db", "http://127.0.0.1:5000/path", "postgresql://u@host/db"):
         assert masked(plain) == plain
+
+
+def all_command_lines() -> str:
+    lines = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            lines.append(cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace"))
+        except OSError:  # the process ended meanwhile
+            pass
+    return "\n".join(lines)
 
 
 def free_port() -> int:
@@ -67,8 +78,8 @@ def test_a_password_in_the_tracking_uri_is_never_shown(tracking_server, tmp_path
                             "--trials-per-gpu", "2"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, text=True)
     command_lines = []
-    while run.poll() is None:  # every process's command line while the workers run
-        command_lines.append(subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout)
+    while run.poll() is None:  # every process's command line while the workers run (what ps shows, unwrapped)
+        command_lines.append(all_command_lines())
         time.sleep(0.5)
     out, err = run.communicate()
     assert run.returncode == 0, out + err
