@@ -62,6 +62,8 @@ def save_checkpoint(checkpoint: dict, path: str | Path) -> Path:
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """The checkpoint at ``path``, checked field by field and with its model built once, so that a file that
+    is not one (or a damaged one) is a one-line error here rather than a traceback later."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: no such checkpoint file")
@@ -73,7 +75,38 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT:
         raise UserError(f"{path}: not an hpo checkpoint (expected format {FORMAT!r}); "
                         f"make one with `hpo promote STUDY`")
+    problem = _first_problem(checkpoint)
+    if problem:
+        raise UserError(f"{path}: a damaged hpo checkpoint: {problem}; export it again with `hpo promote STUDY`")
+    try:
+        model_from_checkpoint(checkpoint)
+    except (KeyError, RuntimeError, TypeError, ValueError) as err:
+        raise UserError(f"{path}: its weights do not fit model {checkpoint['model']['name']!r} "
+                        f"({str(err).splitlines()[0][:200]}); export it again with `hpo promote STUDY`") from None
     return checkpoint
+
+
+def _first_problem(checkpoint: dict) -> str | None:
+    """What is missing or malformed in a checkpoint's fields (the table at the top), or None."""
+    def has(value, kind) -> bool:
+        return isinstance(value, kind) and not isinstance(value, bool)
+
+    model, prep, data = checkpoint.get("model"), checkpoint.get("preprocessing"), checkpoint.get("data")
+    checks = [
+        ("state_dict", has(checkpoint.get("state_dict"), dict)),
+        ("model", has(model, dict) and has(model.get("name"), str) and has(model.get("args"), dict)),
+        ("preprocessing", has(prep, dict) and prep.get("channels") in (1, 3)
+         and has(prep.get("image_size"), list) and len(prep["image_size"]) == 2
+         and all(has(v, int) and v > 0 for v in prep["image_size"])
+         and all(has(prep.get(k), list) and len(prep[k]) == prep["channels"] for k in ("mean", "std"))),
+        ("class_names", has(checkpoint.get("class_names"), list) and len(checkpoint["class_names"]) >= 2
+         and all(has(c, str) for c in checkpoint["class_names"])),
+        ("data", has(data, dict) and has(data.get("name"), str) and has(data.get("args"), dict)
+         and all(k in data for k in ("val_fraction", "test_fraction", "split_seed"))),
+        ("metrics", has(checkpoint.get("metrics"), dict)),
+    ]
+    bad = [name for name, ok in checks if not ok]
+    return f"{', '.join(bad)} missing or malformed" if bad else None
 
 
 def model_from_checkpoint(checkpoint: dict) -> nn.Module:

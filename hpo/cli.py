@@ -392,6 +392,14 @@ def cmd_dashboard(args) -> int:
     from hpo.urls import storage_url
 
     storage = open_storage(storage_url(args.storage), must_exist=True)
+    import socket
+
+    with socket.socket() as probe:  # optuna-dashboard's own error for a taken port is a 32-line traceback
+        try:
+            probe.bind((args.host, args.port))
+        except OSError as err:
+            raise UserError(f"--port {args.port}: cannot listen on {args.host}:{args.port} ({err.strerror}); "
+                            f"pick another with --port") from None
     import optuna_dashboard
 
     print(f"optuna-dashboard on {masked(storage.url)}: http://{args.host}:{args.port}  (Ctrl-C to stop)", flush=True)

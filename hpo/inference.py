@@ -16,7 +16,12 @@ from hpo.trainer import Evaluation, evaluate, predict
 def evaluate_checkpoint(checkpoint: dict, device: torch.device, data_root: str | None = None) -> Evaluation:
     """Accuracy on the test split of the data set it was trained on (rebuilt from its data fields);
     ``data_root`` points at the data where it lies on this machine."""
+    from data import DATASETS
+
     data = checkpoint["data"]
+    if data_root and "root" not in DATASETS.arguments(data["name"]):
+        raise UserError(f"--data-root: the checkpoint's data set {data['name']!r} reads no files (it takes no "
+                        f"root); leave --data-root out")
     args = {**data["args"], **({"root": data_root} if data_root else {})}
     splits = load_splits(data["name"], args, data["val_fraction"], data["test_fraction"], data["split_seed"],
                          data.get("normalize", "auto"))

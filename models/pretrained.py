@@ -18,7 +18,10 @@ import torch.nn as nn
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    loaded = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises many kinds for a file that is not a weights file
+        raise ValueError(f"{path}: not a weights file torch can load ({type(err).__name__})") from None
     for key in ("state_dict", "model"):
         if isinstance(loaded, dict) and isinstance(loaded.get(key), dict):
             loaded = loaded[key]

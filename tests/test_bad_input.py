@@ -209,3 +209,63 @@ def test_stores_used_for_the_wrong_thing_are_refused_untouched(tiny_run, tmp_pat
     assert state() == before
     assert_one_line_error(hpo("promote", "tiny", cwd=tmp_path, check=False), "no MLflow store at sqlite:///mlflow.db")
     assert list(tmp_path.iterdir()) == []
+
+
+def _damaged(checkpoint: dict, case: str) -> dict:
+    import torch
+
+    if case == "only its format":
+        return {"format": checkpoint["format"]}
+    damaged = dict(checkpoint)
+    if case == "weights of the wrong shape":
+        key = next(k for k, v in checkpoint["state_dict"].items() if v.ndim == 4)
+        damaged["state_dict"] = {**checkpoint["state_dict"], key: torch.zeros(3, 3, 3, 3)}
+    elif case == "no class names":
+        damaged["class_names"] = []
+    elif case == "an unknown model":
+        damaged["model"] = {"name": "resnet999", "args": {}}
+    return damaged
+
+
+@pytest.mark.parametrize("case, message", [
+    ("only its format", "a damaged hpo checkpoint: state_dict, model, preprocessing, class_names, data, metrics "
+                        "missing or malformed"),
+    ("weights of the wrong shape", "its weights do not fit model 'digits_cnn'"),
+    ("no class names", "a damaged hpo checkpoint: class_names missing or malformed"),
+    ("an unknown model", "its weights do not fit model 'resnet999'"),
+])
+def test_a_crafted_checkpoint_is_one_line(case, message, tiny_run, tmp_path):
+    import torch
+
+    checkpoint = torch.load(tiny_run["dir"] / "checkpoints" / "tiny-v1.pt", weights_only=True)
+    path = tmp_path / "crafted.pt"
+    torch.save(_damaged(checkpoint, case), path)
+    for command in ("evaluate", "predict"):
+        argv = [command, str(path)] + (["image.png"] if command == "predict" else [])
+        assert_one_line_error(hpo(*argv, cwd=tmp_path, check=False), f"{path}: ", message)
+
+
+def test_evaluate_with_a_data_root_for_a_set_that_reads_no_files(tiny_run, tmp_path):
+    result = hpo("evaluate", str(tiny_run["dir"] / "checkpoints" / "tiny-v1.pt"), "--data-root", str(tmp_path),
+                 cwd=tmp_path, check=False)
+    assert_one_line_error(result, "--data-root: the checkpoint's data set 'digits' reads no files")
+
+
+def test_a_pretrained_path_to_a_file_that_holds_no_weights(tmp_path):
+    (tmp_path / "weights.pth").write_text("not weights\n")
+    study_file = write_study(tmp_path, study_with(setitem("model", "pretrained", str(tmp_path / "weights.pth"))))
+    before = sorted(p.name for p in tmp_path.iterdir())
+    result = hpo("run", str(study_file), cwd=tmp_path, check=False)
+    assert_one_line_error(result, "model: digits_cnn cannot be built", "weights.pth: not a weights file torch can load")
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_dashboard_on_a_port_in_use(tiny_run):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = hpo("dashboard", "--port", str(port), cwd=tiny_run["dir"], check=False)
+    assert_one_line_error(result, f"--port {port}: cannot listen on 127.0.0.1:{port}", "pick another with --port")
