@@ -120,6 +120,11 @@ def load_splits(name: str, args: Mapping[str, Any], val_fraction: float, test_fr
     if len(names) < 2:
         raise DataError(f"the data set has {len(names)} class ({', '.join(map(repr, names)) or 'none'}) with "
                         f"{len(source.pool)} images; a classifier needs at least two classes", "data")
+    empty = [name for name, count in zip(names, torch.bincount(source.pool.labels, minlength=len(names)))
+             if count == 0]
+    if empty:
+        raise DataError(f"class {empty[0]!r} has no images ({len(empty)} of {len(names)} classes are empty: an "
+                        f"empty folder?); remove it or put images in it", "data")
     if source.test is not None:
         pool, test = source.pool, source.test
     else:

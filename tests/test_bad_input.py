@@ -29,8 +29,9 @@ def setitem(*path_and_value):
 
 MALFORMED = {
     "unknown top-level field": (setitem("nmae", "x"), "nmae: unknown field; allowed: name, seed"),
-    "trials not an integer": (setitem("budget", "trials", "ten"), "budget.trials: must be an integer >= 1"),
-    "trials zero": (setitem("budget", "trials", 0), "budget.trials: must be an integer >= 1, got 0"),
+    "trials not an integer": (setitem("budget", "trials", "ten"),
+                              "budget.trials: must be an integer from 1 to 100,000"),
+    "trials zero": (setitem("budget", "trials", 0), "budget.trials: must be an integer from 1 to 100,000, got 0"),
     "unknown model": (setitem("model", "name", "resnet999"), "model.name: unknown model 'resnet999'; allowed:"),
     "unknown data set": (setitem("data", "name", "mnist999"), "data.name: unknown dataset 'mnist999'; allowed:"),
     "empty space": (setitem("search", {}), "search: the space is empty"),
@@ -46,7 +47,7 @@ MALFORMED = {
     "unknown pruner argument": (setitem("pruner", {"name": "median", "patience": 3}),
                                 "pruner.patience: unknown argument; pruner 'median' takes n_startup_trials"),
     "float batch size": (setitem("search", "batch_size", {"low": 8.5, "high": 64}),
-                         "search.batch_size.low: must be an integer >= 1, got 8.5"),
+                         "search.batch_size.low: must be an integer >= 1 and <= 65536, got 8.5"),
     "val fraction out of range": (setitem("data", "val_fraction", 1.5), "data.val_fraction: must be a number between"),
     "grid over a float range": (setitem("sampler", "grid"), "sampler: the grid sampler needs lr as choices"),
     "momentum never sampled": (lambda s: s["search"].update(optimizer="adam"),
@@ -171,6 +172,7 @@ def test_a_yaml_alias_bomb_gets_a_short_message(field, expected, tmp_path):
     ({"only": 12}, "data: the data set has 1 class ('only') with 12 images; a classifier needs at least two"),
     ({"a": 12, "b": 1}, "data.test_fraction: cannot hold out 0.2 of 13 images of 2 classes with every class on both "
                         "sides"),
+    ({"a": 12, "b": 12, "empty": 0}, "data: class 'empty' has no images (1 of 3 classes are empty: an empty folder?)"),
 ])
 def test_a_folder_that_cannot_be_split_is_refused_with_its_counts(counts, message, tmp_path):
     from datagen import write_image_folder

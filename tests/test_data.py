@@ -43,13 +43,14 @@ def test_cifar10_as_image_folders(tmp_path):
 
 
 def test_folder_one_tree_any_size_rgb(tmp_path):
-    write_image_folder(tmp_path, ["cats", "dogs"], 10, sizes=((40, 30), (64, 48), (50, 50)))
-    splits = load_splits("folder", {"root": str(tmp_path)}, 0.25, 0.2, 0)
+    root = tmp_path / "images"  # not tmp_path: the cache folder there would be a class of its own
+    write_image_folder(root, ["cats", "dogs"], 10, sizes=((40, 30), (64, 48), (50, 50)))
+    splits = load_splits("folder", {"root": str(root)}, 0.25, 0.2, 0)
     assert splits.class_names == ("cats", "dogs")
     assert splits.channels == 3 and splits.image_size[0] == splits.image_size[1]  # resized to a square
     assert len(splits.train) + len(splits.val) + len(splits.test) == 20
-    sized = load_splits("folder", {"root": str(tmp_path), "size": 24}, 0.25, 0.2, 0)
-    assert sized.image_size == (24, 24)
+    sized = load_splits("folder", {"root": str(root), "size": 24}, 0.25, 0.2, 0)
+    assert sized.image_size == (24, 24) and sized.class_names == ("cats", "dogs")
 
 
 def test_folder_grayscale_kept_or_expanded(tmp_path):
@@ -108,10 +109,10 @@ def test_imagenet_layout(tmp_path):
 
 
 def test_normalize_choices(tmp_path):
-    write_image_folder(tmp_path, ["a", "b"], 6)
-    half = load_splits("folder", {"root": str(tmp_path)}, 0.25, 0.2, 0, normalize="half")
+    write_image_folder(tmp_path / "images", ["a", "b"], 6)
+    half = load_splits("folder", {"root": str(tmp_path / "images")}, 0.25, 0.2, 0, normalize="half")
     assert half.mean == (0.5, 0.5, 0.5) and half.std == (0.5, 0.5, 0.5)
-    measured = load_splits("folder", {"root": str(tmp_path)}, 0.25, 0.2, 0, normalize="measured")
+    measured = load_splits("folder", {"root": str(tmp_path / "images")}, 0.25, 0.2, 0, normalize="measured")
     pixels = measured.train.images.double() / 255
     assert measured.mean[1] == pytest.approx(pixels[:, 1].mean().item())
     assert measured.std[1] == pytest.approx(pixels[:, 1].std().item(), rel=1e-3)

@@ -47,7 +47,7 @@ def test_file_errors(tmp_path):
         load_study(tmp_path / "none.yaml")
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump({**TINY_STUDY, "budget": {"trials": -1}}))
-    with pytest.raises(SpecError, match=r"bad.yaml: budget.trials: must be an integer >= 1, got -1"):
+    with pytest.raises(SpecError, match=r"bad.yaml: budget.trials: must be an integer from 1 to 100,000, got -1"):
         load_study(bad)
     with pytest.raises(SpecError, match=r"\(with --set budget.trials=0\): budget.trials"):
         load_study(bad, ["budget.trials=0"])
