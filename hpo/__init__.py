@@ -1,8 +1,8 @@
 """hpo: hyperparameter optimisation for PyTorch image classifiers.
 
-The data path, one module per step:
-study file -> ``hpo.spec`` -> ``hpo.space`` (trial params) -> ``hpo.trainer``
--> ``hpo.tracking`` (MLflow) -> ``hpo.retrain`` -> ``hpo.promote`` -> ``hpo.checkpoint``.
+The data path, one module per step (``hpo.pipeline`` walks it for ``hpo run``):
+study file -> ``hpo.spec`` -> ``hpo.study`` (Optuna) -> ``hpo.search`` -> ``hpo.space`` (trial params)
+-> ``hpo.trainer`` -> ``hpo.tracking`` (MLflow) -> ``hpo.retrain`` -> ``hpo.promote`` -> ``hpo.checkpoint``.
 """
 
 __version__ = "0.1.0"
