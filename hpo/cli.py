@@ -407,6 +407,11 @@ def cmd_dashboard(args) -> int:
     return 0
 
 
+def _say(command: str, kind: str, message: str) -> None:
+    """The one line a failed command ends with, on stderr: whitespace folded, passwords masked."""
+    print(f"hpo {command}: {kind}: {masked(' '.join(message.split()))}", file=sys.stderr)
+
+
 def _flush_print(line: str) -> None:
     print(masked(line), flush=True)
 
@@ -421,17 +426,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except UserError as err:
-        print(f"hpo {args.command}: error: {masked(' '.join(str(err).split()))}", file=sys.stderr)
+        _say(args.command, "error", str(err))
         return EXIT_USAGE
     except WorkFailed as err:
-        print(f"hpo {args.command}: failed: {masked(' '.join(str(err).split()))}", file=sys.stderr)
+        _say(args.command, "failed", str(err))
         return EXIT_FAILED
     except ValueError as err:  # a loader's DataError outside a study file (hpo evaluate --data-root)
         data_errors = sys.modules.get("data.errors")  # loaded with any loader; importing it here would load torch
         if data_errors is None or not isinstance(err, data_errors.DataError):
             raise
-        message = f"{err.field}: {err.message}" if err.field else err.message
-        print(f"hpo {args.command}: error: {masked(' '.join(message.split()))}", file=sys.stderr)
+        _say(args.command, "error", f"{err.field}: {err.message}" if err.field else err.message)
         return EXIT_USAGE
     except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM during hpo run (hpo.interrupts)
         print(f"hpo {args.command}: interrupted ({getattr(stop, 'name', 'SIGINT')}); nothing is left RUNNING"

@@ -13,12 +13,12 @@ import hashlib
 import tempfile
 from pathlib import Path
 
+from hpo.urls import normalized
+
 
 def lock_path(url: str, name: str) -> Path:
     """The lock file for ``name`` within the store at ``url``."""
-    if url.startswith("sqlite:///"):  # the same database however its path is spelled
-        url = "sqlite:///" + str(Path(url[len("sqlite:///"):]).resolve())
-    digest = hashlib.sha256(f"{url}\0{name}".encode()).hexdigest()[:16]
+    digest = hashlib.sha256(f"{normalized(url)}\0{name}".encode()).hexdigest()[:16]
     return Path(tempfile.gettempdir()) / f"hpo-{name}-{digest}.lock"
 
 

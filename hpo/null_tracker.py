@@ -28,10 +28,7 @@ class NullRun:
     def log_text(self, text: str, artifact_file: str) -> None:
         pass
 
-    def end_as(self, state: str, status: str, reason: str = "") -> None:
-        pass
-
-    def end_as_trial(self, trial_state, reason: str = "") -> None:
+    def end_as_trial(self, trial_state) -> None:
         pass
 
 

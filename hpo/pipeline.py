@@ -90,7 +90,7 @@ def run(request: RunRequest, print_line: Callable[[str], None] = print) -> int:
 
 def _lead(request: RunRequest, ctx, study, workers: list[str]) -> int:
     """The process the user started: steps 4-6."""
-    from hpo.retrain import TrainingDiverged, retrain_best_trial
+    from hpo.retrain import retrain_best_trial
     from hpo.study import count_finished, counts_by_state, record_study, url_of
 
     spec, tracker, print_line = ctx.spec, ctx.tracker, ctx.print_line
@@ -117,18 +117,13 @@ def _lead(request: RunRequest, ctx, study, workers: list[str]) -> int:
         summary = counts_by_state(study)
         parent.log_metrics({f"n_{state.lower()}": count for state, count in summary.items()})
         failure = _failure(spec, study, end)
-        if failure:
-            parent.end_as("FAILED", "FAILED", failure)
+        if failure:  # the parent run ends FAILED with it, as with a diverged retrain below
             raise WorkFailed(failure)
         print_line(f"search done in {time.time() - started:.0f}s ({_said(end)}): {summary}; best "
                    f"{spec.metric} {study.best_value:.4f} (trial {study.best_trial.number})")
         if request.retrain:
-            try:
-                for result in retrain_best_trial(ctx, study, again=False):
-                    parent.log_metrics({"test_accuracy": result.test.accuracy}, step=result.epochs)
-            except TrainingDiverged as err:
-                parent.end_as("FAILED", "FAILED", str(err))
-                raise
+            for result in retrain_best_trial(ctx, study, again=False):
+                parent.log_metrics({"test_accuracy": result.test.accuracy}, step=result.epochs)
     if request.retrain and not request.stores.tracking_off:
         print_line(f"next: hpo promote {spec.name}" + store_flags(request.stores))
     return EXIT_OK
@@ -209,12 +204,11 @@ def _with_parent(ctx, run_id):
 
 def check_stores(stores: Stores) -> None:
     """Refuse store URLs that cannot work before any store is created or any data is loaded."""
-    from hpo.locks import lock_path
-    from hpo.urls import check_storage_url, check_tracking_uri, storage_url, tracking_uri
+    from hpo.urls import check_storage_url, check_tracking_uri, normalized, storage_url, tracking_uri
 
     storage = storage_url(stores.storage)
     tracking = None if stores.tracking_off else tracking_uri(stores.tracking)
-    if tracking and lock_path(tracking, "") == lock_path(storage, ""):  # one file, however it is spelled
+    if tracking and normalized(tracking) == normalized(storage):
         raise UserError(f"the study storage and MLflow are both {tracking}; give each a file of its own "
                         f"(default: sqlite:///hpo.db and sqlite:///mlflow.db)")
     check_storage_url(storage)

@@ -107,17 +107,15 @@ def run_trial(ctx: Context, study: optuna.Study, trial: optuna.Trial) -> FrozenT
             except optuna.TrialPruned:
                 value, state = None, TrialState.PRUNED
             except BaseException as err:  # a crash, or Ctrl-C / SIGTERM: failed in Optuna at once
-                trial.set_user_attr("fail_reason", f"{type(err).__name__}: {err}".splitlines()[0][:300])
-                frozen = study.tell(trial, state=TrialState.FAIL)
+                frozen = fail_running(study, trial, err)
                 raise  # the run records the traceback in error.txt
             with signals_deferred():  # Optuna's verdict and the run's status must agree
                 frozen = study.tell(trial, value) if state == TrialState.COMPLETE \
                     else study.tell(trial, state=state)
-                run.end_as_trial(state, trial.user_attrs.get("prune_reason", ""))
+                run.end_as_trial(state)  # a pruned run has its hpo.prune_reason tag already (_stop)
     except Exception as err:  # recorded above; the study goes on
         if frozen is None:  # failed before training started (e.g. the tracking store)
-            trial.set_user_attr("fail_reason", f"{type(err).__name__}: {err}".splitlines()[0][:300])
-            frozen = study.tell(trial, state=TrialState.FAIL)
+            frozen = fail_running(study, trial, err)
     return frozen
 
 

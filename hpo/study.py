@@ -238,11 +238,13 @@ def claim_trial(study: optuna.Study, budget: int, recover: Recover | None = None
         return Claim(trial, "", notes)
 
 
-def fail_running(study: optuna.Study, trial: optuna.Trial, err: BaseException) -> None:
-    """Fail ``trial`` if it is still RUNNING (it was stopped outside its training, e.g. by Ctrl-C)."""
+def fail_running(study: optuna.Study, trial: optuna.Trial, err: BaseException) -> FrozenTrial:
+    """Fail ``trial`` with ``err`` as its reason (for the progress line and the dashboard) if it is still
+    RUNNING; returns the trial as it now stands."""
     if study._storage.get_trial(trial._trial_id).state == TrialState.RUNNING:
         trial.set_user_attr("fail_reason", f"{type(err).__name__}: {err}".splitlines()[0][:300])
-        study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+        return study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+    return study._storage.get_trial(trial._trial_id)
 
 
 @contextlib.contextmanager

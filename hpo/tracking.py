@@ -59,15 +59,10 @@ class RunLog:
     def __init__(self, client: MlflowClient, run_id: str):
         self.client, self.run_id = client, run_id
         self.ended_as: tuple[str, str] | None = None  # (hpo.state, status) when the block must not decide
-        self.reason = ""
 
-    def end_as(self, state: str, status: str, reason: str = "") -> None:
-        """End the run with this state and status however its block ends (a pruned trial, a failed search)."""
-        self.ended_as, self.reason = (state, status), reason
-
-    def end_as_trial(self, trial_state, reason: str = "") -> None:
-        """End a trial's run as its trial ended in Optuna (see RUN_STATUS)."""
-        self.end_as(*RUN_STATUS[trial_state], reason)
+    def end_as_trial(self, trial_state) -> None:
+        """End a trial's run as its trial ended in Optuna (see RUN_STATUS), however the run's block ends."""
+        self.ended_as = RUN_STATUS[trial_state]
 
     def log_metrics(self, metrics: Mapping[str, float | None], step: int = 0) -> None:
         now = _millis()
@@ -94,8 +89,6 @@ def outcome(error: BaseException | None) -> tuple[str, str]:
     """(hpo.state tag, MLflow run status) for how a run's block ended."""
     if error is None:
         return "COMPLETE", "FINISHED"
-    if isinstance(error, optuna.TrialPruned):
-        return "PRUNED", "KILLED"
     if isinstance(error, KeyboardInterrupt):  # Ctrl-C or SIGTERM (hpo.interrupts)
         return "FAILED", "KILLED"
     return "FAILED", "FAILED"
@@ -154,8 +147,6 @@ class Tracker:
             if state == "FAILED" and error is not None:
                 tags["hpo.error"] = f"{type(error).__name__}: {error}"[:500]
                 log.log_text("".join(traceback.format_exception(error)), "error.txt")
-            elif log.reason:
-                tags["hpo.error" if state == "FAILED" else "hpo.reason"] = log.reason[:500]
             log.set_tags(tags)
             self.client.set_terminated(log.run_id, status)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+from pathlib import Path
 
 from hpo.errors import UserError
 
@@ -25,6 +26,13 @@ def masked(text: str) -> str:
 
 DEFAULT_STORAGE = "sqlite:///hpo.db"  # in the current directory
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+
+
+def normalized(url: str) -> str:
+    """``url`` with an SQLite file's path made absolute: the same database however its path is spelled."""
+    if url.startswith("sqlite:///"):
+        return "sqlite:///" + str(Path(url[len("sqlite:///"):]).resolve())
+    return url
 
 
 def storage_url(cli_value: str | None = None) -> str:
@@ -79,7 +87,6 @@ def sqlite_tables(url: str) -> set[str] | None:
     """The tables of the SQLite file behind ``url``, read without writing; None for another database or a
     file that does not exist yet."""
     import sqlite3
-    from pathlib import Path
 
     if not url.startswith("sqlite:///"):
         return None
