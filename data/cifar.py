@@ -11,12 +11,13 @@ from __future__ import annotations
 import pickle
 from pathlib import Path
 
-import torch
-
 from data import register_dataset
 from data.folder import load_folder
 from data.errors import DataError
 from data.images import DataSource, LabelledImages
+from data.lazy import lazy
+
+torch = lazy("torch")
 
 # The usual published per-channel statistics of the training images.
 CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)

@@ -10,9 +10,10 @@ image to the folder's size.
 
 from __future__ import annotations
 
-import torch
-
 from data.errors import DataError
+from data.lazy import lazy
+
+torch = lazy("torch")
 
 JPEG_SUFFIXES = (".jpg", ".jpeg")
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import torch
-
 from data import register_dataset
+from data.lazy import lazy
 from data.images import DataSource, LabelledImages
+
+torch = lazy("torch")
 
 
 @register_dataset("digits")

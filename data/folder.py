@@ -35,20 +35,25 @@ import sys
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from data import register_dataset
 from data.decoding import decode_file, read_header
 from data.errors import DataError
 from data.images import DataSource, LabelledImages
-from data.streaming import DECODERS, FileTable, ImageFiles, default_workers
+from data.lazy import lazy
+
+torch = lazy("torch")
+
+if TYPE_CHECKING:
+    from data.streaming import ImageFiles
 
 CHANNELS = ("auto", 1, 3)
 GRAY_MODES = ("1", "L", "LA", "I", "I;16", "F")
 MAX_DEFAULT_SIZE = 224  # used when images differ in size and no ``size`` is given
 MAX_RESIDENT_BYTES = 8 * 2**30  # beyond this a decoded folder would not fit in memory comfortably
 STREAM = ("auto", True, False)  # auto: stream from disk when the decoded images exceed MAX_RESIDENT_BYTES
+DECODERS = ("auto", "workers", "device")  # where a streamed file is decoded (data/streaming.py)
 
 
 def check_options(size: int | None = None, channels="auto", stream="auto", workers="auto", decode: str = "auto",
@@ -145,6 +150,8 @@ def decode_parts(parts: dict[str, list[tuple[str, int]]], mode: str, size: int |
 def file_parts(parts: dict[str, list[tuple[str, int]]], mode: str, size: int | None,
                image_size: tuple[int, int], workers: int, decode: str) -> dict[str, ImageFiles]:
     """Every part as rows of one FileTable, streamed from disk (data/streaming.py)."""
+    from data.streaming import FileTable, ImageFiles
+
     samples = [sample for part in parts.values() for sample in part]
     table = FileTable(tuple(p for p, _ in samples), torch.tensor([label for _, label in samples], dtype=torch.long),
                       mode, size, image_size, workers, decode)
@@ -192,6 +199,8 @@ def load_folder(root: str | Path, size: int | None = None, channels="auto", skip
         count = sum(len(samples) for samples in readable.values())
         needed = count * channels * image_size[0] * image_size[1]
         if stream is True or (stream == "auto" and needed > MAX_RESIDENT_BYTES):
+            from data.streaming import default_workers
+
             workers = default_workers() if workers == "auto" else workers
             print(f"streaming {count} images from disk through {workers} DataLoader workers "
                   f"({needed / 2**30:.1f} GiB decoded)", file=sys.stderr, flush=True)

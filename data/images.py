@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable, Iterator
 
-import torch
+from data.lazy import lazy
+
+torch = lazy("torch")
 
 
 @dataclass(frozen=True)

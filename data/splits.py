@@ -11,17 +11,19 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Mapping
-
-import torch
+from typing import TYPE_CHECKING, Any, Mapping
 
 from data import DATASETS
 from data.errors import DataError
-from data.images import LabelledImages
-from data.streaming import ImageFiles
+from data.lazy import lazy
 
+torch = lazy("torch")
 
-Part = LabelledImages | ImageFiles  # decoded in memory, or streamed from disk (data/streaming.py)
+if TYPE_CHECKING:
+    from data.images import LabelledImages
+    from data.streaming import ImageFiles
+
+    Part = LabelledImages | ImageFiles  # decoded in memory, or streamed from disk (data/streaming.py)
 
 
 @dataclass(frozen=True)
@@ -89,6 +91,8 @@ STATS_SAMPLE = 5000  # images of a streamed split decoded to measure its statist
 def channel_stats(part: Part, chunk: int = 4096) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Per-channel mean and std on the 0..1 scale, in chunks (float64 sums, no full float copy); on a
     fixed random sample of a streamed split."""
+    from data.streaming import ImageFiles
+
     if isinstance(part, ImageFiles):
         sample = torch.randperm(len(part), generator=torch.Generator().manual_seed(0))[:STATS_SAMPLE]
         part = part.subset(sample.sort().values).load()

@@ -31,7 +31,6 @@ from data.decoding import JPEG_SUFFIXES, decode_file, decode_jpeg_batch
 from data.errors import DataError
 from data.images import LabelledImages
 
-DECODERS = ("auto", "workers", "device")
 PREFETCH_BATCHES = 2  # per worker, so workers x 2 batches wait ready; more only costs shared memory
 
 
@@ -94,7 +93,7 @@ class FileTable:
     size: int | None  # shorter side resized to this and centre-cropped; None: the files share one size
     image_size: tuple[int, int]
     workers: int
-    decode: str  # one of DECODERS
+    decode: str  # one of data.folder.DECODERS
     _loaders: dict = field(default_factory=dict, compare=False, repr=False)
 
     @functools.cached_property

@@ -25,8 +25,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import torch
-import torch.nn.functional as F
+from data.lazy import lazy
+
+torch = lazy("torch")
+F = lazy("torch.nn.functional")
 
 RRC_TRIES = 10  # torchvision's RandomResizedCrop tries 10 (area, ratio) draws before its fallback
 MAX_JITTER = 2.5  # beyond this the brightness range 1 +- 0.4 s would include negative factors

@@ -47,8 +47,55 @@ def _overrides(parser: argparse.ArgumentParser) -> None:
                         help="override a study-file field, e.g. --set budget.trials=5 (repeatable)")
 
 
+# --- argument types: a bad value is refused by argparse, in one line, before anything heavy is imported ---
+
+def device_name(value: str) -> str:
+    from hpo.spec import DEVICE_PATTERN
+
+    if not DEVICE_PATTERN.match(value):
+        raise argparse.ArgumentTypeError(f"{value!r} is not a device; use auto, cpu, cuda or cuda:N")
+    return value
+
+
+def existing_file(value: str) -> str:
+    if not Path(value).is_file():
+        raise argparse.ArgumentTypeError(f"{value}: no such file" if not Path(value).exists() else
+                                         f"{value}: not a file")
+    return value
+
+
+def at_least(low: int):
+    def whole_number(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
+        if number < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}, got {number}")
+        return number
+
+    return whole_number
+
+
+def gpu_list(value: str) -> str:
+    from hpo.workers import parse_gpus
+
+    try:
+        parse_gpus(value)
+    except UserError as err:
+        raise argparse.ArgumentTypeError(str(err).removeprefix("--gpus: ")) from None
+    return value
+
+
+def port(value: str) -> int:
+    number = at_least(1)(value)
+    if number > 65535:
+        raise argparse.ArgumentTypeError(f"must be a port from 1 to 65535, got {number}")
+    return number
+
+
 def _device(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--device", metavar="DEVICE", help="auto, cpu, cuda or cuda:N (default: the study's, "
+    parser.add_argument("--device", type=device_name, metavar="DEVICE", help="auto, cpu, cuda or cuda:N (default: the study's, "
                                                            "else auto: CUDA when present)")
 
 
@@ -89,12 +136,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-tracking", action="store_true",
                      help="log nothing to MLflow (for machines without it); trials still go to the storage, "
                           "but there is no retrain run to promote")
-    run.add_argument("--gpus", metavar="LIST", help="run trials in parallel, one worker process per GPU slot: "
+    run.add_argument("--gpus", type=gpu_list, metavar="LIST", help="run trials in parallel, one worker process per GPU slot: "
                                                      "e.g. 0,1 (or cpu, to run the workers on the CPU)")
-    run.add_argument("--trials-per-gpu", type=int, default=1, metavar="K",
+    run.add_argument("--trials-per-gpu", type=at_least(1), default=1, metavar="K",
                      help="workers per GPU in --gpus, for models too small to fill one (default: 1)")
     run.add_argument("--worker-of", metavar="RUN_ID", help=argparse.SUPPRESS)  # set by the parent of workers
-    run.add_argument("--worker-threads", type=int, help=argparse.SUPPRESS)
+    run.add_argument("--worker-threads", type=at_least(1), help=argparse.SUPPRESS)
     _device(run)
     _stores(run)
 
@@ -135,7 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser(
         "evaluate", help="test accuracy of a checkpoint on the data set it was trained on",
         formatter_class=_formatter, epilog="example:\n  hpo evaluate checkpoints/digits-v1.pt --json")
-    evaluate.add_argument("checkpoint", metavar="CHECKPOINT")
+    evaluate.add_argument("checkpoint", type=existing_file, metavar="CHECKPOINT")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
     evaluate.add_argument("--data-root", metavar="DIR", help="where the checkpoint's data set lies on this machine "
                                                              "(default: the path it was trained from)")
@@ -144,8 +191,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict = commands.add_parser(
         "predict", help="print a class for each image file", formatter_class=_formatter,
         epilog="example:\n  hpo predict checkpoints/digits-v1.pt images/*.png")
-    predict.add_argument("checkpoint", metavar="CHECKPOINT")
-    predict.add_argument("files", metavar="FILE", nargs="+")
+    predict.add_argument("checkpoint", type=existing_file, metavar="CHECKPOINT")
+    predict.add_argument("files", type=existing_file, metavar="FILE", nargs="+")
     predict.add_argument("--json", action="store_true", help="print one JSON object per line")
     _device(predict)
 
@@ -175,18 +222,19 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="examples:\n  hpo bench                                  # resnet18, CIFAR stem, 32x32, on the GPU\n"
                "  hpo bench --model resnet50 --stem imagenet --image-size 224 --batch-size 128\n"
                "  hpo bench --device cpu                     # CPU-sized defaults: a few minutes on 2 cores")
-    bench.add_argument("--device", help="cuda, cuda:N or cpu (default: cuda when present)")
+    bench.add_argument("--device", type=device_name, help="cuda, cuda:N or cpu (default: cuda when present)")
     bench.add_argument("--model", help="a registered model (default: resnet18 on a GPU, simple_cnn on the CPU)")
-    bench.add_argument("--stem", default="cifar", help="ResNet stem: cifar or imagenet (default: cifar)")
-    bench.add_argument("--image-size", type=int, default=32, help="pixels (default: 32)")
-    bench.add_argument("--channels", type=int, default=3, help="image channels (default: 3)")
-    bench.add_argument("--batch-size", type=int, help="(default: 256 on a GPU, 64 on the CPU)")
-    bench.add_argument("--steps", type=int, help="timed steps per measurement (default: 30 on a GPU, 8 on the CPU)")
-    bench.add_argument("--packed", type=int, help="workers packed on the device in part 3 (default: 4 on a GPU, "
+    bench.add_argument("--stem", default="cifar", choices=("cifar", "imagenet"),
+                       help="ResNet stem (default: cifar)")
+    bench.add_argument("--image-size", type=at_least(1), default=32, help="pixels (default: 32)")
+    bench.add_argument("--channels", type=at_least(1), default=3, help="image channels (default: 3)")
+    bench.add_argument("--batch-size", type=at_least(1), help="(default: 256 on a GPU, 64 on the CPU)")
+    bench.add_argument("--steps", type=at_least(1), help="timed steps per measurement (default: 30 on a GPU, 8 on the CPU)")
+    bench.add_argument("--packed", type=at_least(1), help="workers packed on the device in part 3 (default: 4 on a GPU, "
                                                   "2 on the CPU)")
-    bench.add_argument("--study-trials", type=int, help="trials of the short studies (default: 12 on a GPU, "
+    bench.add_argument("--study-trials", type=at_least(1), help="trials of the short studies (default: 12 on a GPU, "
                                                         "6 on the CPU)")
-    bench.add_argument("--study-epochs", type=int, help="epochs per trial in them (default: 6 on a GPU, 2 on the CPU)")
+    bench.add_argument("--study-epochs", type=at_least(1), help="epochs per trial in them (default: 6 on a GPU, 2 on the CPU)")
     bench.add_argument("--folder", help="an image folder (a few thousand JPEGs will do) to also time the trainer "
                        "streaming it from disk at --image-size, in part 1")
     bench.add_argument("--json", action="store_true", help="print one JSON object (the lines go to stderr)")
@@ -195,7 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
         "dashboard", help="serve optuna-dashboard on the study storage (127.0.0.1)", formatter_class=_formatter,
         epilog="example:\n  hpo dashboard --port 8080   # then open http://127.0.0.1:8080")
     dashboard.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
-    dashboard.add_argument("--port", type=int, default=8080, help="port (default: 8080)")
+    dashboard.add_argument("--port", type=port, default=8080, help="port (default: 8080)")
     _stores(dashboard, tracking=False)
     return parser
 
@@ -248,7 +296,8 @@ def cmd_run(args) -> int:
 
 
 def cmd_show(args) -> int:
-    from hpo.study import describe, load_existing_study, open_storage, study_name
+    from hpo.spec import study_name
+    from hpo.study import describe, load_existing_study, open_storage
     from hpo.urls import storage_url
 
     storage = open_storage(storage_url(args.storage), must_exist=True)
@@ -271,7 +320,7 @@ def cmd_show(args) -> int:
 
 def cmd_retrain(args) -> int:
     from hpo.pipeline import retrain_study, store_flags
-    from hpo.study import study_name
+    from hpo.spec import study_name
 
     overrides = list(args.overrides) + ([f"budget.retrain.epochs={args.epochs}"] if args.epochs else [])
     stores = _stores_of(args)
@@ -282,11 +331,11 @@ def cmd_retrain(args) -> int:
 
 def cmd_promote(args) -> int:
     from hpo.pipeline import check_stores
-    from hpo.promote import promote
-    from hpo.study import study_name
+    from hpo.spec import study_name
 
     name = study_name(args.study)
     check_stores(_stores_of(args))
+    from hpo.promote import promote
     from hpo.tracking import Tracker
     tracker = Tracker(name, args.tracking_uri, args.artifacts, create=False)
     done = promote(tracker, args.output, args.alias)
@@ -332,11 +381,11 @@ def cmd_predict(args) -> int:
 def cmd_lr_find(args) -> int:
     from hpo.spec import load_study
 
-    spec = load_study(args.study_file, args.overrides)
     if not 0 < args.start < args.end:
         raise UserError(f"--start and --end: need 0 < start < end, got {args.start:g} and {args.end:g}")
     if args.steps < 3:
         raise UserError(f"--steps: need at least 3, got {args.steps}")
+    spec = load_study(args.study_file, args.overrides)
     from hpo.lr_find import save_plot
     from hpo.pipeline import lr_find_study
 
@@ -362,19 +411,16 @@ BENCH_DEFAULTS = {"cuda": {"model": "resnet18", "batch_size": 256, "steps": 30, 
 def cmd_bench(args) -> int:
     from models import MODELS
 
+    if args.model is not None and args.model not in MODELS:
+        raise UserError(f"--model: unknown model {args.model!r}; allowed: {', '.join(MODELS.names())}")
+    if args.folder and not Path(args.folder).is_dir():
+        raise UserError(f"--folder: {args.folder} is not a folder; point it at an image folder")
     from hpo.trainer import resolve_device
 
     device = resolve_device(args.device or "auto")
     for flag, default in BENCH_DEFAULTS["cuda" if device.type == "cuda" else "cpu"].items():
         if getattr(args, flag) is None:
             setattr(args, flag, default)
-    if args.model not in MODELS:
-        raise UserError(f"--model: unknown model {args.model!r}; allowed: {', '.join(MODELS.names())}")
-    for flag in ("image_size", "channels", "batch_size", "steps", "packed", "study_trials", "study_epochs"):
-        if getattr(args, flag) < 1:
-            raise UserError(f"--{flag.replace('_', '-')}: must be >= 1, got {getattr(args, flag)}")
-    if args.folder and not Path(args.folder).is_dir():
-        raise UserError(f"--folder: {args.folder} is not a folder; point it at an image folder")
     from hpo.bench import BenchConfig, main_json, run_bench
 
     model_args = (("stem", args.stem),) if args.model.startswith("resnet") else ()

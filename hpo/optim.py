@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import math
 
-import torch
-
+from data.lazy import lazy
 from data.registry import Registry
+
+torch = lazy("torch")  # the study validator reads these registries without loading torch
 
 OPTIMIZERS = Registry("optimizer")
 SCHEDULERS = Registry("scheduler")

@@ -17,7 +17,6 @@ MLflow loads.
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,6 +59,7 @@ def run(request: RunRequest, print_line: Callable[[str], None] = print) -> int:
     from hpo.spec import load_study
 
     spec = load_study(request.study_file, request.overrides)
+    check_stores(request.stores)
 
     import torch
 
@@ -70,7 +70,6 @@ def run(request: RunRequest, print_line: Callable[[str], None] = print) -> int:
     from hpo.trainer import resolve_device
     from hpo.workers import plan_workers
 
-    check_stores(request.stores)
     with interrupts_raise():  # Ctrl-C and SIGTERM: the running trial FAILED at once, every run ended
         workers = plan_workers(request.gpus, request.trials_per_gpu, torch.cuda.device_count()) \
             if request.gpus else []
@@ -133,7 +132,7 @@ def _search(ctx, study, workers: list[str], request: RunRequest):
     """Trials until the budget: in this process, or in one worker process per device slot."""
     from hpo.search import SearchEnd, run_search
     from hpo.study import count_finished, url_of
-    from hpo.samplers import points_left
+    from hpo.study_sampler import points_left
     from hpo.workers import run_workers
 
     if not workers:
@@ -228,16 +227,20 @@ def open_tracker(study_name: str, stores: Stores):
 def retrain_study(study_arg: str, stores: Stores, overrides: tuple[str, ...] = (), device: str | None = None,
                   print_line: Callable[[str], None] = print) -> list:
     """``hpo retrain``: retrain the best trial of a stored study, always (even when a retrain exists)."""
+    from hpo.spec import is_study_file, load_study
+    from hpo.urls import storage_url
+
+    spec = load_study(study_arg, overrides) if is_study_file(study_arg) else None  # a bad file: refused at once
+    check_stores(stores)
+
     from hpo.context import Context
     from hpo.interrupts import interrupts_raise
     from hpo.retrain import retrain_best_trial
     from hpo.study import load_existing_study, open_storage, resolve_spec
-    from hpo.urls import storage_url
     from hpo.trainer import resolve_device
 
-    check_stores(stores)
     storage = open_storage(storage_url(stores.storage), must_exist=True)
-    spec = resolve_spec(study_arg, storage, overrides)
+    spec = spec or resolve_spec(study_arg, storage, overrides)
     study = load_existing_study(spec.name, storage)
     device = resolve_device(device or spec.device)
     ctx = Context(spec, load_data(spec, device), device, open_tracker(spec.name, stores), None, print_line)

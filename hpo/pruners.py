@@ -6,9 +6,10 @@ A trial reports its validation metric after every epoch, so "step" and
 
 from __future__ import annotations
 
-import optuna
-
+from data.lazy import lazy
 from data.registry import Registry
+
+optuna = lazy("optuna")  # the study validator reads this registry without loading Optuna
 
 PRUNERS = Registry("pruner")
 RESERVED = ("epochs",)

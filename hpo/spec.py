@@ -205,6 +205,16 @@ def parse_study(raw: dict, source: str) -> StudySpec:
     return spec
 
 
+def is_study_file(value: str) -> bool:
+    """STUDY on the command line is a study file (``*.yaml``, or any existing file) or a stored study's name."""
+    return value.endswith((".yaml", ".yml")) or Path(value).is_file()
+
+
+def study_name(study_arg: str) -> str:
+    """The study's name, read from the file when STUDY is a study file."""
+    return load_study(study_arg).name if is_study_file(study_arg) else study_arg
+
+
 def _compile_mode(value: Any) -> Any:
     """YAML reads a bare ``off`` as false (and ``on`` as true): take them as the words they were meant as."""
     return {False: "off", True: "default"}.get(value, value) if isinstance(value, bool) else value

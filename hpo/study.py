@@ -12,7 +12,6 @@ heartbeat grace period when another machine did.
 from __future__ import annotations
 
 import contextlib
-import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +25,7 @@ from hpo.interrupts import signals_deferred
 from hpo.locks import store_lock
 from hpo.processes import ProcessId
 from hpo.urls import check_storage_url, masked
-from hpo.samplers import points_left, study_sampler
+from hpo.study_sampler import points_left, study_sampler
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)  # what --trials counts: trials that reached a verdict
 HEARTBEAT_S = 30  # a trial of another machine whose worker died is marked FAILED after GRACE_S without one
@@ -147,21 +146,9 @@ def describe(study: optuna.Study) -> dict:
 # --- naming a study on the command line ------------------------------------------------------------
 
 
-def is_study_file(value: str) -> bool:
-    return value.endswith((".yaml", ".yml")) or Path(value).is_file()
-
-
-def study_name(study_arg: str) -> str:
-    """STUDY on the command line is a study file or a study's name."""
-    if is_study_file(study_arg):
-        from hpo.spec import load_study
-        return load_study(study_arg).name
-    return study_arg
-
-
 def resolve_spec(study_arg: str, storage, overrides=()):
     """A study file, or the spec the storage kept when the named study was run."""
-    from hpo.spec import apply_overrides, load_study, parse_study
+    from hpo.spec import apply_overrides, is_study_file, load_study, parse_study
 
     if is_study_file(study_arg):
         return load_study(study_arg, overrides)

@@ -22,18 +22,26 @@ from hpo.errors import UserError
 STOP_GRACE_S = 60  # how long an interrupted worker may take to fail its trial and end its runs
 
 
-def plan_workers(gpus: str, trials_per_gpu: int, cuda_devices: int) -> list[str]:
-    """The device of each worker: ``--gpus 0,1 --trials-per-gpu 2`` -> cuda:0, cuda:0, cuda:1, cuda:1."""
-    if trials_per_gpu < 1:
-        raise UserError(f"--trials-per-gpu: must be an integer >= 1, got {trials_per_gpu}")
+def parse_gpus(gpus: str) -> list[int] | None:
+    """``--gpus``: GPU numbers (``0,1``), or None for ``cpu``; refused in its own words when malformed."""
     if gpus.strip() == "cpu":
-        return ["cpu"] * trials_per_gpu
+        return None
     try:
         ids = [int(part) for part in gpus.split(",")]
     except ValueError:
         raise UserError(f"--gpus: expected GPU numbers like 0,1 or the word cpu, got {gpus!r}") from None
     if any(i < 0 for i in ids) or len(set(ids)) != len(ids):
         raise UserError(f"--gpus: expected distinct GPU numbers >= 0, got {gpus!r}")
+    return ids
+
+
+def plan_workers(gpus: str, trials_per_gpu: int, cuda_devices: int) -> list[str]:
+    """The device of each worker: ``--gpus 0,1 --trials-per-gpu 2`` -> cuda:0, cuda:0, cuda:1, cuda:1."""
+    if trials_per_gpu < 1:
+        raise UserError(f"--trials-per-gpu: must be an integer >= 1, got {trials_per_gpu}")
+    ids = parse_gpus(gpus)
+    if ids is None:
+        return ["cpu"] * trials_per_gpu
     absent = [i for i in ids if i >= cuda_devices]
     if absent:
         raise UserError(f"--gpus: GPU {absent[0]} is not present; torch sees {cuda_devices} CUDA GPU(s)"

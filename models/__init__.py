@@ -1,5 +1,8 @@
 """Model architectures: ``@register_model`` functions, built by ``create_model``.
 
+The model modules bind torch lazily (``data/lazy.py``): the study validator
+reads the registry's names and arguments without loading torch.
+
 Every model function takes ``num_classes``, ``in_channels`` and
 ``image_size`` (filled from the data) plus its own keyword arguments (the
 study's ``model`` fields)::
@@ -9,11 +12,12 @@ study's ``model`` fields)::
 
 from __future__ import annotations
 
-from typing import Any
-
-import torch.nn as nn
+from typing import TYPE_CHECKING, Any
 
 from data.registry import Registry
+
+if TYPE_CHECKING:
+    import torch.nn as nn
 
 MODELS = Registry("model")
 register_model = MODELS.register

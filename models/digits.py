@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import math
 
-import torch.nn as nn
-
+from data.lazy import lazy
 from models import register_model
+
+nn = lazy("torch.nn")
 
 
 def conv_bn_relu(c_in: int, c_out: int) -> nn.Sequential:

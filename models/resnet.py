@@ -8,10 +8,11 @@ shrink to 8x8 before the first block.
 
 from __future__ import annotations
 
-import torch.nn as nn
-import torchvision
-
+from data.lazy import lazy
 from models import register_model
+
+nn = lazy("torch.nn")
+torchvision = lazy("torchvision")
 
 STEMS = ("imagenet", "cifar")
 

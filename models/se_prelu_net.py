@@ -9,24 +9,15 @@ write-up gives no widths; ``width`` w gives w, w, 2w, 2w, 4w, 4w, 8w channels.
 
 from __future__ import annotations
 
-import torch
-import torch.nn as nn
-
+from data.lazy import lazy
 from models import register_model
 
-
-class SqueezeExcite(nn.Module):
-    def __init__(self, channels: int, reduction: int):
-        super().__init__()
-        hidden = max(4, channels // reduction)
-        self.weights = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels, hidden),
-                                     nn.ReLU(inplace=True), nn.Linear(hidden, channels), nn.Sigmoid())
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.weights(x)[:, :, None, None]
+nn = lazy("torch.nn")
 
 
 def se_block(c_in: int, c_out: int, reduction: int) -> nn.Sequential:
+    from models.squeeze_excite import SqueezeExcite
+
     return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out),
                          nn.PReLU(c_out), SqueezeExcite(c_out, reduction))
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import torch.nn as nn
-
+from data.lazy import lazy
 from models import register_model
+
+nn = lazy("torch.nn")
 
 
 @register_model("simple_cnn")

@@ -10,7 +10,8 @@ import pytest
 from conftest import TINY_STUDY
 from hpo.errors import SpecError
 from hpo.pruners import PRUNERS
-from hpo.samplers import SAMPLERS, points_left
+from hpo.samplers import SAMPLERS
+from hpo.study_sampler import points_left
 from hpo.hyperparams import Hyperparams
 from hpo.space import Choice, FloatRange, IntRange, parse_search
 from hpo.spec import parse_study
