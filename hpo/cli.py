@@ -220,6 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "(2) against the device's matrix-multiply rate, (3) trials/hour with workers packed on the "
                     "device against one, (4) a short study's epochs with and without pruning.",
         epilog="examples:\n  hpo bench                                  # resnet18, CIFAR stem, 32x32, on the GPU\n"
+               "  hpo bench --startup                        # how long hpo takes to answer\n"
                "  hpo bench --model resnet50 --stem imagenet --image-size 224 --batch-size 128\n"
                "  hpo bench --device cpu                     # CPU-sized defaults: a few minutes on 2 cores")
     bench.add_argument("--device", type=device_name, help="cuda, cuda:N or cpu (default: cuda when present)")
@@ -238,6 +239,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--folder", help="an image folder (a few thousand JPEGs will do) to also time the trainer "
                        "streaming it from disk at --image-size, in part 1")
     bench.add_argument("--json", action="store_true", help="print one JSON object (the lines go to stderr)")
+    bench.add_argument("--startup", action="store_true",
+                       help="instead: time how long hpo takes to answer (--help, check, show) in fresh processes, "
+                            "against python -c pass and import torch")
 
     dashboard = commands.add_parser(
         "dashboard", help="serve optuna-dashboard on the study storage (127.0.0.1)", formatter_class=_formatter,
@@ -333,8 +337,11 @@ def cmd_promote(args) -> int:
     from hpo.pipeline import check_stores
     from hpo.spec import study_name
 
+    from hpo.store_failures import check_writable
+
     name = study_name(args.study)
-    check_stores(_stores_of(args))
+    check_stores(_stores_of(args), artifacts=False)  # it reads the retrain's; the checkpoint goes to --output
+    check_writable(Path(args.output or "checkpoints"), "--output")
     from hpo.promote import promote
     from hpo.tracking import Tracker
     tracker = Tracker(name, args.tracking_uri, args.artifacts, create=False)
@@ -386,12 +393,16 @@ def cmd_lr_find(args) -> int:
     if args.steps < 3:
         raise UserError(f"--steps: need at least 3, got {args.steps}")
     spec = load_study(args.study_file, args.overrides)
+    from hpo.store_failures import check_writable
+
+    output = args.output or f"lr-find-{spec.name}.png"
+    check_writable(Path(output), "--output")
     from hpo.lr_find import save_plot
     from hpo.pipeline import lr_find_study
 
     result = lr_find_study(spec, args.device, args.start, args.end, args.steps,
                            print_line=lambda line: print(line, file=sys.stderr, flush=True))
-    plot = save_plot(result, args.output or f"lr-find-{spec.name}.png", f"LR range test: {spec.name}")
+    plot = save_plot(result, output, f"LR range test: {spec.name}")
     if args.json:
         print(json.dumps({"suggested_lr": result.suggested_lr, "min_loss_lr": result.min_loss_lr,
                           "steps": len(result.lrs), "plot": str(plot)}))
@@ -409,6 +420,14 @@ BENCH_DEFAULTS = {"cuda": {"model": "resnet18", "batch_size": 256, "steps": 30, 
 
 
 def cmd_bench(args) -> int:
+    if args.startup:
+        from hpo.startup import startup_times
+
+        times = startup_times(print_line=lambda line: print(line, file=sys.stderr if args.json else sys.stdout,
+                                                            flush=True))
+        if args.json:
+            print(json.dumps(times))
+        return 0
     from models import MODELS
 
     if args.model is not None and args.model not in MODELS:
@@ -483,12 +502,18 @@ def main(argv: list[str] | None = None) -> int:
             raise
         _say(args.command, "error", f"{err.field}: {err.message}" if err.field else err.message)
         return EXIT_USAGE
+    except BrokenPipeError:  # e.g. `hpo check ... | head`
+        return 0
+    except Exception as err:  # a store that filled up or turned read-only where no call site named it
+        from hpo.store_failures import is_full, is_read_only, unwritable
+        if not (is_full(err) or is_read_only(err)):
+            raise
+        _say(args.command, "failed", str(unwritable("a store", err)))
+        return EXIT_FAILED
     except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM during hpo run (hpo.interrupts)
         print(f"hpo {args.command}: interrupted ({getattr(stop, 'name', 'SIGINT')}); nothing is left RUNNING"
               + ("; rerun the same command to resume" if args.command == "run" else ""), file=sys.stderr)
         return getattr(stop, "exit_code", 130)
-    except BrokenPipeError:  # e.g. `hpo check ... | head`
-        return 0
 
 
 if __name__ == "__main__":

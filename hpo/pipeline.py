@@ -201,9 +201,11 @@ def _with_parent(ctx, run_id):
     return dataclasses.replace(ctx, parent_run_id=run_id)
 
 
-def check_stores(stores: Stores) -> None:
-    """Refuse store URLs that cannot work before any store is created or any data is loaded."""
-    from hpo.urls import check_storage_url, check_tracking_uri, normalized, storage_url, tracking_uri
+def check_stores(stores: Stores, artifacts: bool = True) -> None:
+    """Refuse store URLs that cannot work, and local stores that cannot be written (read-only, full), before
+    any store is created or any data is loaded; the artifact folder too when the command writes artifacts."""
+    from hpo.store_failures import check_writable, local_path
+    from hpo.urls import artifact_root, check_storage_url, check_tracking_uri, normalized, storage_url, tracking_uri
 
     storage = storage_url(stores.storage)
     tracking = None if stores.tracking_off else tracking_uri(stores.tracking)
@@ -213,6 +215,12 @@ def check_stores(stores: Stores) -> None:
     check_storage_url(storage)
     if tracking:
         check_tracking_uri(tracking)
+    for url, what in ((storage, "--storage / HPO_STORAGE"), (tracking, "--tracking-uri / MLFLOW_TRACKING_URI")):
+        path = local_path(url) if url else None
+        if path is not None:
+            check_writable(path, what)
+    if tracking and artifacts:
+        check_writable(artifact_root(stores.artifacts), "--artifacts / HPO_ARTIFACTS")
 
 
 def open_tracker(study_name: str, stores: Stores):

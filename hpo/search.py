@@ -9,6 +9,7 @@ between leaves a finished trial and a RUNNING run, which the next
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from optuna.trial import FrozenTrial, TrialState
 from hpo.context import Context
 from hpo.divergence import divergence
 from hpo.interrupts import signals_deferred
+from hpo.store_failures import StoreUnwritable, retried
 from hpo.study import claim_trial, count_finished, fail_running, heartbeat
 from hpo.trainer import fit, seed_everything
 
@@ -66,7 +68,7 @@ def run_search(ctx: Context, study: optuna.Study) -> SearchEnd:
     while failures_in_a_row < MAX_FAILURES_IN_A_ROW:
         if spec.budget.timeout_s is not None and time.time() - started > spec.budget.timeout_s:
             return SearchEnd("timeout")
-        claim = claim_trial(study, spec.budget.trials, recover)
+        claim = retried("the study storage (claiming a trial)", claim_trial, study, spec.budget.trials, recover)
         for line in claim.notes:
             print_line(line)
         if claim.trial is None:
@@ -82,8 +84,9 @@ def run_search(ctx: Context, study: optuna.Study) -> SearchEnd:
         try:
             with heartbeat(study._storage, claim.trial):
                 frozen = run_trial(ctx, study, claim.trial)
-        except BaseException as err:  # Ctrl-C or SIGTERM outside the training itself: fail the trial at once
-            fail_running(study, claim.trial, err)
+        except BaseException as err:  # Ctrl-C or SIGTERM outside the training, or a store that cannot be written
+            with contextlib.suppress(StoreUnwritable):  # then the next hpo run fails the trial (fail_dead_trials)
+                fail_running(study, claim.trial, err)
             raise
         if frozen.state == TrialState.FAIL:
             failures_in_a_row += 1
@@ -110,9 +113,11 @@ def run_trial(ctx: Context, study: optuna.Study, trial: optuna.Trial) -> FrozenT
                 frozen = fail_running(study, trial, err)
                 raise  # the run records the traceback in error.txt
             with signals_deferred():  # Optuna's verdict and the run's status must agree
-                frozen = study.tell(trial, value) if state == TrialState.COMPLETE \
-                    else study.tell(trial, state=state)
+                frozen = retried(f"the study storage (trial {trial.number}'s result)", study.tell, trial,
+                                 value if state == TrialState.COMPLETE else None, state=state)
                 run.end_as_trial(state)  # a pruned run has its hpo.prune_reason tag already (_stop)
+    except StoreUnwritable:  # no trial can be recorded: stop the study
+        raise
     except Exception as err:  # recorded above; the study goes on
         if frozen is None:  # failed before training started (e.g. the tracking store)
             frozen = fail_running(study, trial, err)
@@ -128,13 +133,13 @@ def train_trial(ctx: Context, trial: optuna.Trial, hp, seed: int, run) -> float:
     for result in fit(model, splits.train, hp, spec.budget.epochs, mean=splits.mean, std=splits.std,
                       device=ctx.device, seed=seed, val=splits.val, compile_mode=spec.compile):
         run.log_epoch(result)
-        trial.set_user_attr("epochs", result.epoch)
+        retried("the study storage", trial.set_user_attr, "epochs", result.epoch)
         first_loss = result.train_loss if first_loss is None else first_loss
         reason = divergence(result, first_loss, splits.num_classes, hp.warmup_epochs)
         if reason:
             _stop(trial, run, reason)
         value = getattr(result, spec.metric)
-        trial.report(value, result.epoch)
+        retried("the study storage", trial.report, value, result.epoch)
         if trial.should_prune():
             _stop(trial, run, f"pruned by the {spec.pruner.name} pruner after epoch {result.epoch}")
     run.log_metrics({spec.metric + "_final": value})

@@ -287,6 +287,9 @@ def _parse_param(raw: Any, knob: Knob, source: str, field: str) -> Param:
             raise SpecError(source, f"{field}.step", f"must be a positive {knob.kind.__name__}, got {shown(step)}")
         if log:
             raise SpecError(source, f"{field}.step", "cannot be combined with log: true")
+        if high > low and step > high - low:
+            raise SpecError(source, f"{field}.step", f"must be at most high - low ({shown(high - low)}) so the range "
+                                                     f"holds two values, got {shown(step)}")
     if knob.kind is int:
         return IntRange(int(low), int(high), log, int(step or 1))
     return FloatRange(float(low), float(high), log, None if step is None else float(step))

@@ -32,6 +32,7 @@ METRICS = {"val_accuracy": "maximize", "val_loss": "minimize"}  # metric -> its 
 DIRECTIONS = ("maximize", "minimize")
 MAX_TRIALS = 100_000  # far above any study we know of (write-ups: tens to hundreds); a typo, not a plan
 MAX_EPOCHS = 10_000  # write-up 000's longest budget is 600
+MAX_SEED = 2**32 - 1  # NumPy and Optuna samplers take seeds below 2**32
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?|mps)$")
 COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune")  # torch.compile modes; reduce-overhead adds
@@ -129,7 +130,7 @@ def load_study(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) ->
     source = str(path)
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"{source}: no such study file")
+        raise UserError(f"{source}: is a folder, not a study file" if path.is_dir() else f"{source}: no such study file")
     try:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:
@@ -175,7 +176,7 @@ def parse_study(raw: dict, source: str) -> StudySpec:
     name = _required(raw, "name", source, "")
     if not isinstance(name, str) or not NAME_PATTERN.match(name):
         raise SpecError(source, "name", f"must be 1-100 letters, digits, '_', '.' or '-', got {shown(name)}")
-    seed = _int(raw.get("seed", 0), source, "seed", low=0)
+    seed = _int(raw.get("seed", 0), source, "seed", low=0, high=MAX_SEED)
     metric = raw.get("metric", "val_accuracy")
     if metric not in METRICS:
         raise SpecError(source, "metric", f"must be one of {', '.join(METRICS)}, got {shown(metric)}")
@@ -246,6 +247,10 @@ def _parse_model(raw: Any, source: str) -> ModelSpec:
     pretrained = raw.get("pretrained") if isinstance(raw, dict) else None
     rest = {k: v for k, v in raw.items() if k != "pretrained"} if isinstance(raw, dict) else raw
     component = _parse_component(rest, MODELS, DATA_ARGUMENTS, source, "model", default=None)
+    try:  # the model's own rules for its argument values; nothing is built here
+        MODELS.check(component.name, component.args)
+    except ValueError as err:
+        raise SpecError(source, "model", str(err)) from None
     if pretrained is None:
         return ModelSpec(component.name, component.args)
     if not isinstance(pretrained, str) or not pretrained:

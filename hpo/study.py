@@ -24,6 +24,7 @@ from hpo.errors import UserError
 from hpo.interrupts import signals_deferred
 from hpo.locks import store_lock
 from hpo.processes import ProcessId
+from hpo.store_failures import is_full, is_read_only, retried, unwritable
 from hpo.urls import check_storage_url, masked
 from hpo.study_sampler import points_left, study_sampler
 
@@ -63,7 +64,9 @@ def open_storage(url: str, must_exist: bool = False) -> optuna.storages.RDBStora
         with store_lock(url, "schema"):
             return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S)
     except Exception as err:
-        raise UserError(f"cannot open study storage {url!r}: {str(err).splitlines()[0]}") from None
+        if is_full(err) or is_read_only(err):
+            raise unwritable(f"the study storage ({masked(url)})", err) from None
+        raise UserError(f"cannot open study storage {masked(url)!r}: {str(err).splitlines()[0]}") from None
 
 
 def study_names(storage: optuna.storages.RDBStorage) -> list[str]:
@@ -229,8 +232,9 @@ def fail_running(study: optuna.Study, trial: optuna.Trial, err: BaseException) -
     """Fail ``trial`` with ``err`` as its reason (for the progress line and the dashboard) if it is still
     RUNNING; returns the trial as it now stands."""
     if study._storage.get_trial(trial._trial_id).state == TrialState.RUNNING:
-        trial.set_user_attr("fail_reason", f"{type(err).__name__}: {err}".splitlines()[0][:300])
-        return study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+        what = f"the study storage (failing trial {trial.number})"
+        retried(what, trial.set_user_attr, "fail_reason", masked(f"{type(err).__name__}: {err}").splitlines()[0][:300])
+        return retried(what, study.tell, trial, state=TrialState.FAIL, skip_if_finished=True)
     return study._storage.get_trial(trial._trial_id)
 
 
@@ -242,7 +246,8 @@ def heartbeat(storage, trial: optuna.Trial):
 
     def beat():
         while not stop.wait(HEARTBEAT_S):
-            storage.record_heartbeat(trial._trial_id)
+            with contextlib.suppress(Exception):  # a missed beat is harmless; the trial's own writes report failures
+                storage.record_heartbeat(trial._trial_id)
 
     storage.record_heartbeat(trial._trial_id)
     thread = threading.Thread(target=beat, daemon=True)

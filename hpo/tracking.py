@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sys
 import tempfile
 import time
 import traceback
@@ -39,13 +40,13 @@ from optuna.trial import TrialState  # noqa: E402
 
 from hpo.errors import UserError  # noqa: E402
 from hpo.processes import ProcessId  # noqa: E402
-from hpo.urls import check_tracking_uri, masked, sqlite_tables, tracking_uri  # noqa: E402
+from hpo.store_failures import StoreUnwritable, first_line, retried  # noqa: E402
+from hpo.urls import artifact_root, check_tracking_uri, masked, sqlite_tables, tracking_uri  # noqa: E402
 from hpo.locks import store_lock  # noqa: E402
 
 logging.getLogger("mlflow").setLevel(logging.WARNING)
 logging.getLogger("alembic").setLevel(logging.WARNING)
 
-DEFAULT_ARTIFACT_ROOT = "mlartifacts"
 CHECKPOINT_ARTIFACT = "model/checkpoint.pt"  # where a retrain run keeps its final checkpoint
 
 
@@ -54,19 +55,54 @@ def _millis() -> int:
 
 
 class RunLog:
-    """Logging into one MLflow run."""
+    """Logging into one MLflow run.
 
-    def __init__(self, client: MlflowClient, run_id: str):
-        self.client, self.run_id = client, run_id
+    A logging call that fails in a passing way is retried (``hpo.store_failures``); a full or read-only
+    store raises StoreUnwritable, which stops the study. Any other failure stops the logging to this run,
+    not its trial: the trial trains on and its result goes to Optuna, a console line says what happened,
+    and the run is tagged ``hpo.logging_error`` when it is ended."""
+
+    def __init__(self, client: MlflowClient, run_id: str | None, name: str = "run", lost: str | None = None):
+        self.client, self.run_id, self.name = client, run_id, name  # run_id None: MLflow could not create it
         self.ended_as: tuple[str, str] | None = None  # (hpo.state, status) when the block must not decide
+        self.lost = lost  # why logging to this run stopped
+
+    @classmethod
+    def create(cls, client: MlflowClient, experiment_id: str, name: str, tags: Mapping[str, str]) -> "RunLog":
+        """A new run; when MLflow does not answer (other than full or read-only), a RunLog that logs nothing, so
+        the trial still trains and its result still goes to Optuna."""
+        try:
+            run = retried(f"MLflow (creating run {name})", client.create_run, experiment_id, run_name=name, tags=tags)
+        except StoreUnwritable:
+            raise
+        except Exception as err:
+            log = cls(client, None, name, lost=f"creating the run failed: {masked(first_line(err))}")
+            log._say(log.lost)
+            return log
+        return cls(client, run.info.run_id, name)
+
+    def _say(self, what: str) -> None:
+        print(f"hpo: MLflow run {self.name}{f' ({self.run_id[:8]})' if self.run_id else ''}: {what}; its logging "
+              f"stops, its trial goes on", file=sys.stderr, flush=True)
 
     def end_as_trial(self, trial_state) -> None:
         """End a trial's run as its trial ended in Optuna (see RUN_STATUS), however the run's block ends."""
         self.ended_as = RUN_STATUS[trial_state]
 
+    def _log(self, what: str, call, *args, **kwargs) -> None:
+        if self.lost:
+            return
+        try:
+            retried(f"MLflow ({what} for {self.name})", call, *args, **kwargs)
+        except StoreUnwritable:
+            raise
+        except Exception as err:
+            self.lost = f"{what} failed: {masked(first_line(err))}"
+            self._say(self.lost)
+
     def log_metrics(self, metrics: Mapping[str, float | None], step: int = 0) -> None:
         now = _millis()
-        self.client.log_batch(self.run_id, metrics=[
+        self._log("logging metrics", self.client.log_batch, self.run_id, metrics=[
             Metric(key, float(value), now, step) for key, value in metrics.items() if value is not None])
 
     def log_epoch(self, result) -> None:
@@ -76,13 +112,36 @@ class RunLog:
                           "epoch_time_s": result.epoch_time_s}, step=result.epoch)
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
-        self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+        self._log("setting tags", self.client.log_batch, self.run_id,
+                  tags=[RunTag(k, str(v)) for k, v in tags.items()])
 
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
-        self.client.log_artifact(self.run_id, str(path), artifact_path)
+        self._log(f"writing {Path(path).name}", self.client.log_artifact, self.run_id, str(path), artifact_path)
 
     def log_text(self, text: str, artifact_file: str) -> None:
-        self.client.log_text(self.run_id, text, artifact_file)
+        self._log(f"writing {artifact_file}", self.client.log_text, self.run_id, text, artifact_file)
+
+    def end(self, state: str, status: str, error: BaseException | None) -> None:
+        """Tag and end the run; best effort, as it runs while another error may be on its way out: a run
+        that cannot be ended now is ended by the next ``hpo run`` (``Tracker.reconcile``)."""
+        if self.run_id is None:
+            return
+        tags = {"hpo.state": state}
+        if state == "FAILED" and error is not None:
+            tags["hpo.error"] = masked(f"{type(error).__name__}: {error}")[:500]
+        lost, self.lost = self.lost, None  # MLflow may answer again: say in the run what went missing
+        if lost:
+            tags["hpo.logging_error"] = lost
+        try:
+            if state == "FAILED" and error is not None:
+                self.log_text(masked("".join(traceback.format_exception(error))), "error.txt")
+            self.set_tags(tags)
+            retried(f"MLflow (ending {self.name})", self.client.set_terminated, self.run_id, status)
+        except StoreUnwritable:  # the study stops with one line that says so; the next hpo run ends the run
+            pass
+        except Exception as err:
+            print(f"hpo: MLflow run {self.name} ({self.run_id[:8]}) could not be ended {status} "
+                  f"({masked(first_line(err))}); the next hpo run of this study ends it", file=sys.stderr, flush=True)
 
 
 def outcome(error: BaseException | None) -> tuple[str, str]:
@@ -102,7 +161,7 @@ RUN_STATUS = {TrialState.COMPLETE: ("COMPLETE", "FINISHED"), TrialState.PRUNED: 
 class Tracker:
     """The MLflow experiment of one study."""
 
-    def __init__(self, study_name: str, uri: str | None = None, artifact_root: str | None = None,
+    def __init__(self, study_name: str, uri: str | None = None, artifacts: str | None = None,
                  create: bool = True):
         """``create=False``: only an existing experiment (``hpo promote``), and nothing is written otherwise."""
         self.study_name = study_name
@@ -112,16 +171,16 @@ class Tracker:
             raise UserError(f"no MLflow store at {self.uri}; run `hpo run STUDY_FILE` first, or pass --tracking-uri")
         # Under a lock: first runs started together would race to create MLflow's schema and the experiment.
         with store_lock(self.uri, "mlflow"):
-            self.client = MlflowClient(tracking_uri=self.uri)
-            experiment = self.client.get_experiment_by_name(study_name)
+            self.client = retried(f"MLflow ({masked(self.uri)})", MlflowClient, tracking_uri=self.uri)
+            experiment = retried(f"MLflow ({masked(self.uri)})", self.client.get_experiment_by_name, study_name)
             if experiment is None and not create:
                 names = [e.name for e in self.client.search_experiments() if e.name != "Default"]
                 raise UserError(f"no MLflow experiment named {study_name!r} in {self.uri}; experiments there: "
                                 f"{', '.join(names) or 'none'}")
             if experiment is None:
-                root = Path(artifact_root or os.environ.get("HPO_ARTIFACTS") or DEFAULT_ARTIFACT_ROOT).resolve()
-                self.experiment_id = self.client.create_experiment(study_name, artifact_location=root.as_uri(),
-                                                                   tags={"hpo.study": study_name})
+                self.experiment_id = retried(f"MLflow ({masked(self.uri)})", self.client.create_experiment,
+                                             study_name, artifact_location=artifact_root(artifacts).as_uri(),
+                                             tags={"hpo.study": study_name})
             else:
                 self.experiment_id = experiment.experiment_id
 
@@ -131,24 +190,18 @@ class Tracker:
         tags = {"hpo.study": self.study_name, **tags, **ProcessId.current().as_attrs()}
         if parent_run_id:
             tags["mlflow.parentRunId"] = parent_run_id
-        run = self.client.create_run(self.experiment_id, run_name=name, tags={k: str(v) for k, v in tags.items()})
-        log = RunLog(self.client, run.info.run_id)
-        if params:
-            self.client.log_batch(log.run_id, params=[Param(k, str(v)) for k, v in params.items()])
+        log = RunLog.create(self.client, self.experiment_id, name, {k: str(v) for k, v in tags.items()})
         error: BaseException | None = None
         try:
+            if params:
+                log._log("logging params", self.client.log_batch, log.run_id,
+                         params=[Param(k, str(v)) for k, v in params.items()])
             yield log
         except BaseException as err:
             error = err
             raise
         finally:
-            state, status = log.ended_as or outcome(error)
-            tags = {"hpo.state": state}
-            if state == "FAILED" and error is not None:
-                tags["hpo.error"] = f"{type(error).__name__}: {error}"[:500]
-                log.log_text("".join(traceback.format_exception(error)), "error.txt")
-            log.set_tags(tags)
-            self.client.set_terminated(log.run_id, status)
+            log.end(*(log.ended_as or outcome(error)), error)
 
     @contextlib.contextmanager
     def study_run(self, spec, invocation: str) -> Iterator[RunLog]:
@@ -168,7 +221,8 @@ class Tracker:
                   parent_run_id: str | None) -> Iterator[RunLog]:
         with self._run(f"trial-{trial.number}", {"hpo.role": "trial", "hpo.trial": trial.number},
                        params={**hyperparams, "seed": seed}, parent_run_id=parent_run_id) as run:
-            trial.set_user_attr("mlflow_run_id", run.run_id)
+            if run.run_id:
+                trial.set_user_attr("mlflow_run_id", run.run_id)
             yield run
 
     @contextlib.contextmanager

@@ -26,6 +26,7 @@ def masked(text: str) -> str:
 
 DEFAULT_STORAGE = "sqlite:///hpo.db"  # in the current directory
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+DEFAULT_ARTIFACT_ROOT = "mlartifacts"  # in the current directory
 
 
 def normalized(url: str) -> str:
@@ -43,6 +44,11 @@ def storage_url(cli_value: str | None = None) -> str:
 def tracking_uri(cli_value: str | None = None) -> str:
     """MLflow's tracking URI: --tracking-uri, else $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db."""
     return cli_value or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+
+
+def artifact_root(cli_value: str | None = None) -> Path:
+    """Where a new MLflow experiment keeps artifacts: --artifacts, else $HPO_ARTIFACTS, else ./mlartifacts."""
+    return Path(cli_value or os.environ.get("HPO_ARTIFACTS") or DEFAULT_ARTIFACT_ROOT).resolve()
 
 
 # MLflow's tracking stores, by URI scheme (a plain path is a file store).

@@ -17,9 +17,14 @@ torchvision = lazy("torchvision")
 STEMS = ("imagenet", "cifar")
 
 
-def resnet(depth: int, num_classes: int, in_channels: int, stem: str, zero_init_residual: bool) -> nn.Module:
+def check_stem(stem: str = "imagenet", **others) -> None:
+    """The study validator's check of a ResNet's arguments (see data/registry.py)."""
     if stem not in STEMS:
         raise ValueError(f"stem must be one of {', '.join(STEMS)}, got {stem!r}")
+
+
+def resnet(depth: int, num_classes: int, in_channels: int, stem: str, zero_init_residual: bool) -> nn.Module:
+    check_stem(stem)
     build = {18: torchvision.models.resnet18, 34: torchvision.models.resnet34, 50: torchvision.models.resnet50}[depth]
     model = build(weights=None, num_classes=num_classes, zero_init_residual=zero_init_residual)
     if stem == "cifar":
@@ -30,19 +35,19 @@ def resnet(depth: int, num_classes: int, in_channels: int, stem: str, zero_init_
     return model
 
 
-@register_model("resnet18")
+@register_model("resnet18", check=check_stem)
 def resnet18(num_classes: int, in_channels: int, image_size, stem: str = "imagenet",
              zero_init_residual: bool = False) -> nn.Module:
     return resnet(18, num_classes, in_channels, stem, zero_init_residual)
 
 
-@register_model("resnet34")
+@register_model("resnet34", check=check_stem)
 def resnet34(num_classes: int, in_channels: int, image_size, stem: str = "imagenet",
              zero_init_residual: bool = False) -> nn.Module:
     return resnet(34, num_classes, in_channels, stem, zero_init_residual)
 
 
-@register_model("resnet50")
+@register_model("resnet50", check=check_stem)
 def resnet50(num_classes: int, in_channels: int, image_size, stem: str = "imagenet",
              zero_init_residual: bool = False) -> nn.Module:
     return resnet(50, num_classes, in_channels, stem, zero_init_residual)

@@ -102,3 +102,14 @@ def test_help_imports_nothing_heavy(tmp_path):
     modules, result = imported("--help", cwd=tmp_path)
     assert result.returncode == 0
     assert not modules & {*HEAVY, "yaml", "sqlalchemy", "numpy"}
+
+
+def test_the_startup_benchmark_times_every_command_against_its_references():
+    from hpo.startup import startup_times
+
+    lines = []
+    times = startup_times(repeat=1, print_line=lines.append)
+    assert set(times) == {"python -c pass", "hpo --help", "hpo check BAD.yaml", "hpo check studies/digits.yaml",
+                          "hpo show digits", "import torch"}
+    assert all(t > 0 for t in times.values())
+    assert len(lines) == 6 and "x python -c pass" in lines[1]

@@ -1,0 +1,218 @@
+"""Failing stores, for real: a read-only folder, a full disk (small tmpfs mounts), an MLflow server that goes away.
+
+Mounting needs root; where it cannot be done the mount tests skip with the reason.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import optuna
+import pytest
+from mlflow.tracking import MlflowClient
+
+from conftest import TINY_STUDY, write_study
+from test_bad_input import assert_refused, store_state
+
+
+@contextlib.contextmanager
+def tmpfs(path: Path, size_kib: int):
+    """A tmpfs of ``size_kib`` mounted at ``path`` for the block."""
+    path.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root, and these tests run as another user")
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_kib}k", "tmpfs", str(path)],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+def remount_read_only(path: Path) -> None:
+    subprocess.run(["mount", "-o", "remount,ro", str(path)], check=True)
+
+
+def fill(path: Path, leave_bytes: int = 0) -> None:
+    """Fill the file system of ``path`` until about ``leave_bytes`` are free (0: until no write succeeds)."""
+    handle = os.open(path / "filler", os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    try:
+        for block in (1 << 20, 4096, 512, 1):
+            while not leave_bytes or shutil.disk_usage(path).free - block >= leave_bytes:
+                try:
+                    os.write(handle, b"\0" * block)
+                except OSError:  # ENOSPC: on to a smaller block
+                    break
+    finally:
+        os.close(handle)
+
+
+def hpo_in(work: Path, *args: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    environ = {k: v for k, v in os.environ.items() if k not in ("HPO_STORAGE", "MLFLOW_TRACKING_URI", "HPO_ARTIFACTS")}
+    environ.update(env or {}, PYTHONUNBUFFERED="1")
+    return subprocess.run([sys.executable, "-m", "hpo", *args], cwd=work, env=environ, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def copy_stores(source: Path, target: Path) -> None:
+    for name in ("hpo.db", "mlflow.db"):
+        shutil.copy(source / name, target / name)
+    shutil.copytree(source / "mlartifacts", target / "mlartifacts")
+
+
+def test_a_read_only_folder_is_refused_in_one_line_and_nothing_is_written_elsewhere(tiny_run, tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    study_file = str(tiny_run["study_file"])
+    with tmpfs(tmp_path / "ro", 16 * 1024) as folder:
+        copy_stores(tiny_run["dir"], folder)
+        remount_read_only(folder)
+        before = store_state(folder)
+        cases = [
+            (("run", study_file), "--storage / HPO_STORAGE: cannot write hpo.db"),
+            (("run", study_file, "--storage", f"sqlite:///{elsewhere}/hpo.db"),
+             "--tracking-uri / MLFLOW_TRACKING_URI: cannot write mlflow.db"),
+            (("run", study_file, "--storage", f"sqlite:///{elsewhere}/hpo.db", "--tracking-uri",
+              f"sqlite:///{elsewhere}/mlflow.db"), "--artifacts / HPO_ARTIFACTS: cannot write"),
+            (("retrain", "tiny"), "--storage / HPO_STORAGE: cannot write hpo.db"),
+            (("promote", "tiny"), "--storage / HPO_STORAGE: cannot write hpo.db"),
+            (("promote", "tiny", "--storage", f"sqlite:///{elsewhere}/x.db", "--tracking-uri",
+              f"sqlite:///{elsewhere}/m.db"), "--output: cannot write checkpoints"),
+            (("lr-find", study_file, "--steps", "5"), "--output: cannot write lr-find-tiny.png"),
+        ]
+        for argv, message in cases:
+            result = hpo_in(folder, *argv)
+            assert_refused(result, message, "is on a read-only file system")
+        assert store_state(folder) == before
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_a_full_disk_is_refused_before_any_work(tiny_run, tmp_path):
+    with tmpfs(tmp_path / "full", 8 * 1024) as folder:
+        copy_stores(tiny_run["dir"], folder)
+        fill(folder, leave_bytes=256 * 1024)
+        before = store_state(folder)
+        for argv in (("run", str(tiny_run["study_file"])), ("retrain", "tiny"), ("promote", "tiny")):
+            assert_refused(hpo_in(folder, *argv), "cannot write hpo.db: its file system has", "KiB free")
+        assert store_state(folder) == before
+
+
+def test_a_disk_that_fills_during_the_search_stops_it_in_one_line_and_a_rerun_finishes(tmp_path):
+    study = dict(TINY_STUDY, name="fills", budget={"trials": 5, "epochs": 3, "retrain": {"epochs": 1}})
+    study_file = write_study(tmp_path, study)
+    with tmpfs(tmp_path / "disk", 16 * 1024) as folder:
+        environ = {k: v for k, v in os.environ.items() if k not in ("HPO_STORAGE", "MLFLOW_TRACKING_URI")}
+        run = subprocess.Popen([sys.executable, "-m", "hpo", "run", str(study_file)], cwd=folder,
+                               env={**environ, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+        for line in run.stdout:
+            if line.startswith("trial "):  # the first trial has finished: now the disk fills up
+                fill(folder)
+                break
+        out, err = run.communicate(timeout=300)
+        assert run.returncode == 1, (out, err)
+        assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+        assert err.startswith("hpo run: failed: ") and "its disk is full" in err
+        assert "rerun the same command to go on where it stopped" in err
+
+        (folder / "filler").unlink()  # space freed: the same command goes on
+        rerun = hpo_in(folder, "run", str(study_file))
+        assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+        study_db = optuna.load_study(study_name="fills", storage=f"sqlite:///{folder}/hpo.db")
+        states = [t.state for t in study_db.trials]
+        assert optuna.trial.TrialState.RUNNING not in states
+        assert sum(s.is_finished() and s != optuna.trial.TrialState.FAIL for s in states) == 5
+        client = MlflowClient(f"sqlite:///{folder}/mlflow.db")
+        experiment = client.get_experiment_by_name("fills")
+        assert client.search_runs([experiment.experiment_id], "attributes.status = 'RUNNING'") == []
+        del client, study_db
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(root: Path, port: int) -> subprocess.Popen:
+    server = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+                               "--backend-store-uri", f"sqlite:///{root}/server.db",
+                               "--artifacts-destination", str(root / "artifacts"), "--workers", "1"],
+                              cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 120
+    while True:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
+            return server
+        except OSError:
+            if time.time() > deadline or server.poll() is not None:
+                server.kill()
+                pytest.fail("the MLflow server did not start")
+            time.sleep(0.3)
+
+
+def stop_server(server: subprocess.Popen) -> None:
+    os.killpg(server.pid, 9)  # the server and its gunicorn/uvicorn workers
+    server.wait(timeout=30)
+
+
+def test_the_tracking_server_going_away_loses_no_trial(tmp_path):
+    """MLflow's server stops in the middle of the search and comes back: every trial still reaches Optuna
+    with its result, the console says which run lost its logging, and that run says so once MLflow answers."""
+    root = tmp_path / "server"
+    root.mkdir()
+    port = free_port()
+    server = start_server(root, port)
+    uri = f"http://127.0.0.1:{port}"
+    study = dict(TINY_STUDY, name="away", budget={"trials": 4, "epochs": 3, "retrain": {"epochs": 1}})
+    study_file = write_study(tmp_path, study)
+    environ = {k: v for k, v in os.environ.items() if k not in ("HPO_STORAGE", "HPO_ARTIFACTS")}
+    environ.update(MLFLOW_TRACKING_URI=uri, PYTHONUNBUFFERED="1",
+                   MLFLOW_HTTP_REQUEST_MAX_RETRIES="0")  # hpo's own retries are what is tested
+    run = subprocess.Popen([sys.executable, "-m", "hpo", "run", str(study_file)], cwd=tmp_path, env=environ,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines, restarted = [], None
+    try:
+        for line in run.stdout:
+            lines.append(line)
+            if line.startswith("trial ") and server is not None and restarted is None:
+                stop_server(server)  # the next trial's logging finds no server
+                server = None
+            elif "its logging stops, its trial goes on" in line and restarted is None:
+                restarted = start_server(root, port)  # back while the trial trains on
+        run.wait(timeout=600)
+    finally:
+        for process in (server, restarted):
+            if process is not None:
+                stop_server(process)
+    output = "".join(lines)
+    assert run.returncode == 0, output
+    assert "Traceback" not in output
+    study_db = optuna.load_study(study_name="away", storage=f"sqlite:///{tmp_path}/hpo.db")
+    assert [t.state.name for t in study_db.trials if t.state.name in ("FAIL", "RUNNING")] == [], output
+    assert restarted is not None, output
+    lost = [line for line in lines if "its logging stops, its trial goes on" in line]
+    assert lost and all(line.startswith("hpo: MLflow run trial-") for line in lost), output
+    name = lost[0].split()[3]  # "trial-N"
+    server = start_server(root, port)
+    try:
+        client = MlflowClient(uri)
+        experiment = client.get_experiment_by_name("away")
+        runs = client.search_runs([experiment.experiment_id])
+        assert not [r for r in runs if r.info.status == "RUNNING"]
+        marked = [r for r in runs if r.info.run_name == name]
+        if marked:  # created before the server went away: it says what went missing
+            assert "failed" in marked[0].data.tags["hpo.logging_error"]
+    finally:
+        stop_server(server)
