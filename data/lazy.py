@@ -16,7 +16,6 @@ library then, so it belongs in a module imported only when needed.
 from __future__ import annotations
 
 import importlib
-import sys
 from typing import Any
 
 
@@ -27,8 +26,7 @@ class LazyModule:
         self._name = name
 
     def __getattr__(self, attribute: str) -> Any:
-        module = sys.modules.get(self._name) or importlib.import_module(self._name)
-        return getattr(module, attribute)
+        return getattr(importlib.import_module(self._name), attribute)
 
     def __repr__(self) -> str:
         return f"<module {self._name!r}, loaded on first use>"

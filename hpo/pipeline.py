@@ -17,6 +17,7 @@ MLflow loads.
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -204,8 +205,9 @@ def _with_parent(ctx, run_id):
 def check_stores(stores: Stores, artifacts: bool = True) -> None:
     """Refuse store URLs that cannot work, and local stores that cannot be written (read-only, full), before
     any store is created or any data is loaded; the artifact folder too when the command writes artifacts."""
-    from hpo.store_failures import check_writable, local_path
-    from hpo.urls import artifact_root, check_storage_url, check_tracking_uri, normalized, storage_url, tracking_uri
+    from hpo.store_failures import check_writable
+    from hpo.urls import (artifact_root, check_storage_url, check_tracking_uri, local_path, normalized, sqlite_path,
+                          storage_url, tracking_uri)
 
     storage = storage_url(stores.storage)
     tracking = None if stores.tracking_off else tracking_uri(stores.tracking)
@@ -219,8 +221,10 @@ def check_stores(stores: Stores, artifacts: bool = True) -> None:
         path = local_path(url) if url else None
         if path is not None:
             check_writable(path, what)
-    if tracking and artifacts:
-        check_writable(artifact_root(stores.artifacts), "--artifacts / HPO_ARTIFACTS")
+    if tracking and artifacts:  # the folder a new experiment keeps its artifacts in: given, or a new store's
+        new_store = sqlite_path(tracking) is not None and not sqlite_path(tracking).exists()
+        if stores.artifacts or os.environ.get("HPO_ARTIFACTS") or new_store:
+            check_writable(artifact_root(stores.artifacts), "--artifacts / HPO_ARTIFACTS")
 
 
 def open_tracker(study_name: str, stores: Stores):

@@ -21,7 +21,7 @@ from optuna.trial import FrozenTrial, TrialState
 from hpo.context import Context
 from hpo.divergence import divergence
 from hpo.interrupts import signals_deferred
-from hpo.store_failures import StoreUnwritable, retried
+from hpo.store_failures import StoreUnavailable, StoreUnwritable, retried
 from hpo.study import claim_trial, count_finished, fail_running, heartbeat
 from hpo.trainer import fit, seed_everything
 
@@ -85,7 +85,7 @@ def run_search(ctx: Context, study: optuna.Study) -> SearchEnd:
             with heartbeat(study._storage, claim.trial):
                 frozen = run_trial(ctx, study, claim.trial)
         except BaseException as err:  # Ctrl-C or SIGTERM outside the training, or a store that cannot be written
-            with contextlib.suppress(StoreUnwritable):  # then the next hpo run fails the trial (fail_dead_trials)
+            with contextlib.suppress(Exception):  # a store that fails: the next hpo run fails the trial instead
                 fail_running(study, claim.trial, err)
             raise
         if frozen.state == TrialState.FAIL:
@@ -110,13 +110,15 @@ def run_trial(ctx: Context, study: optuna.Study, trial: optuna.Trial) -> FrozenT
             except optuna.TrialPruned:
                 value, state = None, TrialState.PRUNED
             except BaseException as err:  # a crash, or Ctrl-C / SIGTERM: failed in Optuna at once
-                frozen = fail_running(study, trial, err)
+                with contextlib.suppress(Exception):  # a store that fails: the error on its way out stays the one
+                    frozen = fail_running(study, trial, err)
                 raise  # the run records the traceback in error.txt
             with signals_deferred():  # Optuna's verdict and the run's status must agree
                 frozen = retried(f"the study storage (trial {trial.number}'s result)", study.tell, trial,
-                                 value if state == TrialState.COMPLETE else None, state=state)
+                                 value if state == TrialState.COMPLETE else None, state=state,
+                                 skip_if_finished=True)  # a retry after a lost reply to a stored tell
                 run.end_as_trial(state)  # a pruned run has its hpo.prune_reason tag already (_stop)
-    except StoreUnwritable:  # no trial can be recorded: stop the study
+    except (StoreUnwritable, StoreUnavailable):  # no trial can be recorded: stop the study
         raise
     except Exception as err:  # recorded above; the study goes on
         if frozen is None:  # failed before training started (e.g. the tracking store)
@@ -147,7 +149,7 @@ def train_trial(ctx: Context, trial: optuna.Trial, hp, seed: int, run) -> float:
 
 
 def _stop(trial: optuna.Trial, run, reason: str):
-    trial.set_user_attr("prune_reason", reason)
+    retried("the study storage", trial.set_user_attr, "prune_reason", reason)
     run.set_tags({"hpo.prune_reason": reason})
     raise optuna.TrialPruned(reason)
 

@@ -24,8 +24,8 @@ from hpo.errors import UserError
 from hpo.interrupts import signals_deferred
 from hpo.locks import store_lock
 from hpo.processes import ProcessId
-from hpo.store_failures import is_full, is_read_only, retried, unwritable
-from hpo.urls import check_storage_url, masked
+from hpo.store_failures import first_line, is_full, is_read_only, retried, unwritable
+from hpo.urls import check_storage_exists, check_storage_url, masked
 from hpo.study_sampler import points_left, study_sampler
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)  # what --trials counts: trials that reached a verdict
@@ -55,10 +55,8 @@ def open_storage(url: str, must_exist: bool = False) -> optuna.storages.RDBStora
 
     Creating the tables is done under a lock: two first runs in an empty folder would otherwise race
     to create the SQLite schema, and all but one crash."""
-    if must_exist and url.startswith("sqlite:///"):
-        path = Path(url[len("sqlite:///"):])
-        if not path.is_file():
-            raise UserError(f"no study storage at {url} ({path} does not exist); pass --storage or set HPO_STORAGE")
+    if must_exist:
+        check_storage_exists(url)
     check_storage_url(url)
     try:
         with store_lock(url, "schema"):
@@ -66,7 +64,7 @@ def open_storage(url: str, must_exist: bool = False) -> optuna.storages.RDBStora
     except Exception as err:
         if is_full(err) or is_read_only(err):
             raise unwritable(f"the study storage ({masked(url)})", err) from None
-        raise UserError(f"cannot open study storage {masked(url)!r}: {str(err).splitlines()[0]}") from None
+        raise UserError(f"cannot open study storage {masked(url)!r}: {first_line(err)}") from None
 
 
 def study_names(storage: optuna.storages.RDBStorage) -> list[str]:
@@ -233,7 +231,7 @@ def fail_running(study: optuna.Study, trial: optuna.Trial, err: BaseException) -
     RUNNING; returns the trial as it now stands."""
     if study._storage.get_trial(trial._trial_id).state == TrialState.RUNNING:
         what = f"the study storage (failing trial {trial.number})"
-        retried(what, trial.set_user_attr, "fail_reason", masked(f"{type(err).__name__}: {err}").splitlines()[0][:300])
+        retried(what, trial.set_user_attr, "fail_reason", masked(first_line(err)))
         return retried(what, study.tell, trial, state=TrialState.FAIL, skip_if_finished=True)
     return study._storage.get_trial(trial._trial_id)
 
@@ -249,7 +247,8 @@ def heartbeat(storage, trial: optuna.Trial):
             with contextlib.suppress(Exception):  # a missed beat is harmless; the trial's own writes report failures
                 storage.record_heartbeat(trial._trial_id)
 
-    storage.record_heartbeat(trial._trial_id)
+    with contextlib.suppress(Exception):
+        storage.record_heartbeat(trial._trial_id)
     thread = threading.Thread(target=beat, daemon=True)
     thread.start()
     try:

@@ -38,13 +38,15 @@ from mlflow.tracking import MlflowClient  # noqa: E402
 
 from optuna.trial import TrialState  # noqa: E402
 
-from hpo.errors import UserError  # noqa: E402
+from hpo.errors import UserError, WorkFailed  # noqa: E402
 from hpo.processes import ProcessId  # noqa: E402
 from hpo.store_failures import StoreUnwritable, first_line, retried  # noqa: E402
-from hpo.urls import artifact_root, check_tracking_uri, masked, sqlite_tables, tracking_uri  # noqa: E402
+from hpo.urls import artifact_root, check_tracking_uri, masked, sqlite_path, sqlite_tables, tracking_uri  # noqa: E402
 from hpo.locks import store_lock  # noqa: E402
 
 logging.getLogger("mlflow").setLevel(logging.WARNING)
+# It logs each database error with its traceback before raising it; hpo reports it in one line (store_failures).
+logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
 logging.getLogger("alembic").setLevel(logging.WARNING)
 
 CHECKPOINT_ARTIFACT = "model/checkpoint.pt"  # where a retrain run keeps its final checkpoint
@@ -83,7 +85,7 @@ class RunLog:
 
     def _say(self, what: str) -> None:
         print(f"hpo: MLflow run {self.name}{f' ({self.run_id[:8]})' if self.run_id else ''}: {what}; its logging "
-              f"stops, its trial goes on", file=sys.stderr, flush=True)
+              f"stops, the training goes on", file=sys.stderr, flush=True)
 
     def end_as_trial(self, trial_state) -> None:
         """End a trial's run as its trial ended in Optuna (see RUN_STATUS), however the run's block ends."""
@@ -111,6 +113,10 @@ class RunLog:
                           "val_accuracy": result.val_accuracy, "val_top5": result.val_top5, "lr": result.lr,
                           "epoch_time_s": result.epoch_time_s}, step=result.epoch)
 
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        self._log("logging params", self.client.log_batch, self.run_id,
+                  params=[Param(k, str(v)) for k, v in params.items()])
+
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         self._log("setting tags", self.client.log_batch, self.run_id,
                   tags=[RunTag(k, str(v)) for k, v in tags.items()])
@@ -133,12 +139,14 @@ class RunLog:
         if lost:
             tags["hpo.logging_error"] = lost
         try:
-            if state == "FAILED" and error is not None:
-                self.log_text(masked("".join(traceback.format_exception(error))), "error.txt")
             self.set_tags(tags)
+            if state == "FAILED" and error is not None:
+                with contextlib.suppress(StoreUnwritable):  # a full artifact store: the run is still ended
+                    self.log_text(masked("".join(traceback.format_exception(error))), "error.txt")
             retried(f"MLflow (ending {self.name})", self.client.set_terminated, self.run_id, status)
-        except StoreUnwritable:  # the study stops with one line that says so; the next hpo run ends the run
-            pass
+        except StoreUnwritable:  # the command stops with one line that says so; the next hpo run ends the run
+            if error is None:
+                raise
         except Exception as err:
             print(f"hpo: MLflow run {self.name} ({self.run_id[:8]}) could not be ended {status} "
                   f"({masked(first_line(err))}); the next hpo run of this study ends it", file=sys.stderr, flush=True)
@@ -167,7 +175,7 @@ class Tracker:
         self.study_name = study_name
         self.uri = tracking_uri(uri)
         check_tracking_uri(self.uri)
-        if not create and sqlite_tables(self.uri) is None and self.uri.startswith("sqlite:///"):
+        if not create and sqlite_tables(self.uri) is None and sqlite_path(self.uri) is not None:
             raise UserError(f"no MLflow store at {self.uri}; run `hpo run STUDY_FILE` first, or pass --tracking-uri")
         # Under a lock: first runs started together would race to create MLflow's schema and the experiment.
         with store_lock(self.uri, "mlflow"):
@@ -194,8 +202,7 @@ class Tracker:
         error: BaseException | None = None
         try:
             if params:
-                log._log("logging params", self.client.log_batch, log.run_id,
-                         params=[Param(k, str(v)) for k, v in params.items()])
+                log.log_params(params)
             yield log
         except BaseException as err:
             error = err
@@ -222,7 +229,7 @@ class Tracker:
         with self._run(f"trial-{trial.number}", {"hpo.role": "trial", "hpo.trial": trial.number},
                        params={**hyperparams, "seed": seed}, parent_run_id=parent_run_id) as run:
             if run.run_id:
-                trial.set_user_attr("mlflow_run_id", run.run_id)
+                retried("the study storage", trial.set_user_attr, "mlflow_run_id", run.run_id)
             yield run
 
     @contextlib.contextmanager
@@ -240,6 +247,9 @@ class Tracker:
             path = Path(tmp) / Path(artifact).name
             torch.save(checkpoint, path)
             run.log_artifact(path, str(Path(artifact).parent))
+        if run.lost or not run.run_id:  # a retrain run without its checkpoint must not end FINISHED
+            raise WorkFailed(f"MLflow did not take the checkpoint of {run.name} ({run.lost or 'it has no run'}); "
+                             f"run `hpo retrain {self.study_name}` again once MLflow answers")
 
     def reconcile(self, study: optuna.Study) -> list[str]:
         """End the runs that killed processes left RUNNING: a trial's run with the status its trial has in

@@ -29,11 +29,33 @@ DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 DEFAULT_ARTIFACT_ROOT = "mlartifacts"  # in the current directory
 
 
+def sqlite_path(url: str) -> Path | None:
+    """The file behind an SQLite URL (``sqlite:///relative.db``, ``sqlite:////absolute.db``), else None."""
+    return Path(url[len("sqlite:///"):]) if url.startswith("sqlite:///") else None
+
+
+def local_path(url: str) -> Path | None:
+    """The file or folder behind a local store: an SQLite URL, a ``file:`` URI or a plain path (MLflow's file
+    store); None for a server or a service."""
+    if url.startswith("file:"):
+        return Path(url[len("file:"):].removeprefix("//"))
+    if "://" in url or url.startswith("databricks"):
+        return sqlite_path(url)
+    return Path(url)
+
+
+def check_storage_exists(url: str) -> None:
+    """Refuse a storage that must hold a study already (``hpo show``, ``retrain``, ``dashboard``) but is an SQLite
+    file that does not exist, without creating it."""
+    path = sqlite_path(url)
+    if path is not None and not path.is_file():
+        raise UserError(f"no study storage at {url} ({path} does not exist); pass --storage or set HPO_STORAGE")
+
+
 def normalized(url: str) -> str:
     """``url`` with an SQLite file's path made absolute: the same database however its path is spelled."""
-    if url.startswith("sqlite:///"):
-        return "sqlite:///" + str(Path(url[len("sqlite:///"):]).resolve())
-    return url
+    path = sqlite_path(url)
+    return url if path is None else "sqlite:///" + str(path.resolve())
 
 
 def storage_url(cli_value: str | None = None) -> str:
@@ -64,7 +86,7 @@ def check_storage_url(url: str, flag: str = "--storage") -> None:
         make_url(url).get_dialect()
     except (ArgumentError, NoSuchModuleError, ValueError) as err:
         raise UserError(f"{flag} / HPO_STORAGE: {masked(url)!r} is not a database URL SQLAlchemy knows "
-                        f"({str(err).splitlines()[0]}); e.g. sqlite:///hpo.db or "
+                        f"({(str(err).splitlines() or [''])[0]}); e.g. sqlite:///hpo.db or "
                         f"postgresql://USER@HOST/DB") from None
     tables = sqlite_tables(url)
     if tables and "experiments" in tables and "studies" not in tables:
@@ -94,10 +116,8 @@ def sqlite_tables(url: str) -> set[str] | None:
     file that does not exist yet."""
     import sqlite3
 
-    if not url.startswith("sqlite:///"):
-        return None
-    path = Path(url[len("sqlite:///"):])
-    if not path.is_file():
+    path = sqlite_path(url)
+    if path is None or not path.is_file():
         return None
     try:
         with sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True) as db:

@@ -284,8 +284,9 @@ ENVIRONMENT = {
                                         "--tracking-uri / MLFLOW_TRACKING_URI: 'foo://x' has the scheme 'foo'"),
     "HPO_STORAGE of MLflow's database": ({"HPO_STORAGE": "sqlite:///mlflow.db"}, ["show", "tiny"],
                                          "sqlite:///mlflow.db is MLflow's database"),
-    "HPO_ARTIFACTS in a read-only place": ({"HPO_ARTIFACTS": "/proc/hpo-artifacts"}, ["run", "study.yaml"],
-                                           "--artifacts / HPO_ARTIFACTS: cannot write /proc/hpo-artifacts"),
+    "HPO_ARTIFACTS under a file": ({"HPO_ARTIFACTS": "study.yaml/artifacts"}, ["run", "study.yaml"],
+                                   "--artifacts / HPO_ARTIFACTS: cannot write ", "/study.yaml/artifacts: ",
+                                   "/study.yaml is a file, not a folder"),
 }
 
 
@@ -309,10 +310,10 @@ def test_bad_arguments(case, stores):
 
 @pytest.mark.parametrize("case", sorted(ENVIRONMENT))
 def test_bad_environment(case, stores):
-    env, argv, message = ENVIRONMENT[case]
+    env, argv, *messages = ENVIRONMENT[case]
     _inputs(stores)
     before = store_state(stores)
-    assert_refused(hpo(*argv, cwd=stores, check=False, env=env), message)
+    assert_refused(hpo(*argv, cwd=stores, check=False, env=env), *messages)
     assert store_state(stores) == before
 
 

@@ -69,6 +69,79 @@ def copy_stores(source: Path, target: Path) -> None:
     shutil.copytree(source / "mlartifacts", target / "mlartifacts")
 
 
+def test_a_locked_database_is_retried_until_it_is_free(tmp_path):
+    """A real SQLite lock held by another connection for a second: the write waits it out (retried)."""
+    import sqlite3
+    import threading
+
+    from hpo.store_failures import retried
+
+    db = tmp_path / "locked.db"
+    with sqlite3.connect(db) as setup:
+        setup.execute("create table t (x)")
+    holder = sqlite3.connect(db, check_same_thread=False, isolation_level=None)
+    holder.execute("begin exclusive")
+    threading.Timer(1.0, holder.execute, ["rollback"]).start()
+    attempts = []
+
+    def write():
+        attempts.append(1)
+        with sqlite3.connect(db, timeout=0.05) as connection:
+            connection.execute("insert into t values (1)")
+
+    retried("a test database", write)
+    assert len(attempts) > 1  # it was locked at first
+    with sqlite3.connect(db) as check:
+        assert check.execute("select count(*) from t").fetchone() == (1,)
+    holder.close()
+
+
+def test_a_lock_that_outlasts_the_retries_is_one_clear_error(tmp_path, monkeypatch):
+    import sqlite3
+
+    from hpo import store_failures
+
+    monkeypatch.setattr(store_failures, "DELAYS_S", (0.01, 0.01))
+    db = tmp_path / "locked.db"
+    with sqlite3.connect(db) as setup:
+        setup.execute("create table t (x)")
+    holder = sqlite3.connect(db, isolation_level=None)
+    holder.execute("begin exclusive")
+
+    def write():
+        with sqlite3.connect(db, timeout=0.01) as connection:
+            connection.execute("insert into t values (1)")
+
+    with pytest.raises(store_failures.StoreUnavailable, match="a test database: still failing after 0.02 s of "
+                                                              "retries .OperationalError: database is locked"):
+        store_failures.retried("a test database", write)
+    holder.close()
+
+
+def test_a_full_disk_is_not_retried_and_other_errors_are_raised_as_they_are():
+    import errno
+
+    from hpo.store_failures import StoreUnwritable, retried
+
+    calls = []
+
+    def full():
+        calls.append(1)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(StoreUnwritable, match="its disk is full"):
+        retried("a store", full)
+    assert len(calls) == 1
+
+    def broken():
+        calls.append(1)
+        raise KeyError("a bug, not a store")
+
+    with pytest.raises(KeyError):
+        retried("a store", broken)
+    assert len(calls) == 2
+
+
 def test_a_read_only_folder_is_refused_in_one_line_and_nothing_is_written_elsewhere(tiny_run, tmp_path):
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
@@ -122,7 +195,7 @@ def test_a_disk_that_fills_during_the_search_stops_it_in_one_line_and_a_rerun_fi
         assert run.returncode == 1, (out, err)
         assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
         assert err.startswith("hpo run: failed: ") and "its disk is full" in err
-        assert "rerun the same command to go on where it stopped" in err
+        assert "run the same command again (hpo run goes on where it stopped)" in err
 
         (folder / "filler").unlink()  # space freed: the same command goes on
         rerun = hpo_in(folder, "run", str(study_file))
@@ -135,6 +208,34 @@ def test_a_disk_that_fills_during_the_search_stops_it_in_one_line_and_a_rerun_fi
         experiment = client.get_experiment_by_name("fills")
         assert client.search_runs([experiment.experiment_id], "attributes.status = 'RUNNING'") == []
         del client, study_db
+
+
+def test_an_artifact_disk_that_fills_stops_the_retrain_in_one_line_with_every_run_ended(tmp_path):
+    """MLflow's database has room, its artifact folder has none left when the retrain writes its checkpoint:
+    one line, exit code 1, and every run ended (the trials' with their trials' states)."""
+    study = dict(TINY_STUDY, name="art", budget={"trials": 4, "epochs": 2, "retrain": {"epochs": 1}})
+    study_file = write_study(tmp_path, study)
+    with tmpfs(tmp_path / "artifacts", 4 * 1024) as artifacts:
+        environ = {k: v for k, v in os.environ.items() if k not in ("HPO_STORAGE", "MLFLOW_TRACKING_URI")}
+        run = subprocess.Popen([sys.executable, "-m", "hpo", "run", str(study_file), "--artifacts", str(artifacts)],
+                               cwd=tmp_path, env={**environ, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+        for line in run.stdout:
+            if line.startswith("trial "):  # the parent run's study.yaml is written; now the disk fills up
+                fill(artifacts)
+                break
+        out, err = run.communicate(timeout=300)
+    assert run.returncode == 1, (out, err)
+    *progress, last = err.strip().splitlines()
+    assert "Traceback" not in err and all(line.lstrip().startswith("epoch") for line in progress), err  # retrain's
+    assert last.startswith("hpo run: failed: MLflow (writing checkpoint.pt for retrain-trial-"), err
+    assert "its disk is full" in last
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    runs = client.search_runs([client.get_experiment_by_name("art").experiment_id])
+    status = {r.info.run_name.split(" ")[0]: r.info.status for r in runs}
+    assert "RUNNING" not in status.values(), status
+    assert status["art-study"] == "FAILED" and status[next(n for n in status if n.startswith("retrain"))] == "FAILED"
+    assert sum(n.startswith("trial-") for n in status) == 4
 
 
 def free_port() -> int:
@@ -189,7 +290,7 @@ def test_the_tracking_server_going_away_loses_no_trial(tmp_path):
             if line.startswith("trial ") and server is not None and restarted is None:
                 stop_server(server)  # the next trial's logging finds no server
                 server = None
-            elif "its logging stops, its trial goes on" in line and restarted is None:
+            elif "its logging stops, the training goes on" in line and restarted is None:
                 restarted = start_server(root, port)  # back while the trial trains on
         run.wait(timeout=600)
     finally:
@@ -202,9 +303,9 @@ def test_the_tracking_server_going_away_loses_no_trial(tmp_path):
     study_db = optuna.load_study(study_name="away", storage=f"sqlite:///{tmp_path}/hpo.db")
     assert [t.state.name for t in study_db.trials if t.state.name in ("FAIL", "RUNNING")] == [], output
     assert restarted is not None, output
-    lost = [line for line in lines if "its logging stops, its trial goes on" in line]
+    lost = [line for line in lines if "its logging stops, the training goes on" in line]
     assert lost and all(line.startswith("hpo: MLflow run trial-") for line in lost), output
-    name = lost[0].split()[3]  # "trial-N"
+    name = lost[0].split()[3].rstrip(":")  # "trial-N"
     server = start_server(root, port)
     try:
         client = MlflowClient(uri)
@@ -212,7 +313,9 @@ def test_the_tracking_server_going_away_loses_no_trial(tmp_path):
         runs = client.search_runs([experiment.experiment_id])
         assert not [r for r in runs if r.info.status == "RUNNING"]
         marked = [r for r in runs if r.info.run_name == name]
-        if marked:  # created before the server went away: it says what went missing
+        if "creating the run failed" in lost[0]:  # the server was gone before the run was made: there is none
+            assert marked == []
+        else:  # made before the server went away: once it is back, the run says what went missing
             assert "failed" in marked[0].data.tags["hpo.logging_error"]
     finally:
         stop_server(server)
