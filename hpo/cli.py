@@ -301,8 +301,11 @@ def cmd_run(args) -> int:
 
 def cmd_show(args) -> int:
     from hpo.spec import study_name
+    from hpo.urls import check_storage_exists, check_storage_url, storage_url
+
+    check_storage_exists(storage_url(args.storage))  # refused before Optuna loads
+    check_storage_url(storage_url(args.storage))
     from hpo.study import describe, load_existing_study, open_storage
-    from hpo.urls import storage_url
 
     storage = open_storage(storage_url(args.storage), must_exist=True)
     report = describe(load_existing_study(study_name(args.study), storage))
@@ -453,8 +456,11 @@ def cmd_bench(args) -> int:
 
 
 def cmd_dashboard(args) -> int:
+    from hpo.urls import check_storage_exists, check_storage_url, storage_url
+
+    check_storage_exists(storage_url(args.storage))  # refused before Optuna loads
+    check_storage_url(storage_url(args.storage))
     from hpo.study import open_storage
-    from hpo.urls import storage_url
 
     storage = open_storage(storage_url(args.storage), must_exist=True)
     import socket

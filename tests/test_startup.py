@@ -74,6 +74,8 @@ BAD_ARGUMENTS = {
     "bench of an unknown model": ["bench", "--model", "resnet999"],
     "lr-find upside down": ["lr-find", "study.yaml", "--start", "1", "--end", "0.1"],
     "unknown command": ["frobnicate"],
+    "show without a storage": ["show", "tiny", "--storage", "sqlite:///none.db"],
+    "dashboard on a storage of no database": ["dashboard", "--storage", "foo://x"],
 }
 
 
