@@ -1,14 +1,16 @@
-"""Machine-local locks: files in the temp folder, held with flock while a few steps must not interleave.
+"""Locks held while a few steps must not interleave: creating a storage's or MLflow's schema, creating a
+study, claiming a trial, deciding to retrain.
 
-Used where processes of one machine share a store: creating a storage's or
-MLflow's schema, creating a study, claiming a trial, deciding to retrain.
-(Workers on several machines need a lock the database itself holds.)
+On a PostgreSQL store the lock is one of PostgreSQL's advisory locks, which every machine that reaches
+the database sees, so workers on several machines share one exact budget. Elsewhere (SQLite, a file
+store) it is a file in this machine's temp folder held with flock: such stores are one machine's anyway.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import hashlib
 import tempfile
 from pathlib import Path
@@ -35,4 +37,28 @@ def file_lock(path: Path):
 
 def store_lock(url: str, name: str):
     """Hold the lock for ``name`` within the store at ``url``."""
+    if url.startswith("postgresql"):
+        return advisory_lock(url, name)
     return file_lock(lock_path(url, name))
+
+
+@contextlib.contextmanager
+def advisory_lock(url: str, name: str):
+    """PostgreSQL's session advisory lock numbered by ``name``, on a connection of its own."""
+    from sqlalchemy import text
+
+    key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+    with _engine(url).connect() as connection:
+        connection.execute(text("select pg_advisory_lock(:key)"), {"key": key})
+        try:
+            yield
+        finally:
+            connection.execute(text("select pg_advisory_unlock(:key)"), {"key": key})
+
+
+@functools.cache
+def _engine(url: str):
+    from sqlalchemy import create_engine
+    from sqlalchemy.pool import NullPool
+
+    return create_engine(url, poolclass=NullPool)  # a connection per lock, closed when it is released

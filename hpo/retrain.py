@@ -17,12 +17,15 @@ from dataclasses import dataclass
 
 import optuna
 
+from hpo import resume
 from hpo.checkpoint import make_checkpoint
 from hpo.context import Context
 from hpo.divergence import divergence
 from hpo.hyperparams import Hyperparams
 from hpo.errors import UserError, WorkFailed
 from hpo.locks import store_lock
+from hpo.store_failures import retried
+from hpo.study import url_of
 from hpo.trainer import Evaluation, evaluate, fit, seed_everything
 
 
@@ -63,7 +66,7 @@ def retrain_best_trial(ctx: Context, study: optuna.Study, again: bool = True) ->
     results = []
     for epochs in ctx.spec.budget.retrain.epochs:
         # Under a lock, so that runs of one study started together retrain once, not once each.
-        with store_lock(ctx.tracker.uri, f"retrain-{ctx.spec.name}") if not again else contextlib.nullcontext():
+        with store_lock(url_of(study), f"retrain-{ctx.spec.name}") if not again else contextlib.nullcontext():
             done = None if again else ctx.tracker.finished_retrain(best.number, epochs)
             if done is not None:
                 ctx.print_line(f"retrain of trial {best.number} ({epochs} epochs) already done: test_accuracy "
@@ -79,18 +82,30 @@ def retrain(ctx: Context, best: optuna.trial.FrozenTrial, epochs: int) -> Retrai
     spec, splits, device, tracker, print_line = ctx.spec, ctx.splits, ctx.device, ctx.tracker, ctx.print_line
     settings = spec.budget.retrain
     hp = spec.search.resolve(best.params)
-    seed = spec.trial_seed(best.number)
+    seed = best.user_attrs.get("trial_seed", spec.trial_seed(best.number))  # a retry's is its first trial's
     train, val = (splits.train, splits.val) if settings.monitors_validation else (splits.train_and_val(), None)
     print_line(f"retraining trial {best.number} ({spec.metric} {best.value:.4f}) on "
                f"{'train' if val is not None else 'train+val'} ({len(train)} images) for {epochs} epochs: "
                f"{_short(applicable(spec.search, hp.as_dict()))}")
+    state_file = resume.retrain_state_file(spec.name, best.number, epochs)
+    saved = resume.load(state_file)
+    if saved is not None and (saved["hyperparams"] != hp.as_dict() or saved["seed"] != seed):
+        saved = None  # left by a retrain of other settings under the same name
     with tracker.retrain_run(best.number, hp.as_dict(), seed, epochs, ctx.parent_run_id) as run:
         seed_everything(seed)
         model = spec.model.build(splits)
         best_score, best_state, since_best, trained, first_loss = None, None, 0, 0, None
+        if saved is not None:  # a killed retrain of the same settings: go on after its last epoch
+            best_score, best_state, since_best, first_loss = (saved["best_score"], saved["best_state"],
+                                                              saved["since_best"], saved["first_loss"])
+            trained = saved["trainer"]["epoch"]
+            run.set_tags({"hpo.resumed_after_epoch": trained})
+            print_line(f"  resuming after epoch {trained}, from {state_file}")
         every = max(1, epochs // 10)
+        latest: dict = {}
         for result in fit(model, train, hp, epochs, mean=splits.mean, std=splits.std, device=device, seed=seed,
-                          val=val, compile_mode=spec.compile):
+                          val=val, compile_mode=spec.compile, keep_state=latest.update,
+                          resume=saved["trainer"] if saved else None):
             run.log_epoch(result)
             trained = result.epoch
             first_loss = result.train_loss if first_loss is None else first_loss
@@ -104,13 +119,15 @@ def retrain(ctx: Context, best: optuna.trial.FrozenTrial, epochs: int) -> Retrai
             if result.epoch % every == 0 or result.epoch == epochs:
                 print(f"  epoch {result.epoch:4d}/{epochs}  train_loss {result.train_loss:.4f}  "
                       f"lr {result.lr:.2e}  {result.epoch_time_s:.2f}s", file=sys.stderr, flush=True)
-            if val is None:
-                continue
-            score = getattr(result, spec.metric)
-            if best_score is None or (score > best_score if spec.direction == "maximize" else score < best_score):
-                best_score, best_state, since_best = score, copy.deepcopy(model.state_dict()), 0
-            else:
-                since_best += 1
+            if val is not None:
+                score = getattr(result, spec.metric)
+                if best_score is None or (score > best_score if spec.direction == "maximize" else score < best_score):
+                    best_score, best_state, since_best = score, copy.deepcopy(model.state_dict()), 0
+                else:
+                    since_best += 1
+            retried(f"the retrain's state file ({state_file})", resume.save, state_file,
+                    {"trainer": dict(latest), "hyperparams": hp.as_dict(), "seed": seed, "first_loss": first_loss,
+                     "best_score": best_score, "best_state": best_state, "since_best": since_best})
             if settings.early_stopping and since_best >= settings.early_stopping:
                 print_line(f"  early stop after epoch {result.epoch}: no better {spec.metric} for "
                            f"{since_best} epochs")
@@ -126,6 +143,7 @@ def retrain(ctx: Context, best: optuna.trial.FrozenTrial, epochs: int) -> Retrai
         tracker.log_checkpoint(run, make_checkpoint(model, spec=spec, splits=splits, hyperparams=hp.as_dict(),
                                                     trial_number=best.number, seed=seed, epochs=trained,
                                                     metrics=metrics))
+    resume.discard(state_file)
     print_line(f"retrain of trial {best.number} ({epochs} epochs): test_accuracy {test.accuracy:.4f} on "
                f"{test.n_images} held-out images" + (f" (MLflow run {run.run_id})" if run.run_id else ""))
     return RetrainResult(run.run_id, best.number, epochs, trained, test)

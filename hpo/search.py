@@ -18,6 +18,7 @@ from typing import Callable
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from hpo import resume
 from hpo.context import Context
 from hpo.divergence import divergence
 from hpo.interrupts import signals_deferred
@@ -68,7 +69,8 @@ def run_search(ctx: Context, study: optuna.Study) -> SearchEnd:
     while failures_in_a_row < MAX_FAILURES_IN_A_ROW:
         if spec.budget.timeout_s is not None and time.time() - started > spec.budget.timeout_s:
             return SearchEnd("timeout")
-        claim = retried("the study storage (claiming a trial)", claim_trial, study, spec.budget.trials, recover)
+        claim = retried("the study storage (claiming a trial)", claim_trial, study, spec.budget.trials, recover,
+                        spec.budget.retries)
         for line in claim.notes:
             print_line(line)
         if claim.trial is None:
@@ -101,23 +103,28 @@ def run_trial(ctx: Context, study: optuna.Study, trial: optuna.Trial) -> FrozenT
     """Train one trial inside its MLflow run and tell Optuna how it ended (before the run closes)."""
     spec = ctx.spec
     hp = spec.search.suggest(trial)
-    seed = spec.trial_seed(trial.number)
+    seed = trial.user_attrs.get("trial_seed", spec.trial_seed(trial.number))  # a retry keeps its line's seed
+    retried("the study storage", trial.set_user_attr, "trial_seed", seed)
+    state_file = resume.state_file(spec.name, trial)
     frozen = None
     try:
         with ctx.tracker.trial_run(trial, hp.as_dict(), seed, ctx.parent_run_id) as run:
             try:
-                value, state = train_trial(ctx, trial, hp, seed, run), TrialState.COMPLETE
+                value, state = train_trial(ctx, trial, hp, seed, run, state_file), TrialState.COMPLETE
             except optuna.TrialPruned:
                 value, state = None, TrialState.PRUNED
             except BaseException as err:  # a crash, or Ctrl-C / SIGTERM: failed in Optuna at once
                 with contextlib.suppress(Exception):  # a store that fails: the error on its way out stays the one
                     frozen = fail_running(study, trial, err)
+                if frozen is not None and not frozen.user_attrs.get("died"):
+                    resume.discard(state_file)  # the trial's own failure: no retry will want its state
                 raise  # the run records the traceback in error.txt
             with signals_deferred():  # Optuna's verdict and the run's status must agree
                 frozen = retried(f"the study storage (trial {trial.number}'s result)", study.tell, trial,
                                  value if state == TrialState.COMPLETE else None, state=state,
                                  skip_if_finished=True)  # a retry after a lost reply to a stored tell
                 run.end_as_trial(state)  # a pruned run has its hpo.prune_reason tag already (_stop)
+            resume.discard(state_file)
     except (StoreUnwritable, StoreUnavailable):  # no trial can be recorded: stop the study
         raise
     except Exception as err:  # recorded above; the study goes on
@@ -126,14 +133,30 @@ def run_trial(ctx: Context, study: optuna.Study, trial: optuna.Trial) -> FrozenT
     return frozen
 
 
-def train_trial(ctx: Context, trial: optuna.Trial, hp, seed: int, run) -> float:
-    """The trial's training: reports its metric after every epoch; raises TrialPruned to stop early."""
+def train_trial(ctx: Context, trial: optuna.Trial, hp, seed: int, run, state_file) -> float:
+    """The trial's training: reports its metric after every epoch; raises TrialPruned to stop early.
+
+    After each epoch the training state is written to ``state_file``; a retry of a trial that died reads
+    it, reports again what that trial had reported, and trains only the epochs still to go."""
     spec, splits = ctx.spec, ctx.splits
+    saved = resume.load(state_file) if "resumes_trial" in trial.user_attrs else None
+    reported: dict[int, float] = dict(saved["reported"]) if saved else {}
+    first_loss = saved["first_loss"] if saved else None
+    for epoch, value in sorted(reported.items()):  # one history for the pruner, one curve in MLflow
+        retried("the study storage", trial.report, value, epoch)
+        run.log_metrics({spec.metric: value}, step=epoch)
+    if saved:
+        retried("the study storage", trial.set_user_attr, "resumed_after_epoch", saved["trainer"]["epoch"])
+        run.set_tags({"hpo.resumes_trial": trial.user_attrs["resumes_trial"],
+                      "hpo.retry_of": trial.user_attrs["retry_of"],
+                      "hpo.resumed_after_epoch": saved["trainer"]["epoch"]})
     seed_everything(seed)
     model = spec.model.build(splits)
-    value, first_loss = math.nan, None
+    value = reported[max(reported)] if reported else math.nan
+    latest: dict = {}
     for result in fit(model, splits.train, hp, spec.budget.epochs, mean=splits.mean, std=splits.std,
-                      device=ctx.device, seed=seed, val=splits.val, compile_mode=spec.compile):
+                      device=ctx.device, seed=seed, val=splits.val, compile_mode=spec.compile,
+                      keep_state=latest.update, resume=saved["trainer"] if saved else None):
         run.log_epoch(result)
         retried("the study storage", trial.set_user_attr, "epochs", result.epoch)
         first_loss = result.train_loss if first_loss is None else first_loss
@@ -142,8 +165,11 @@ def train_trial(ctx: Context, trial: optuna.Trial, hp, seed: int, run) -> float:
             _stop(trial, run, reason)
         value = getattr(result, spec.metric)
         retried("the study storage", trial.report, value, result.epoch)
+        reported[result.epoch] = value
         if trial.should_prune():
             _stop(trial, run, f"pruned by the {spec.pruner.name} pruner after epoch {result.epoch}")
+        retried(f"the trial's state file ({state_file})", resume.save, state_file,
+                {"trainer": dict(latest), "reported": reported, "first_loss": first_loss})
     run.log_metrics({spec.metric + "_final": value})
     return value
 

@@ -81,6 +81,7 @@ class BudgetSpec:
     epochs: int  # per trial, the pruner's max resource
     retrain: RetrainSpec
     timeout_s: float | None = None
+    retries: int = 2  # times a trial whose process died is retried from its last epoch (hpo/resume.py)
 
 
 @dataclass(frozen=True)
@@ -261,7 +262,7 @@ def _parse_model(raw: Any, source: str) -> ModelSpec:
 
 def _parse_budget(raw: Any, source: str) -> BudgetSpec:
     raw = _mapping(raw if raw is not None else {}, source, "budget")
-    _no_unknown(raw, ("trials", "epochs", "timeout_s", "retrain"), source, "budget")
+    _no_unknown(raw, ("trials", "epochs", "timeout_s", "retries", "retrain"), source, "budget")
     epochs = _int(raw.get("epochs", 10), source, "budget.epochs", low=1, high=MAX_EPOCHS)
     retrain = _mapping(raw.get("retrain") or {}, source, "budget.retrain")
     _no_unknown(retrain, ("epochs", "checkpoint_every", "keep_best", "early_stopping"), source, "budget.retrain")
@@ -282,7 +283,8 @@ def _parse_budget(raw: Any, source: str) -> BudgetSpec:
             checkpoint_every=_int(retrain.get("checkpoint_every", 0), source, "budget.retrain.checkpoint_every", low=0),
             keep_best=keep_best,
             early_stopping=_int(retrain.get("early_stopping", 0), source, "budget.retrain.early_stopping", low=0)),
-        timeout_s=None if timeout_s is None else float(timeout_s))
+        timeout_s=None if timeout_s is None else float(timeout_s),
+        retries=_int(raw.get("retries", 2), source, "budget.retries", low=0, high=100))
 
 
 def _parse_component(raw: Any, registry: Registry, reserved, source: str, field: str, default) -> ComponentSpec:

@@ -24,7 +24,9 @@ from hpo.errors import UserError
 from hpo.interrupts import signals_deferred
 from hpo.locks import store_lock
 from hpo.processes import ProcessId
-from hpo.store_failures import first_line, is_full, is_read_only, retried, unwritable
+from hpo.resume import retry_dead_trials
+from hpo.store_failures import (StoreUnavailable, StoreUnwritable, first_line, is_full, is_read_only, retried,
+                                 unwritable)
 from hpo.urls import check_storage_exists, check_storage_url, masked
 from hpo.study_sampler import points_left, study_sampler
 
@@ -183,6 +185,7 @@ def fail_dead_trials(study: optuna.Study, recover: Recover | None = None) -> lis
         state, value = outcome if outcome else (TrialState.FAIL, None)
         if state == TrialState.FAIL:
             study._storage.set_trial_user_attr(trial._trial_id, "fail_reason", "its process ended before the trial")
+            study._storage.set_trial_user_attr(trial._trial_id, "died", True)  # to be retried (hpo/resume.py)
         try:
             study.tell(trial.number, value if state == TrialState.COMPLETE else None,
                        state=None if state == TrialState.COMPLETE else state, skip_if_finished=True)
@@ -200,14 +203,16 @@ class Claim:
     notes: tuple[str, ...] = ()  # lines about dead trials failed on the way
 
 
-def claim_trial(study: optuna.Study, budget: int, recover: Recover | None = None) -> Claim:
-    """A new trial, unless finished + running trials already reach the budget or the grid has no point left.
+def claim_trial(study: optuna.Study, budget: int, recover: Recover | None = None, retries: int = 0) -> Claim:
+    """A new trial, unless finished + running trials already reach the budget or the grid has no point left;
+    a retry of a trial that died comes first (``retries`` per trial at most, hpo/resume.py).
 
     Counting and asking happen under one lock, so the processes sharing the storage never start more
     trials than the budget needs (Optuna's MaxTrialsCallback stops only after the fact)."""
     with study_lock(url_of(study), study.study_name):
         notes = tuple(fail_dead_trials(study, recover))
         optuna.storages.fail_stale_trials(study)  # another machine's trials, after the heartbeat grace
+        notes += tuple(retry_dead_trials(study, retries))
         taken = len(study.get_trials(deepcopy=False, states=(*FINISHED, TrialState.RUNNING)))
         if taken >= budget:
             return Claim(None, "budget", notes)
@@ -232,6 +237,8 @@ def fail_running(study: optuna.Study, trial: optuna.Trial, err: BaseException) -
     if study._storage.get_trial(trial._trial_id).state == TrialState.RUNNING:
         what = f"the study storage (failing trial {trial.number})"
         retried(what, trial.set_user_attr, "fail_reason", masked(first_line(err)))
+        if isinstance(err, (KeyboardInterrupt, StoreUnwritable, StoreUnavailable)):  # not the trial's fault:
+            retried(what, trial.set_user_attr, "died", True)  # Ctrl-C, SIGTERM, a store: retried (hpo/resume.py)
         return retried(what, study.tell, trial, state=TrialState.FAIL, skip_if_finished=True)
     return study._storage.get_trial(trial._trial_id)
 

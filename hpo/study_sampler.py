@@ -26,32 +26,39 @@ def sampler_seed(study_seed: int, trial_number: int) -> int:
     return int(np.random.SeedSequence([study_seed, trial_number]).generate_state(1)[0])
 
 
+def proposal_index(study, trial) -> int:
+    """The trial's number less the retries before it (hpo/resume.py): a retry repeats a dead trial's
+    parameters, so the trials after it draw what they would have drawn in a study that never died."""
+    return trial.number - sum(1 for t in study.get_trials(deepcopy=False)
+                              if t.number < trial.number and "retry_of" in t.user_attrs)
+
+
 class TrialSeededSampler(optuna.samplers.BaseSampler):
-    """Delegates each trial to a sampler built for it with ``build(sampler_seed(seed, trial.number))``."""
+    """Delegates each trial to a sampler built for it with ``build(sampler_seed(seed, proposal_index))``."""
 
     def __init__(self, build, seed: int):
         self._build, self._seed = build, seed
         self._by_trial: dict[int, optuna.samplers.BaseSampler] = {}
 
-    def _for(self, trial) -> optuna.samplers.BaseSampler:
+    def _for(self, study, trial) -> optuna.samplers.BaseSampler:
         if trial.number not in self._by_trial:
-            self._by_trial[trial.number] = self._build(sampler_seed(self._seed, trial.number))
+            self._by_trial[trial.number] = self._build(sampler_seed(self._seed, proposal_index(study, trial)))
         return self._by_trial[trial.number]
 
     def infer_relative_search_space(self, study, trial):
-        return self._for(trial).infer_relative_search_space(study, trial)
+        return self._for(study, trial).infer_relative_search_space(study, trial)
 
     def sample_relative(self, study, trial, search_space):
-        return self._for(trial).sample_relative(study, trial, search_space)
+        return self._for(study, trial).sample_relative(study, trial, search_space)
 
     def sample_independent(self, study, trial, param_name, param_distribution):
-        return self._for(trial).sample_independent(study, trial, param_name, param_distribution)
+        return self._for(study, trial).sample_independent(study, trial, param_name, param_distribution)
 
     def before_trial(self, study, trial) -> None:
-        self._for(trial).before_trial(study, trial)
+        self._for(study, trial).before_trial(study, trial)
 
     def after_trial(self, study, trial, state, values) -> None:
-        self._for(trial).after_trial(study, trial, state, values)
+        self._for(study, trial).after_trial(study, trial, state, values)
         self._by_trial.pop(trial.number, None)
 
     def reseed_rng(self) -> None:  # the seeds are the point: never replace them with random ones

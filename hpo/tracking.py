@@ -186,11 +186,25 @@ class Tracker:
                 raise UserError(f"no MLflow experiment named {study_name!r} in {self.uri}; experiments there: "
                                 f"{', '.join(names) or 'none'}")
             if experiment is None:
-                self.experiment_id = retried(f"MLflow ({masked(self.uri)})", self.client.create_experiment,
-                                             study_name, artifact_location=artifact_root(artifacts).as_uri(),
-                                             tags={"hpo.study": study_name})
-            else:
-                self.experiment_id = experiment.experiment_id
+                experiment = self._create_experiment(study_name, artifacts)
+            self.experiment_id = experiment.experiment_id
+
+    def _create_experiment(self, study_name: str, artifacts: str | None):
+        """The study's new experiment; on a tracking server, another machine may create it at the same moment
+        (the lock above is this machine's), and then that one is it."""
+        from mlflow.exceptions import MlflowException
+
+        served = self.uri.startswith(("http:", "https:")) and not (artifacts or os.environ.get("HPO_ARTIFACTS"))
+        try:  # a tracking server keeps artifacts where every machine reaches them, unless told otherwise
+            retried(f"MLflow ({masked(self.uri)})", self.client.create_experiment, study_name,
+                    artifact_location=None if served else artifact_root(artifacts).as_uri(),
+                    tags={"hpo.study": study_name})
+        except MlflowException:
+            pass
+        experiment = self.client.get_experiment_by_name(study_name)
+        if experiment is None:
+            raise WorkFailed(f"MLflow ({masked(self.uri)}) did not create the experiment {study_name!r}")
+        return experiment
 
     @contextlib.contextmanager
     def _run(self, name: str, tags: Mapping[str, Any], params: Mapping[str, Any] | None = None,

@@ -20,7 +20,7 @@ import dataclasses
 import random
 import time
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -129,10 +129,17 @@ def build_schedule(optimizer, hp: Hyperparams, total_steps: int, warmup_steps: i
 
 def fit(model: nn.Module, train, hp: Hyperparams, epochs: int, *,
         mean: Sequence[float], std: Sequence[float], device: torch.device, seed: int,
-        val=None, compile_mode: str = "off", acceleration: Acceleration | None = None) -> Iterator[EpochResult]:
+        val=None, compile_mode: str = "off", acceleration: Acceleration | None = None,
+        keep_state: Callable[[dict], None] | None = None, resume: Mapping[str, Any] | None = None
+        ) -> Iterator[EpochResult]:
     """Train ``model`` in place for ``epochs``, yielding after each; ``model`` ends with the final weights
     (the SWA or EMA average when those are on). ``compile_mode`` compiles the training forward pass;
     ``acceleration`` defaults to the device's (:meth:`Acceleration.for_device`).
+
+    ``keep_state`` is handed the training state after every epoch (weights, optimizer, schedule, EMA and
+    SWA averages, random number generators: plain tensors and numbers, for ``torch.save``). Given such
+    a state as ``resume``, ``fit`` goes on from the next epoch exactly as if it had never stopped (on a
+    CPU, to the bit: tests/test_resume.py).
 
     Example, on the digits bundled with scikit-learn (val accuracy 0.98 after 3 epochs)::
 
@@ -150,6 +157,8 @@ def fit(model: nn.Module, train, hp: Hyperparams, epochs: int, *,
     """
     acceleration = acceleration or Acceleration.for_device(device)
     model.to(device, memory_format=acceleration.memory_format)
+    if resume is not None:
+        model.load_state_dict(resume["model"])
     forward = model if compile_mode == "off" else torch.compile(model, mode=compile_mode)
     train = train.to(device)
     val = val.to(device) if val is not None else None
@@ -161,18 +170,35 @@ def fit(model: nn.Module, train, hp: Hyperparams, epochs: int, *,
     ema = (AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(hp.ema_decay), use_buffers=True)
            if hp.ema_decay > 0 else None)
     swa = AveragedModel(model) if 0 < hp.swa_start <= epochs else None
+    start = 1
+    if resume is not None:
+        start = resume["epoch"] + 1
+        for average, key in ((ema, "ema"), (swa, "swa")):
+            if average is not None:
+                average.load_state_dict(resume[key])
+        generator.set_state(resume["generator"])
+        torch.set_rng_state(resume["torch_rng"])  # dropout draws from it
+        if device.type == "cuda":
+            torch.cuda.set_rng_state(resume["cuda_rng"], device)
 
-    for epoch in range(1, epochs + 1):
+    for epoch in range(start, epochs + 1):
         started = time.perf_counter()
         # Two-phase fine-tuning: the head alone at head_lr first, then every layer at lr, each phase
-        # with its own optimizer and schedule.
-        if epoch == 1 or epoch == head_epochs + 1:
+        # with its own optimizer and schedule. Resuming, they are built as they stood, then given their state.
+        resuming = epoch == start and resume is not None
+        if epoch == start or epoch == head_epochs + 1:
             head_only = epoch <= head_epochs
             params = set_trainable(model, head_only)
             phase_hp = dataclasses.replace(hp, lr=hp.head_lr) if head_only else hp
             phase_epochs = head_epochs if head_only else epochs - head_epochs
             optimizer = OPTIMIZERS.get(phase_hp.optimizer)(params, phase_hp, fused=acceleration.fused)
             scheduler = build_schedule(optimizer, phase_hp, phase_epochs * steps, hp.warmup_epochs * steps)
+            phase_start = 1 if head_only else head_epochs + 1
+            if swa is not None and resuming and phase_start <= hp.swa_start < epoch:
+                scheduler = SWALR(optimizer, swa_lr=hp.swa_lr, anneal_epochs=steps)
+            if resuming and epoch != phase_start:  # inside a phase: its optimizer and schedule go on
+                optimizer.load_state_dict(resume["optimizer"])
+                scheduler.load_state_dict(resume["scheduler"])
         if swa is not None and epoch == hp.swa_start:  # SWA: anneal to a constant swa_lr over one epoch
             scheduler = SWALR(optimizer, swa_lr=hp.swa_lr, anneal_epochs=steps)
 
@@ -207,6 +233,12 @@ def fit(model: nn.Module, train, hp: Hyperparams, epochs: int, *,
         scored = ema.module if ema is not None else model
         scores = (evaluate(scored, val, mean=mean, std=std, device=device, acceleration=acceleration)
                   if val is not None else None)
+        if keep_state is not None:
+            keep_state({"epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                        "scheduler": scheduler.state_dict(), "ema": ema.state_dict() if ema else None,
+                        "swa": swa.state_dict() if swa else None, "generator": generator.get_state(),
+                        "torch_rng": torch.get_rng_state(),
+                        "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None})
         yield EpochResult(
             epoch=epoch, train_loss=train_loss, lr=optimizer.param_groups[0]["lr"],
             epoch_time_s=time.perf_counter() - started,

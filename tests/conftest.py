@@ -70,3 +70,44 @@ def tiny_run(tmp_path_factory):
     run = hpo("run", str(study_file), cwd=work)
     promote = hpo("promote", "tiny", cwd=work)
     return {"dir": work, "study_file": study_file, "run": run, "promote": promote}
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_mlflow_server(root: Path, port: int, backend_store_uri: str | None = None) -> subprocess.Popen:
+    """A real ``mlflow server`` on 127.0.0.1:``port`` serving artifacts from ``root`` (its own process group,
+    for :func:`stop_mlflow_server`); returns once it answers."""
+    import time
+    import urllib.request
+
+    backend = backend_store_uri or f"sqlite:///{root}/server.db"
+    server = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+                               "--backend-store-uri", backend, "--artifacts-destination", str(root / "artifacts"),
+                               "--workers", "1"], cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True)
+    deadline = time.time() + 180
+    while True:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
+            return server
+        except OSError:
+            if time.time() > deadline or server.poll() is not None:
+                stop_mlflow_server(server)
+                pytest.fail("the MLflow server did not start")
+            time.sleep(0.3)
+
+
+def stop_mlflow_server(server: subprocess.Popen) -> None:
+    import signal
+
+    try:
+        os.killpg(server.pid, signal.SIGKILL)  # the server and its workers
+    except ProcessLookupError:
+        pass
+    server.wait(timeout=30)

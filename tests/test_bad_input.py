@@ -99,7 +99,7 @@ MALFORMED = {
     "a billion epochs": (setitem("budget", "epochs", 10**9), "budget.epochs: must be an integer from 1 to 10,000"),
     "budget a list": (setitem("budget", [1]), "budget: must be a mapping, got [1]"),
     "unknown budget field": (setitem("budget", "patience", 3), "budget.patience: unknown field; allowed: trials, "
-                                                               "epochs, timeout_s, retrain"),
+                                                               "epochs, timeout_s, retries, retrain"),
     "negative timeout": (setitem("budget", "timeout_s", -1), "budget.timeout_s: must be a number of seconds > 0"),
     "retrain of 0 epochs": (setitem("budget", "retrain", "epochs", [0]),
                             "budget.retrain.epochs: must be an integer from 1 to 10,000, got 0"),

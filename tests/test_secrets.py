@@ -5,18 +5,16 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from conftest import TINY_STUDY, hpo, write_study
+from conftest import TINY_STUDY, free_port, hpo, start_mlflow_server, stop_mlflow_server, write_study
 from hpo.urls import masked
 
 SECRET = "s3cr3t-pw"
@@ -39,34 +37,14 @@ def all_command_lines() -> str:
     return "\n".join(lines)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def tracking_server(tmp_path_factory):
     """A real MLflow tracking server on 127.0.0.1 (it ignores the credentials; the URL still carries them)."""
     root = tmp_path_factory.mktemp("server")
     port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-                               "--backend-store-uri", f"sqlite:///{root}/server.db",
-                               "--artifacts-destination", str(root / "artifacts"), "--workers", "1"],
-                              cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while True:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
-            break
-        except OSError:
-            if time.time() > deadline or server.poll() is not None:
-                server.kill()
-                pytest.fail("the MLflow server did not start")
-            time.sleep(0.5)
+    server = start_mlflow_server(root, port)
     yield f"http://hpo:{SECRET}@127.0.0.1:{port}"
-    server.terminate()
-    server.wait(timeout=30)
+    stop_mlflow_server(server)
 
 
 def test_a_password_in_the_tracking_uri_is_never_shown(tracking_server, tmp_path):

@@ -10,15 +10,13 @@ import os
 import shutil
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import optuna
 import pytest
 from mlflow.tracking import MlflowClient
 
-from conftest import TINY_STUDY, write_study
+from conftest import TINY_STUDY, free_port, start_mlflow_server, stop_mlflow_server, write_study
 from test_bad_input import assert_refused, store_state
 
 
@@ -238,43 +236,13 @@ def test_an_artifact_disk_that_fills_stops_the_retrain_in_one_line_with_every_ru
     assert sum(n.startswith("trial-") for n in status) == 4
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(root: Path, port: int) -> subprocess.Popen:
-    server = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-                               "--backend-store-uri", f"sqlite:///{root}/server.db",
-                               "--artifacts-destination", str(root / "artifacts"), "--workers", "1"],
-                              cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.time() + 120
-    while True:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
-            return server
-        except OSError:
-            if time.time() > deadline or server.poll() is not None:
-                server.kill()
-                pytest.fail("the MLflow server did not start")
-            time.sleep(0.3)
-
-
-def stop_server(server: subprocess.Popen) -> None:
-    os.killpg(server.pid, 9)  # the server and its gunicorn/uvicorn workers
-    server.wait(timeout=30)
-
-
 def test_the_tracking_server_going_away_loses_no_trial(tmp_path):
     """MLflow's server stops in the middle of the search and comes back: every trial still reaches Optuna
     with its result, the console says which run lost its logging, and that run says so once MLflow answers."""
     root = tmp_path / "server"
     root.mkdir()
     port = free_port()
-    server = start_server(root, port)
+    server = start_mlflow_server(root, port)
     uri = f"http://127.0.0.1:{port}"
     study = dict(TINY_STUDY, name="away", budget={"trials": 4, "epochs": 3, "retrain": {"epochs": 1}})
     study_file = write_study(tmp_path, study)
@@ -288,15 +256,15 @@ def test_the_tracking_server_going_away_loses_no_trial(tmp_path):
         for line in run.stdout:
             lines.append(line)
             if line.startswith("trial ") and server is not None and restarted is None:
-                stop_server(server)  # the next trial's logging finds no server
+                stop_mlflow_server(server)  # the next trial's logging finds no server
                 server = None
             elif "its logging stops, the training goes on" in line and restarted is None:
-                restarted = start_server(root, port)  # back while the trial trains on
+                restarted = start_mlflow_server(root, port)  # back while the trial trains on
         run.wait(timeout=600)
     finally:
         for process in (server, restarted):
             if process is not None:
-                stop_server(process)
+                stop_mlflow_server(process)
     output = "".join(lines)
     assert run.returncode == 0, output
     assert "Traceback" not in output
@@ -306,7 +274,7 @@ def test_the_tracking_server_going_away_loses_no_trial(tmp_path):
     lost = [line for line in lines if "its logging stops, the training goes on" in line]
     assert lost and all(line.startswith("hpo: MLflow run trial-") for line in lost), output
     name = lost[0].split()[3].rstrip(":")  # "trial-N"
-    server = start_server(root, port)
+    server = start_mlflow_server(root, port)
     try:
         client = MlflowClient(uri)
         experiment = client.get_experiment_by_name("away")
@@ -318,4 +286,4 @@ def test_the_tracking_server_going_away_loses_no_trial(tmp_path):
         else:  # made before the server went away: once it is back, the run says what went missing
             assert "failed" in marked[0].data.tags["hpo.logging_error"]
     finally:
-        stop_server(server)
+        stop_mlflow_server(server)

@@ -1,0 +1,99 @@
+"""Trials resume, not restart: each trial keeps its latest training state, and a retry goes on from it.
+
+After every epoch a trial writes its state (``hpo.trainer.fit``'s ``keep_state``: weights, optimizer,
+schedule, EMA and SWA averages, random number generators) and the values it reported to Optuna to
+``STATE_FOLDER/<study>/trial-<N>.pt``, replacing the epoch before; the file goes when the trial
+finishes. A trial whose process died (Ctrl-C, SIGTERM, SIGKILL, a lost machine) is FAILED with the
+user attribute ``died``; the next claim enqueues a retry with the same parameters and the same
+training seed (``budget.retries`` times at most), which reports again what the dead trial had
+reported (so the pruner sees one history), then trains only the missing epochs. The retry's result
+is the one an uninterrupted trial gives (tests/test_resume.py). A retrain keeps its state the same
+way (``retrain-trial-<N>-<E>ep.pt``, with its early-stopping bookkeeping) and a rerun resumes it.
+
+Trial user attributes: ``trial_seed`` (the training seed, kept by retries), ``resumes_trial`` (the
+trial whose state file a retry goes on from: the first of its line), ``retry_of`` (the trial it
+replaces), ``attempt`` (1 for the first retry).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+STATE_FOLDER = "hpo-state"  # beside the default stores; $HPO_STATE moves it
+
+
+def state_file(study_name: str, trial: optuna.Trial | FrozenTrial) -> Path:
+    """Where ``trial``'s line keeps its latest state (a retry shares its first trial's file)."""
+    return _folder(study_name) / f"trial-{trial.user_attrs.get('resumes_trial', trial.number)}.pt"
+
+
+def _folder(study_name: str) -> Path:
+    return Path(os.environ.get("HPO_STATE") or STATE_FOLDER) / study_name
+
+
+def retrain_state_file(study_name: str, trial_number: int, epochs: int) -> Path:
+    """Where the retrain of ``trial_number`` for ``epochs`` keeps its latest state."""
+    return _folder(study_name) / f"retrain-trial-{trial_number}-{epochs}ep.pt"
+
+
+def save(path: Path, state: dict[str, Any]) -> None:
+    """Write ``state`` whole or not at all: a kill in the middle leaves the previous epoch's file."""
+    import torch
+
+    partial = path.with_suffix(f".{os.getpid()}.tmp")
+    for attempt in range(3):  # another process may remove the emptied folder between mkdir and save
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            torch.save(state, partial)
+            break
+        except FileNotFoundError:
+            if attempt == 2:
+                raise
+    partial.replace(path)
+
+
+def load(path: Path) -> dict[str, Any] | None:
+    import torch
+
+    return torch.load(path, map_location="cpu", weights_only=True) if path.is_file() else None
+
+
+def discard(path: Path) -> None:
+    """Remove a finished trial's state file, and the folders it leaves empty (the study's, then hpo-state/)."""
+    path.unlink(missing_ok=True)
+    for folder in (path.parent, path.parent.parent):
+        if folder == path.parent or folder.name == STATE_FOLDER:
+            with contextlib.suppress(OSError):  # not empty: other trials are running
+                folder.rmdir()
+
+
+def died(trial: FrozenTrial) -> bool:
+    """Failed because its process ended (marked by hpo), or failed by Optuna for a silent heartbeat."""
+    return trial.state == TrialState.FAIL and (trial.user_attrs.get("died", False)
+                                                or "fail_reason" not in trial.user_attrs)
+
+
+def retry_dead_trials(study: optuna.Study, retries: int) -> list[str]:
+    """Enqueue a retry of every trial that died and has none yet, up to ``retries`` per line; a console
+    line each. Called under the study's claim lock."""
+    trials = study.get_trials(deepcopy=False)
+    retried_already = {t.user_attrs["retry_of"] for t in trials if "retry_of" in t.user_attrs}
+    lines = []
+    for trial in trials:
+        if not died(trial) or trial.number in retried_already or "trial_seed" not in trial.user_attrs:
+            continue  # (a trial that died before training started has no seed and nothing to go on from)
+        attempt = trial.user_attrs.get("attempt", 0) + 1
+        if attempt > retries:
+            lines.append(f"trial {trial.number} died and has had its {retries} retries (budget.retries)")
+            continue
+        root = trial.user_attrs.get("resumes_trial", trial.number)
+        study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number, "resumes_trial": root,
+                                                      "attempt": attempt, "trial_seed": trial.user_attrs["trial_seed"]})
+        lines.append(f"trial {trial.number} died: a retry goes on from its last finished epoch")
+    return lines

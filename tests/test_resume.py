@@ -1,0 +1,191 @@
+"""Training stopped after an epoch and resumed from its saved state ends exactly where it would have.
+
+The state goes through ``torch.save`` and ``torch.load(weights_only=True)``, as a trial's state file
+does. Each configuration exercises a part of the state: the optimizer's moments, the schedule (with
+warm-up, one-cycle, the SWA anneal), the EMA and SWA averages, the two-phase head-first optimizer, the
+random number generators of augmentation and dropout.
+"""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+import torch
+
+from data.splits import load_splits
+from hpo.hyperparams import Hyperparams
+from hpo.trainer import fit, seed_everything
+from models import create_model
+
+EPOCHS = 4
+CONFIGS = {
+    "sgd, momentum, cosine after warm-up, dropout, flips": Hyperparams(
+        lr=0.05, optimizer="sgd", momentum=0.9, scheduler="cosine", warmup_epochs=1, batch_size=64, hflip=0.5),
+    "adamw, one-cycle, EMA, colour jitter": Hyperparams(
+        lr=3e-3, optimizer="adamw", weight_decay=1e-4, scheduler="onecycle", ema_decay=0.9, batch_size=64, jitter=0.4),
+    "rmsprop, SWA from epoch 2, accumulation": Hyperparams(
+        lr=1e-3, optimizer="rmsprop", momentum=0.5, swa_start=2, swa_lr=1e-3, accumulation=2, batch_size=32),
+    "head first for 3 epochs, step schedule, grad clipping": Hyperparams(
+        lr=3e-3, optimizer="adam", head_epochs=3, head_lr=1e-2, scheduler="step", grad_clip=1.0, batch_size=64),
+}
+
+
+@pytest.fixture(scope="module")
+def splits():
+    return load_splits("digits", {}, val_fraction=0.2, test_fraction=0.2, split_seed=0)
+
+
+def training(splits, hp, **kwargs):
+    seed_everything(3)
+    model = create_model("digits_cnn", num_classes=10, in_channels=1, image_size=(8, 8), width=8, dropout=0.2)
+    return model, fit(model, splits.train, hp, EPOCHS, mean=splits.mean, std=splits.std,
+                      device=torch.device("cpu"), seed=3, val=splits.val, **kwargs)
+
+
+def through_a_file(state: dict) -> dict:
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    buffer.seek(0)
+    return torch.load(buffer, weights_only=True)
+
+
+@pytest.mark.parametrize("stop_after", [1, 3])
+@pytest.mark.parametrize("config", sorted(CONFIGS))
+def test_a_resumed_fit_ends_exactly_where_an_uninterrupted_one_does(config, stop_after, splits):
+    hp = CONFIGS[config]
+    whole_model, whole = training(splits, hp)
+    expected = [(r.epoch, r.train_loss, r.val_loss, r.lr) for r in whole]
+
+    states = []
+    _, first = training(splits, hp, keep_state=states.append)
+    got = [(r.epoch, r.train_loss, r.val_loss, r.lr) for _, r in zip(range(stop_after), first)]
+    first.close()  # the process stops here: only the saved state goes on
+    resumed_model = create_model("digits_cnn", num_classes=10, in_channels=1, image_size=(8, 8), width=8,
+                                 dropout=0.2)
+    torch.manual_seed(12345)  # whatever the new process's generators hold, the state replaces it
+    rest = fit(resumed_model, splits.train, hp, EPOCHS, mean=splits.mean, std=splits.std, device=torch.device("cpu"),
+               seed=3, val=splits.val, resume=through_a_file(states[-1]))
+    got += [(r.epoch, r.train_loss, r.val_loss, r.lr) for r in rest]
+
+    assert states[-1]["epoch"] == stop_after
+    assert got == expected
+    for name, tensor in whole_model.state_dict().items():
+        assert torch.equal(tensor, resumed_model.state_dict()[name]), name
+
+
+def test_without_a_saved_state_the_resumed_fit_would_differ(splits):
+    # The test above can fail: resuming with the state of the wrong epoch changes the results.
+    hp = CONFIGS["sgd, momentum, cosine after warm-up, dropout, flips"]
+    _, whole = training(splits, hp)
+    expected = [r.train_loss for r in whole][2:]
+    states = []
+    _, first = training(splits, hp, keep_state=states.append)
+    for _ in zip(range(2), first):
+        pass
+    wrong = dict(through_a_file(states[-1]), generator=through_a_file(states[0])["generator"])
+    model = create_model("digits_cnn", num_classes=10, in_channels=1, image_size=(8, 8), width=8, dropout=0.2)
+    rest = fit(model, splits.train, hp, EPOCHS, mean=splits.mean, std=splits.std, device=torch.device("cpu"),
+               seed=3, val=splits.val, resume=wrong)
+    assert [r.train_loss for r in rest] != expected
+
+
+# --- a study killed with SIGKILL and rerun: every killed trial goes on from its last epoch --------------
+
+KILLED_STUDY = {
+    "name": "killed", "seed": 5,
+    "data": {"name": "digits"},
+    "model": {"name": "digits_cnn", "width": 8, "dropout": 0.1},
+    "budget": {"trials": 6, "epochs": 4, "retrain": {"epochs": 2}},
+    "search": {"lr": {"low": 1.0e-3, "high": 0.3, "log": True}, "optimizer": ["adam", "sgd"],
+               "momentum": {"low": 0.0, "high": 0.9}, "batch_size": [32, 64], "hflip": 0.5},
+    "pruner": {"name": "none"},
+    "enqueue": [{"lr": lr, "optimizer": "sgd", "momentum": 0.9, "batch_size": 64}
+                for lr in (0.01, 0.02, 0.05, 0.003, 0.1, 0.2)],
+}
+
+
+def _run_until(work, study_file, moment) -> int:
+    """Start ``hpo run`` and SIGKILL it at ``moment`` (a test on its folder); returns its exit code."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    env = {k: v for k, v in __import__("os").environ.items() if k not in ("HPO_STORAGE", "MLFLOW_TRACKING_URI")}
+    process = subprocess.Popen([sys.executable, "-m", "hpo", "run", str(study_file)], cwd=work, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while process.poll() is None:
+        if moment(work):
+            process.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.02)
+    return process.wait()
+
+
+def _state(work, trial, epoch) -> bool:
+    """True once trial ``trial`` has kept the state of epoch ``epoch`` (or later)."""
+    path = work / "hpo-state" / "killed" / f"trial-{trial}.pt"
+    try:
+        return path.is_file() and torch.load(path, weights_only=True)["trainer"]["epoch"] >= epoch
+    except Exception:  # being replaced at this moment
+        return False
+
+
+def test_a_study_killed_three_times_finishes_as_if_it_never_was(tmp_path):
+    import optuna
+    from mlflow.tracking import MlflowClient
+
+    from conftest import hpo, write_study
+
+    reference, killed = tmp_path / "reference", tmp_path / "killed"
+    for work in (reference, killed):
+        work.mkdir()
+        write_study(work, KILLED_STUDY)
+    hpo("run", str(reference / "study.yaml"), cwd=reference)
+
+    moments = [lambda w: _state(w, 1, 1),  # after trial 1's first epoch (inside its second)
+               lambda w: _state(w, 3, 2),  # after trial 3's second epoch
+               lambda w: (w / "hpo-state" / "killed").is_dir() and any(  # after the retrain's first epoch
+                   (w / "hpo-state" / "killed").glob("retrain-*.pt"))]
+    for moment in moments:
+        assert _run_until(killed, killed / "study.yaml", moment) == -9
+    hpo("run", str(killed / "study.yaml"), cwd=killed)
+
+    def study(work):
+        return optuna.load_study(study_name="killed", storage=f"sqlite:///{work}/hpo.db")
+
+    done, expected = study(killed), study(reference)
+    finished = [t for t in done.trials if t.state.is_finished() and t.state.name != "FAIL"]
+    assert len(finished) == 6 and not [t for t in done.trials if t.state.name in ("RUNNING", "WAITING")]
+    assert done.best_value == expected.best_value  # to the bit: the resumed trials trained as if never stopped
+    assert sorted(t.value for t in finished) == sorted(t.value for t in expected.trials)
+    retries = [t for t in done.trials if "retry_of" in t.user_attrs]
+    assert len(retries) == 2 and all(t.user_attrs["resumed_after_epoch"] >= 1 for t in retries)
+
+    def epochs_trained(work):
+        client = MlflowClient(f"sqlite:///{work}/mlflow.db")
+        runs = client.search_runs([client.get_experiment_by_name("killed").experiment_id])
+        assert not [r for r in runs if r.info.status == "RUNNING"]
+        trials = [r for r in runs if r.data.tags.get("hpo.role") == "trial"]
+        return sum(len(client.get_metric_history(r.info.run_id, "train_loss")) for r in trials), trials
+
+    total, runs = epochs_trained(killed)
+    reference_total, _ = epochs_trained(reference)
+    assert reference_total == 6 * 4
+    assert reference_total <= total <= reference_total + 2  # at most the epoch in progress lost per kill
+    client = MlflowClient(f"sqlite:///{killed}/mlflow.db")
+    retrains = client.search_runs([client.get_experiment_by_name("killed").experiment_id],
+                                  "tags.`hpo.role` = 'retrain' and attributes.status = 'FINISHED'")
+    reference_client = MlflowClient(f"sqlite:///{reference}/mlflow.db")
+    [reference_retrain] = reference_client.search_runs([reference_client.get_experiment_by_name("killed").experiment_id],
+                                                       "tags.`hpo.role` = 'retrain'")
+    assert len(retrains) == 1 and retrains[0].data.tags["hpo.resumed_after_epoch"] == "1"
+    assert retrains[0].data.metrics["test_accuracy"] == reference_retrain.data.metrics["test_accuracy"]
+    assert retrains[0].data.metrics["test_loss"] == reference_retrain.data.metrics["test_loss"]
+    assert not (killed / "hpo-state").exists()  # every state file gone with its trial, and the emptied folders
+    for retry in retries:
+        run = next(r for r in runs if r.info.run_id == retry.user_attrs["mlflow_run_id"])
+        assert run.data.tags["hpo.retry_of"] == str(retry.user_attrs["retry_of"])
+        assert int(run.data.tags["hpo.resumed_after_epoch"]) == retry.user_attrs["resumed_after_epoch"]
+

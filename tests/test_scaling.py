@@ -1,0 +1,109 @@
+"""Several machines on one study: a real PostgreSQL for the study, a real MLflow server backed by PostgreSQL.
+
+Each "machine" is an `hpo run` in a folder of its own, with a temp folder and a state folder of its own,
+so no file lock is shared: the exact budget can only come from the database's advisory lock. The
+commands are the README's "Scaling out". Where PostgreSQL is not installed the tests skip with the
+reason; `.ci/run` installs it.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+import optuna
+import pytest
+
+from conftest import TINY_STUDY, free_port, start_mlflow_server, stop_mlflow_server, write_study
+
+
+def postgres_binary(name: str) -> str | None:
+    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
+    return found[-1] if found else shutil.which(name)
+
+
+@pytest.fixture(scope="module")
+def postgres(tmp_path_factory):
+    """A PostgreSQL server on 127.0.0.1 with the databases ``studies`` and ``mlflow``; yields its base URL."""
+    pytest.importorskip("psycopg", reason="psycopg is not installed: pip install -e '.[test]'")
+    initdb, pg_ctl = postgres_binary("initdb"), postgres_binary("pg_ctl")
+    if not initdb or not pg_ctl:
+        pytest.skip("PostgreSQL is not installed (apt-get install postgresql; .ci/run does)")
+    as_user: list[str] = []
+    root = Path(tempfile.mkdtemp(prefix="hpo-postgres-"))  # not under pytest's folder: the postgres user reads it
+    if os.geteuid() == 0:  # PostgreSQL refuses to run as root
+        if shutil.which("runuser") is None or subprocess.run(["id", "postgres"], capture_output=True).returncode:
+            pytest.skip("running as root without a postgres user to start PostgreSQL as")
+        as_user = ["runuser", "-u", "postgres", "--"]
+        shutil.chown(root, "postgres")
+    port = free_port()
+    subprocess.run([*as_user, initdb, "-D", str(root / "data"), "-A", "trust", "-U", "hpo"], check=True,
+                   capture_output=True)
+    subprocess.run([*as_user, pg_ctl, "-D", str(root / "data"), "-l", str(root / "log"), "-w", "-o",
+                    f"-p {port} -k {root} -c listen_addresses=127.0.0.1", "start"], check=True, capture_output=True)
+    try:
+        import psycopg
+
+        with psycopg.connect(f"host=127.0.0.1 port={port} user=hpo dbname=postgres", autocommit=True) as db:
+            for name in ("studies", "mlflow"):
+                db.execute(f"create database {name}")
+        yield f"postgresql+psycopg://hpo@127.0.0.1:{port}"
+    finally:
+        subprocess.run([*as_user, pg_ctl, "-D", str(root / "data"), "-m", "immediate", "stop"], capture_output=True)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def tracking_server(postgres, tmp_path_factory):
+    """``mlflow server`` backed by PostgreSQL, serving artifacts: the README's command."""
+    root = tmp_path_factory.mktemp("mlflow-server")
+    port = free_port()
+    server = start_mlflow_server(root, port, backend_store_uri=f"{postgres}/mlflow")
+    yield f"http://127.0.0.1:{port}"
+    stop_mlflow_server(server)
+
+
+def test_three_machines_share_one_exact_budget(postgres, tracking_server, tmp_path):
+    budget = 9
+    study = dict(TINY_STUDY, name="scaled", budget={"trials": budget, "epochs": 2, "retrain": {"epochs": 1}})
+    machines = []
+    for index in range(3):
+        work = tmp_path / f"machine-{index}"
+        (work / "tmp").mkdir(parents=True)
+        study_file = write_study(work, study)
+        env = {k: v for k, v in os.environ.items() if k not in ("HPO_ARTIFACTS",)}
+        env.update(HPO_STORAGE=f"{postgres}/studies", MLFLOW_TRACKING_URI=tracking_server, TMPDIR=str(work / "tmp"),
+                   HPO_STATE=str(work / "hpo-state"), PYTHONUNBUFFERED="1")
+        machines.append(subprocess.Popen([sys.executable, "-m", "hpo", "run", str(study_file)], cwd=work, env=env,
+                                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    outputs = [machine.communicate(timeout=900)[0] for machine in machines]
+    assert [m.returncode for m in machines] == [0, 0, 0], "\n\n".join(outputs)
+    assert all("Traceback" not in out for out in outputs)
+
+    trials = optuna.load_study(study_name="scaled", storage=f"{postgres}/studies").trials
+    finished = [t for t in trials if t.state.is_finished() and t.state.name != "FAIL"]
+    assert len(finished) == budget and not [t for t in trials if t.state.name in ("RUNNING", "WAITING")]
+    assert len({t.number for t in trials}) == len(trials)
+
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_server)
+    runs = client.search_runs([client.get_experiment_by_name("scaled").experiment_id], max_results=1000)
+    roles = Counter(r.data.tags.get("hpo.role") for r in runs)
+    per_trial = Counter(r.data.tags["hpo.trial"] for r in runs if r.data.tags.get("hpo.role") == "trial")
+    assert roles["study"] == 3 and roles["retrain"] == 1, roles  # one parent per machine, one retrain in all
+    assert sorted(per_trial) == sorted(str(t.number) for t in trials) and set(per_trial.values()) == {1}
+    assert not [r for r in runs if r.info.status == "RUNNING"]
+    parents = {r.info.run_id for r in runs if r.data.tags.get("hpo.role") == "study"}
+    assert all(r.data.tags.get("mlflow.parentRunId") in parents for r in runs if r.data.tags.get("hpo.role") == "trial")
+    worked = [sum(line.startswith("trial ") for line in out.splitlines()) for out in outputs]
+    assert sum(worked) == len(trials) and sum(w > 0 for w in worked) >= 2, worked  # the work was shared
+    retrain = next(r for r in runs if r.data.tags.get("hpo.role") == "retrain")
+    assert retrain.info.artifact_uri.startswith("mlflow-artifacts:"), retrain.info.artifact_uri  # on the server
+    assert not any(Path(tmp_path).glob("machine-*/mlartifacts"))
