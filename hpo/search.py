@@ -95,7 +95,7 @@ def run_search(ctx: Context, study: optuna.Study) -> SearchEnd:
             last_error = frozen.user_attrs.get("fail_reason", "?")
         else:
             failures_in_a_row = 0
-        progress(study, frozen)
+        retried("the study storage", progress, study, frozen)
     return SearchEnd("failures", last_error)
 
 
@@ -145,11 +145,12 @@ def train_trial(ctx: Context, trial: optuna.Trial, hp, seed: int, run, state_fil
     for epoch, value in sorted(reported.items()):  # one history for the pruner, one curve in MLflow
         retried("the study storage", trial.report, value, epoch)
         run.log_metrics({spec.metric: value}, step=epoch)
+    if "retry_of" in trial.user_attrs:  # the run says which trial it replaces, and from which epoch it went on
+        run.set_tags({"hpo.retry_of": trial.user_attrs["retry_of"],
+                      "hpo.resumes_trial": trial.user_attrs["resumes_trial"],
+                      **({"hpo.resumed_after_epoch": saved["trainer"]["epoch"]} if saved else {})})
     if saved:
         retried("the study storage", trial.set_user_attr, "resumed_after_epoch", saved["trainer"]["epoch"])
-        run.set_tags({"hpo.resumes_trial": trial.user_attrs["resumes_trial"],
-                      "hpo.retry_of": trial.user_attrs["retry_of"],
-                      "hpo.resumed_after_epoch": saved["trainer"]["epoch"]})
     seed_everything(seed)
     model = spec.model.build(splits)
     value = reported[max(reported)] if reported else math.nan
@@ -166,7 +167,7 @@ def train_trial(ctx: Context, trial: optuna.Trial, hp, seed: int, run, state_fil
         value = getattr(result, spec.metric)
         retried("the study storage", trial.report, value, result.epoch)
         reported[result.epoch] = value
-        if trial.should_prune():
+        if retried("the study storage", trial.should_prune):
             _stop(trial, run, f"pruned by the {spec.pruner.name} pruner after epoch {result.epoch}")
         retried(f"the trial's state file ({state_file})", resume.save, state_file,
                 {"trainer": dict(latest), "reported": reported, "first_loss": first_loss})

@@ -33,7 +33,9 @@ MIN_FREE_BYTES = 1 << 20  # a store whose file system has less than this is refu
 # How the drivers (sqlite3, psycopg, urllib3 under MLflow's REST client) word the failures, lower-cased.
 PASSING = ("database is locked", "database table is locked", "connection refused", "connection reset",
            "could not connect", "server closed the connection", "timed out", "temporarily unavailable",
-           "too many connections", "max retries exceeded", "bad gateway", "service unavailable")
+           "too many connections", "max retries exceeded", "bad gateway", "service unavailable",
+           "terminating connection", "connection is closed", "the database system is starting up",
+           "the database system is shutting down", "connection to server")  # the last four: a restarting PostgreSQL
 PASSING_ERRNOS = (errno.ECONNREFUSED, errno.ECONNRESET)
 FULL = ("database or disk is full", "no space left on device", "disk quota exceeded")
 FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)

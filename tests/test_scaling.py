@@ -28,6 +28,18 @@ def postgres_binary(name: str) -> str | None:
     return found[-1] if found else shutil.which(name)
 
 
+class PostgreSQL(str):
+    """The server's base URL (``postgresql+psycopg://hpo@127.0.0.1:PORT``), which can restart it."""
+
+    def __new__(cls, url: str, restart_command: list[str]):
+        server = super().__new__(cls, url)
+        server.restart_command = restart_command
+        return server
+
+    def restart(self) -> None:  # (no pipes: the new server would hold them open)
+        subprocess.run(self.restart_command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 @pytest.fixture(scope="module")
 def postgres(tmp_path_factory):
     """A PostgreSQL server on 127.0.0.1 with the databases ``studies`` and ``mlflow``; yields its base URL."""
@@ -53,7 +65,9 @@ def postgres(tmp_path_factory):
         with psycopg.connect(f"host=127.0.0.1 port={port} user=hpo dbname=postgres", autocommit=True) as db:
             for name in ("studies", "mlflow"):
                 db.execute(f"create database {name}")
-        yield f"postgresql+psycopg://hpo@127.0.0.1:{port}"
+        yield PostgreSQL(f"postgresql+psycopg://hpo@127.0.0.1:{port}",
+                         [*as_user, pg_ctl, "-D", str(root / "data"), "-l", str(root / "log"), "-w", "-m", "fast",
+                          "restart"])
     finally:
         subprocess.run([*as_user, pg_ctl, "-D", str(root / "data"), "-m", "immediate", "stop"], capture_output=True)
         shutil.rmtree(root, ignore_errors=True)
@@ -107,3 +121,24 @@ def test_three_machines_share_one_exact_budget(postgres, tracking_server, tmp_pa
     retrain = next(r for r in runs if r.data.tags.get("hpo.role") == "retrain")
     assert retrain.info.artifact_uri.startswith("mlflow-artifacts:"), retrain.info.artifact_uri  # on the server
     assert not any(Path(tmp_path).glob("machine-*/mlartifacts"))
+
+
+def test_a_database_restarted_under_a_running_study_is_waited_for(postgres, tmp_path):
+    """PostgreSQL restarts (every connection dropped) while a trial trains: the study waits and goes on."""
+    study = dict(TINY_STUDY, name="restarted", budget={"trials": 6, "epochs": 3, "retrain": {"epochs": 1}})
+    study_file = write_study(tmp_path, study)
+    env = {k: v for k, v in os.environ.items() if k not in ("HPO_STORAGE", "MLFLOW_TRACKING_URI", "HPO_ARTIFACTS")}
+    env.update(HPO_STORAGE=f"{postgres}/studies", PYTHONUNBUFFERED="1")
+    run = subprocess.Popen([sys.executable, "-m", "hpo", "run", str(study_file)], cwd=tmp_path, env=env,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines = []
+    for line in run.stdout:
+        lines.append(line)
+        if line.startswith("trial    1 "):
+            postgres.restart()
+    run.wait(timeout=600)
+    output = "".join(lines)
+    assert run.returncode == 0 and "Traceback" not in output, output
+    trials = optuna.load_study(study_name="restarted", storage=f"{postgres}/studies").trials
+    assert sum(t.state.name in ("COMPLETE", "PRUNED") for t in trials) == 6
+    assert not [t for t in trials if t.state.name == "RUNNING"]
