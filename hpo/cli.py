@@ -343,7 +343,7 @@ def cmd_promote(args) -> int:
     from hpo.store_failures import check_writable
 
     name = study_name(args.study)
-    check_stores(_stores_of(args), artifacts=False)  # it reads the retrain's; the checkpoint goes to --output
+    check_stores(_stores_of(args), trains=False)  # it reads the retrain's artifacts; the checkpoint goes to --output
     check_writable(Path(args.output or "checkpoints"), "--output")
     from hpo.promote import promote
     from hpo.tracking import Tracker

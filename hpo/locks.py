@@ -47,13 +47,14 @@ def advisory_lock(url: str, name: str):
     """PostgreSQL's session advisory lock numbered by ``name``, on a connection of its own."""
     from sqlalchemy import text
 
-    key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
-    with _engine(url).connect() as connection:
+    key = int.from_bytes(hashlib.sha256(f"hpo:{name}".encode()).digest()[:8], "big", signed=True)
+    with _engine(url).connect().execution_options(isolation_level="AUTOCOMMIT") as connection:  # no open transaction
         connection.execute(text("select pg_advisory_lock(:key)"), {"key": key})
         try:
             yield
         finally:
-            connection.execute(text("select pg_advisory_unlock(:key)"), {"key": key})
+            with contextlib.suppress(Exception):  # a dropped connection has released the lock already
+                connection.execute(text("select pg_advisory_unlock(:key)"), {"key": key})
 
 
 @functools.cache
@@ -61,4 +62,9 @@ def _engine(url: str):
     from sqlalchemy import create_engine
     from sqlalchemy.pool import NullPool
 
-    return create_engine(url, poolclass=NullPool)  # a connection per lock, closed when it is released
+    # A connection per lock, closed when it is released; keepalives, so PostgreSQL notices within about a minute
+    # that a machine holding a lock is gone (the default is two hours) and releases it.
+    scheme = url.split("://", 1)[0]
+    libpq = scheme.split("+", 1)[1] in ("psycopg", "psycopg2") if "+" in scheme else True  # plain: psycopg2
+    keepalives = {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 3}
+    return create_engine(url, poolclass=NullPool, connect_args=keepalives if libpq else {})

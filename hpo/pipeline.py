@@ -202,9 +202,11 @@ def _with_parent(ctx, run_id):
     return dataclasses.replace(ctx, parent_run_id=run_id)
 
 
-def check_stores(stores: Stores, artifacts: bool = True) -> None:
+def check_stores(stores: Stores, trains: bool = True) -> None:
     """Refuse store URLs that cannot work, and local stores that cannot be written (read-only, full), before
-    any store is created or any data is loaded; the artifact folder too when the command writes artifacts."""
+    any store is created or any data is loaded; when the command ``trains``, also the folders it writes
+    artifacts and training state to."""
+    from hpo.resume import state_folder
     from hpo.store_failures import check_writable
     from hpo.urls import (artifact_root, check_storage_url, check_tracking_uri, local_path, normalized, sqlite_path,
                           storage_url, tracking_uri)
@@ -221,7 +223,9 @@ def check_stores(stores: Stores, artifacts: bool = True) -> None:
         path = local_path(url) if url else None
         if path is not None:
             check_writable(path, what)
-    if tracking and artifacts:  # the folder a new experiment keeps its artifacts in: given, or a new store's
+    if trains:
+        check_writable(state_folder(), "HPO_STATE (the training state of running trials)")
+    if tracking and trains:  # the folder a new experiment keeps its artifacts in: given, or a new store's
         new_store = sqlite_path(tracking) is not None and not sqlite_path(tracking).exists()
         if stores.artifacts or os.environ.get("HPO_ARTIFACTS") or new_store:
             check_writable(artifact_root(stores.artifacts), "--artifacts / HPO_ARTIFACTS")

@@ -18,12 +18,15 @@ replaces), ``attempt`` (1 for the first retry).
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import io
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import optuna
-from optuna.trial import FrozenTrial, TrialState
+if TYPE_CHECKING:
+    import optuna
+    from optuna.trial import FrozenTrial
 
 STATE_FOLDER = "hpo-state"  # beside the default stores; $HPO_STATE moves it
 
@@ -33,8 +36,13 @@ def state_file(study_name: str, trial: optuna.Trial | FrozenTrial) -> Path:
     return _folder(study_name) / f"trial-{trial.user_attrs.get('resumes_trial', trial.number)}.pt"
 
 
+def state_folder() -> Path:
+    """Where the state files go: $HPO_STATE, else ./hpo-state."""
+    return Path(os.environ.get("HPO_STATE") or STATE_FOLDER)
+
+
 def _folder(study_name: str) -> Path:
-    return Path(os.environ.get("HPO_STATE") or STATE_FOLDER) / study_name
+    return state_folder() / study_name
 
 
 def retrain_state_file(study_name: str, trial_number: int, epochs: int) -> Path:
@@ -43,30 +51,57 @@ def retrain_state_file(study_name: str, trial_number: int, epochs: int) -> Path:
 
 
 def save(path: Path, state: dict[str, Any]) -> None:
-    """Write ``state`` whole or not at all: a kill in the middle leaves the previous epoch's file."""
+    """Write ``state`` whole or not at all: a kill in the middle leaves the previous epoch's file. A full disk
+    raises OSError (ENOSPC), as any file write does (``torch.save`` to a file would hide the errno)."""
     import torch
 
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
     partial = path.with_suffix(f".{os.getpid()}.tmp")
-    for attempt in range(3):  # another process may remove the emptied folder between mkdir and save
+    for attempt in range(3):  # another process may remove the emptied folder between mkdir and open
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            torch.save(state, partial)
+            with open(partial, "wb") as file:
+                file.write(buffer.getbuffer())
             break
         except FileNotFoundError:
             if attempt == 2:
                 raise
+        except OSError:
+            partial.unlink(missing_ok=True)
+            raise
     partial.replace(path)
 
 
-def load(path: Path) -> dict[str, Any] | None:
+def load(path: Path, fingerprint: str) -> dict[str, Any] | None:
+    """The state at ``path`` if it was saved by training with this ``fingerprint``; None when there is none,
+    or it belongs to other training (a study of the same name elsewhere, other settings) or cannot be read:
+    such a file is removed."""
     import torch
 
-    return torch.load(path, map_location="cpu", weights_only=True) if path.is_file() else None
+    if not path.is_file():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # cut short by a lost machine, or not ours
+        state = None
+    if state is None or state.get("fingerprint") != fingerprint:
+        path.unlink(missing_ok=True)
+        return None
+    return state
+
+
+def fingerprint(*parts: Any) -> str:
+    """What a state must have been saved by to be resumed: the study's id in its storage, the parameters, the
+    seed, the epochs (their ``repr``, hashed)."""
+    return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
 
 
 def discard(path: Path) -> None:
     """Remove a finished trial's state file, and the folders it leaves empty (the study's, then hpo-state/)."""
     path.unlink(missing_ok=True)
+    for partial in path.parent.glob(f"{path.stem}.*.tmp") if path.parent.is_dir() else ():
+        partial.unlink(missing_ok=True)  # left by a process killed while writing
     for folder in (path.parent, path.parent.parent):
         if folder == path.parent or folder.name == STATE_FOLDER:
             with contextlib.suppress(OSError):  # not empty: other trials are running
@@ -75,6 +110,8 @@ def discard(path: Path) -> None:
 
 def died(trial: FrozenTrial) -> bool:
     """Failed because its process ended (marked by hpo), or failed by Optuna for a silent heartbeat."""
+    from optuna.trial import TrialState
+
     return trial.state == TrialState.FAIL and (trial.user_attrs.get("died", False)
                                                 or "fail_reason" not in trial.user_attrs)
 
@@ -84,12 +121,15 @@ def retry_dead_trials(study: optuna.Study, retries: int) -> list[str]:
     line each. Called under the study's claim lock."""
     trials = study.get_trials(deepcopy=False)
     retried_already = {t.user_attrs["retry_of"] for t in trials if "retry_of" in t.user_attrs}
+    given_up = set(study.user_attrs.get("retries_used_up", []))
     lines = []
     for trial in trials:
-        if not died(trial) or trial.number in retried_already or "trial_seed" not in trial.user_attrs:
+        if not died(trial) or trial.number in retried_already | given_up or "trial_seed" not in trial.user_attrs:
             continue  # (a trial that died before training started has no seed and nothing to go on from)
         attempt = trial.user_attrs.get("attempt", 0) + 1
         if attempt > retries:
+            study.set_user_attr("retries_used_up", sorted(given_up | {trial.number}))  # said once
+            discard(state_file(study.study_name, trial))
             lines.append(f"trial {trial.number} died and has had its {retries} retries (budget.retries)")
             continue
         root = trial.user_attrs.get("resumes_trial", trial.number)

@@ -88,9 +88,8 @@ def retrain(ctx: Context, best: optuna.trial.FrozenTrial, epochs: int) -> Retrai
                f"{'train' if val is not None else 'train+val'} ({len(train)} images) for {epochs} epochs: "
                f"{_short(applicable(spec.search, hp.as_dict()))}")
     state_file = resume.retrain_state_file(spec.name, best.number, epochs)
-    saved = resume.load(state_file)
-    if saved is not None and (saved["hyperparams"] != hp.as_dict() or saved["seed"] != seed):
-        saved = None  # left by a retrain of other settings under the same name
+    stamp = resume.fingerprint(spec.name, hp.as_dict(), seed, epochs, spec.model, spec.data, settings)
+    saved = resume.load(state_file, stamp)  # None for a retrain of other settings under the same name
     with tracker.retrain_run(best.number, hp.as_dict(), seed, epochs, ctx.parent_run_id) as run:
         seed_everything(seed)
         model = spec.model.build(splits)
@@ -103,9 +102,12 @@ def retrain(ctx: Context, best: optuna.trial.FrozenTrial, epochs: int) -> Retrai
             print_line(f"  resuming after epoch {trained}, from {state_file}")
         every = max(1, epochs // 10)
         latest: dict = {}
-        for result in fit(model, train, hp, epochs, mean=splits.mean, std=splits.std, device=device, seed=seed,
-                          val=val, compile_mode=spec.compile, keep_state=latest.update,
-                          resume=saved["trainer"] if saved else None):
+        stopped = saved is not None and settings.early_stopping and since_best >= settings.early_stopping
+        if stopped:  # killed after its early stop was decided: the training is over
+            model.load_state_dict(saved["trainer"]["model"])
+        for result in () if stopped else fit(
+                model, train, hp, epochs, mean=splits.mean, std=splits.std, device=device, seed=seed, val=val,
+                compile_mode=spec.compile, keep_state=latest.update, resume=saved["trainer"] if saved else None):
             run.log_epoch(result)
             trained = result.epoch
             first_loss = result.train_loss if first_loss is None else first_loss
@@ -126,7 +128,7 @@ def retrain(ctx: Context, best: optuna.trial.FrozenTrial, epochs: int) -> Retrai
                 else:
                     since_best += 1
             retried(f"the retrain's state file ({state_file})", resume.save, state_file,
-                    {"trainer": dict(latest), "hyperparams": hp.as_dict(), "seed": seed, "first_loss": first_loss,
+                    {"trainer": dict(latest), "fingerprint": stamp, "first_loss": first_loss,
                      "best_score": best_score, "best_state": best_state, "since_best": since_best})
             if settings.early_stopping and since_best >= settings.early_stopping:
                 print_line(f"  early stop after epoch {result.epoch}: no better {spec.metric} for "

@@ -23,7 +23,9 @@ from hpo.context import Context
 from hpo.divergence import divergence
 from hpo.interrupts import signals_deferred
 from hpo.store_failures import StoreUnavailable, StoreUnwritable, retried
-from hpo.study import claim_trial, count_finished, fail_running, heartbeat
+from hpo.study import claim_trial, count_finished, fail_running, heartbeat, url_of
+from hpo.study_sampler import proposal_index
+from hpo.urls import normalized
 from hpo.trainer import fit, seed_everything
 
 MAX_FAILURES_IN_A_ROW = 3  # then the cause is likely not the hyperparameters: stop and say so
@@ -103,14 +105,18 @@ def run_trial(ctx: Context, study: optuna.Study, trial: optuna.Trial) -> FrozenT
     """Train one trial inside its MLflow run and tell Optuna how it ended (before the run closes)."""
     spec = ctx.spec
     hp = spec.search.suggest(trial)
-    seed = trial.user_attrs.get("trial_seed", spec.trial_seed(trial.number))  # a retry keeps its line's seed
+    # A retry keeps its line's seed; the others are numbered as in a study without retries (proposal_index).
+    seed = trial.user_attrs.get("trial_seed", spec.trial_seed(proposal_index(study, trial)))
     retried("the study storage", trial.set_user_attr, "trial_seed", seed)
     state_file = resume.state_file(spec.name, trial)
+    stamp = resume.fingerprint(normalized(url_of(study)), study._study_id, hp.as_dict(), seed, spec.budget.epochs)
+    if "resumes_trial" not in trial.user_attrs:
+        resume.discard(state_file)  # whatever an older study of this name left there
     frozen = None
     try:
         with ctx.tracker.trial_run(trial, hp.as_dict(), seed, ctx.parent_run_id) as run:
             try:
-                value, state = train_trial(ctx, trial, hp, seed, run, state_file), TrialState.COMPLETE
+                value, state = train_trial(ctx, trial, hp, seed, run, state_file, stamp), TrialState.COMPLETE
             except optuna.TrialPruned:
                 value, state = None, TrialState.PRUNED
             except BaseException as err:  # a crash, or Ctrl-C / SIGTERM: failed in Optuna at once
@@ -133,13 +139,14 @@ def run_trial(ctx: Context, study: optuna.Study, trial: optuna.Trial) -> FrozenT
     return frozen
 
 
-def train_trial(ctx: Context, trial: optuna.Trial, hp, seed: int, run, state_file) -> float:
+def train_trial(ctx: Context, trial: optuna.Trial, hp, seed: int, run, state_file, stamp: str) -> float:
     """The trial's training: reports its metric after every epoch; raises TrialPruned to stop early.
 
     After each epoch the training state is written to ``state_file``; a retry of a trial that died reads
-    it, reports again what that trial had reported, and trains only the epochs still to go."""
+    it, reports again what that trial had reported, and trains only the epochs still to go. ``stamp`` (the
+    study, parameters, seed and epochs) keeps a retry from going on from another training's state."""
     spec, splits = ctx.spec, ctx.splits
-    saved = resume.load(state_file) if "resumes_trial" in trial.user_attrs else None
+    saved = resume.load(state_file, stamp) if "resumes_trial" in trial.user_attrs else None
     reported: dict[int, float] = dict(saved["reported"]) if saved else {}
     first_loss = saved["first_loss"] if saved else None
     for epoch, value in sorted(reported.items()):  # one history for the pruner, one curve in MLflow
@@ -170,7 +177,7 @@ def train_trial(ctx: Context, trial: optuna.Trial, hp, seed: int, run, state_fil
         if retried("the study storage", trial.should_prune):
             _stop(trial, run, f"pruned by the {spec.pruner.name} pruner after epoch {result.epoch}")
         retried(f"the trial's state file ({state_file})", resume.save, state_file,
-                {"trainer": dict(latest), "reported": reported, "first_loss": first_loss})
+                {"trainer": dict(latest), "reported": reported, "first_loss": first_loss, "fingerprint": stamp})
     run.log_metrics({spec.metric + "_final": value})
     return value
 

@@ -39,7 +39,7 @@ optuna.logging.set_verbosity(optuna.logging.ERROR)  # we print our own line per 
 
 def study_lock(url: str, study_name: str):
     """Serialises creating the study and claiming its trials among this machine's processes."""
-    return store_lock(url, study_name)
+    return store_lock(url, f"study:{study_name}")
 
 
 def url_of(study: optuna.Study) -> str:

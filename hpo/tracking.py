@@ -199,9 +199,10 @@ class Tracker:
             retried(f"MLflow ({masked(self.uri)})", self.client.create_experiment, study_name,
                     artifact_location=None if served else artifact_root(artifacts).as_uri(),
                     tags={"hpo.study": study_name})
-        except MlflowException:
-            pass
-        experiment = self.client.get_experiment_by_name(study_name)
+        except MlflowException as err:
+            if err.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+        experiment = retried(f"MLflow ({masked(self.uri)})", self.client.get_experiment_by_name, study_name)
         if experiment is None:
             raise WorkFailed(f"MLflow ({masked(self.uri)}) did not create the experiment {study_name!r}")
         return experiment
