@@ -224,7 +224,7 @@ def check_stores(stores: Stores, trains: bool = True) -> None:
         if path is not None:
             check_writable(path, what)
     if trains:
-        check_writable(state_folder(), "HPO_STATE (the training state of running trials)")
+        check_writable(state_folder(), "HPO_STATE")  # where running trials keep their training state
     if tracking and trains:  # the folder a new experiment keeps its artifacts in: given, or a new store's
         new_store = sqlite_path(tracking) is not None and not sqlite_path(tracking).exists()
         if stores.artifacts or os.environ.get("HPO_ARTIFACTS") or new_store:

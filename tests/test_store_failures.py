@@ -153,7 +153,7 @@ def test_a_read_only_folder_is_refused_in_one_line_and_nothing_is_written_elsewh
             (("run", study_file, "--storage", f"sqlite:///{elsewhere}/hpo.db"),
              "--tracking-uri / MLFLOW_TRACKING_URI: cannot write mlflow.db"),
             (("run", study_file, "--storage", f"sqlite:///{elsewhere}/hpo.db", "--tracking-uri",
-              f"sqlite:///{elsewhere}/mlflow.db"), "--artifacts / HPO_ARTIFACTS: cannot write"),
+              f"sqlite:///{elsewhere}/mlflow.db"), "HPO_STATE: cannot write hpo-state"),
             (("retrain", "tiny"), "--storage / HPO_STORAGE: cannot write hpo.db"),
             (("promote", "tiny"), "--storage / HPO_STORAGE: cannot write hpo.db"),
             (("promote", "tiny", "--storage", f"sqlite:///{elsewhere}/x.db", "--tracking-uri",
@@ -163,6 +163,9 @@ def test_a_read_only_folder_is_refused_in_one_line_and_nothing_is_written_elsewh
         for argv, message in cases:
             result = hpo_in(folder, *argv)
             assert_refused(result, message, "is on a read-only file system")
+        result = hpo_in(folder, "run", study_file, "--storage", f"sqlite:///{elsewhere}/hpo.db", "--tracking-uri",
+                        f"sqlite:///{elsewhere}/mlflow.db", env={"HPO_STATE": str(elsewhere / "state")})
+        assert_refused(result, "--artifacts / HPO_ARTIFACTS: cannot write", "is on a read-only file system")
         assert store_state(folder) == before
     assert list(elsewhere.iterdir()) == []
 
