@@ -94,6 +94,12 @@ def port(value: str) -> int:
     return number
 
 
+def postgres_url(value: str) -> str:
+    if not value.startswith("postgresql"):
+        raise argparse.ArgumentTypeError(f"{value!r} is not a PostgreSQL URL; e.g. postgresql+psycopg://hpo@db/hpo")
+    return value
+
+
 def _device(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", type=device_name, metavar="DEVICE", help="auto, cpu, cuda or cuda:N (default: the study's, "
                                                            "else auto: CUDA when present)")
@@ -221,6 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "device against one, (4) a short study's epochs with and without pruning.",
         epilog="examples:\n  hpo bench                                  # resnet18, CIFAR stem, 32x32, on the GPU\n"
                "  hpo bench --startup                        # how long hpo takes to answer\n"
+               "  hpo bench --storage --postgres postgresql+psycopg://hpo@db/hpo   # storage cost per trial\n"
                "  hpo bench --model resnet50 --stem imagenet --image-size 224 --batch-size 128\n"
                "  hpo bench --device cpu                     # CPU-sized defaults: a few minutes on 2 cores")
     bench.add_argument("--device", type=device_name, help="cuda, cuda:N or cpu (default: cuda when present)")
@@ -242,6 +249,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--startup", action="store_true",
                        help="instead: time how long hpo takes to answer (--help, check, show) in fresh processes, "
                             "against python -c pass and import torch")
+    bench.add_argument("--storage", action="store_true",
+                       help="instead: the study storage's cost per trial with 1, 4 and 8 workers, at the 10th and the "
+                            "1000th trial (SQLite in each journal mode; PostgreSQL with --postgres)")
+    bench.add_argument("--postgres", metavar="URL", type=postgres_url,
+                       help="with --storage: also measure this PostgreSQL database (postgresql+psycopg://...); the "
+                            "benchmark's studies are deleted afterwards")
 
     dashboard = commands.add_parser(
         "dashboard", help="serve optuna-dashboard on the study storage (127.0.0.1)", formatter_class=_formatter,
@@ -423,6 +436,19 @@ BENCH_DEFAULTS = {"cuda": {"model": "resnet18", "batch_size": 256, "steps": 30, 
 
 
 def cmd_bench(args) -> int:
+    if args.postgres and not args.storage:
+        raise UserError("--postgres: only with --storage (it names a database to measure)")
+    if args.storage:
+        from hpo.storage_bench import Storage, local_storages, storage_overhead
+
+        storages = local_storages() + ([Storage("postgresql", lambda folder: args.postgres)] if args.postgres else [])
+        out = sys.stderr if args.json else sys.stdout
+        numbers = storage_overhead(storages, print_line=lambda line: print(line, file=out, flush=True))
+        if not args.postgres:
+            print("  postgresql: not measured (pass --postgres URL)", file=out)
+        if args.json:
+            print(json.dumps(numbers))
+        return 0
     if args.startup:
         from hpo.startup import startup_times
 

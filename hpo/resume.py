@@ -12,7 +12,7 @@ way (``retrain-trial-<N>-<E>ep.pt``, with its early-stopping bookkeeping) and a 
 
 Trial user attributes: ``trial_seed`` (the training seed, kept by retries), ``resumes_trial`` (the
 trial whose state file a retry goes on from: the first of its line), ``retry_of`` (the trial it
-replaces), ``attempt`` (1 for the first retry).
+replaces), ``attempt`` (1 for the first retry). The study's user attribute ``retries`` lists them.
 """
 
 from __future__ import annotations
@@ -116,24 +116,40 @@ def died(trial: FrozenTrial) -> bool:
                                                 or "fail_reason" not in trial.user_attrs)
 
 
-def retry_dead_trials(study: optuna.Study, retries: int) -> list[str]:
-    """Enqueue a retry of every trial that died and has none yet, up to ``retries`` per line; a console
-    line each. Called under the study's claim lock."""
-    trials = study.get_trials(deepcopy=False)
-    retried_already = {t.user_attrs["retry_of"] for t in trials if "retry_of" in t.user_attrs}
+RETRIES_ATTR = "retries"  # study user attribute: [dead trial, its retry] pairs, in the order they were enqueued
+
+
+def retries(study: optuna.Study) -> list[tuple[int, int]]:
+    """The study's retries as (dead trial, retry) numbers: a study attribute, so neither a claim nor a trial's
+    seed reads every trial of the study to find them."""
+    return [tuple(pair) for pair in study.user_attrs.get(RETRIES_ATTR, [])]
+
+
+def retry_dead_trials(study: optuna.Study, retries_allowed: int) -> list[str]:
+    """Enqueue a retry of every trial that died and has none yet, up to ``retries_allowed`` per line; a
+    console line each. Called under the study's claim lock."""
+    from optuna.trial import TrialState
+
+    pairs = retries(study)
+    retried_already = {dead for dead, _ in pairs}
     given_up = set(study.user_attrs.get("retries_used_up", []))
     lines = []
-    for trial in trials:
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
         if not died(trial) or trial.number in retried_already | given_up or "trial_seed" not in trial.user_attrs:
             continue  # (a trial that died before training started has no seed and nothing to go on from)
         attempt = trial.user_attrs.get("attempt", 0) + 1
-        if attempt > retries:
-            study.set_user_attr("retries_used_up", sorted(given_up | {trial.number}))  # said once
+        if attempt > retries_allowed:
+            given_up.add(trial.number)
+            study.set_user_attr("retries_used_up", sorted(given_up))  # said once
             discard(state_file(study.study_name, trial))
-            lines.append(f"trial {trial.number} died and has had its {retries} retries (budget.retries)")
+            lines.append(f"trial {trial.number} died and has had its {retries_allowed} retries (budget.retries)")
             continue
         root = trial.user_attrs.get("resumes_trial", trial.number)
         study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number, "resumes_trial": root,
                                                       "attempt": attempt, "trial_seed": trial.user_attrs["trial_seed"]})
+        retry = max(t.number for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+                    if t.user_attrs.get("retry_of") == trial.number)
+        pairs.append((trial.number, retry))
+        study.set_user_attr(RETRIES_ATTR, [list(pair) for pair in pairs])
         lines.append(f"trial {trial.number} died: a retry goes on from its last finished epoch")
     return lines

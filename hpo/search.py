@@ -208,7 +208,8 @@ class ProgressPrinter:
         else:
             detail = "failed: " + trial.user_attrs.get("fail_reason", "see its MLflow run's error.txt")
         try:
-            best = f"best {study.best_value:.4f} (#{study.best_trial.number})"
+            best_trial = study.best_trial
+            best = f"best {best_trial.value:.4f} (#{best_trial.number})"
         except ValueError:
             best = "best -"
         duration = trial.duration.total_seconds() if trial.duration else 0.0

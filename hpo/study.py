@@ -11,6 +11,7 @@ heartbeat grace period when another machine did.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import threading
 from dataclasses import dataclass
@@ -26,13 +27,20 @@ from hpo.processes import ProcessId
 from hpo.resume import retry_dead_trials
 from hpo.store_failures import (StoreUnavailable, StoreUnwritable, first_line, is_full, is_read_only, retried,
                                  unwritable)
-from hpo.urls import check_storage_exists, check_storage_url, masked
+from hpo.urls import check_storage_exists, check_storage_url, masked, sqlite_path
 from hpo.study_sampler import points_left, study_sampler
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)  # what --trials counts: trials that reached a verdict
 HEARTBEAT_S = 30  # a trial of another machine whose worker died is marked FAILED after GRACE_S without one
 GRACE_S = 120
 CLAIM_S = 30  # a claim takes well under a second: a trial without its process after this was orphaned
+
+# An SQLite study file is written by every worker of this machine: in write-ahead-log mode readers do not wait
+# for the writer, and a commit is synced at checkpoints rather than each time (a killed process loses nothing;
+# a power cut may lose the last commits, never the file). Measured against the rollback journal: hpo bench --storage.
+SQLITE_MODES = {"wal": ("wal", "normal"), "wal-full": ("wal", "full"), "rollback": ("delete", "full")}
+SQLITE_JOURNAL = "wal"
+SQLITE_BUSY_S = 30  # how long a connection waits for another's write lock before "database is locked"
 
 optuna.logging.set_verbosity(optuna.logging.ERROR)  # we print our own line per trial
 
@@ -51,9 +59,10 @@ def url_of(study: optuna.Study) -> str:
 # --- storage and study -----------------------------------------------------------------------------
 
 
-def open_storage(url: str, must_exist: bool = False) -> optuna.storages.RDBStorage:
+def open_storage(url: str, must_exist: bool = False, sqlite_journal: str = SQLITE_JOURNAL) -> optuna.storages.RDBStorage:
     """An RDB storage with heartbeats, so a trial of a worker that died does not stay RUNNING forever.
 
+    An SQLite file is switched to ``sqlite_journal`` mode (write-ahead logging: see SQLITE_JOURNAL).
     Creating the tables is done under a lock: two first runs in an empty folder would otherwise race
     to create the SQLite schema, and all but one crash."""
     if must_exist:
@@ -61,11 +70,45 @@ def open_storage(url: str, must_exist: bool = False) -> optuna.storages.RDBStora
     check_storage_url(url)
     try:
         with store_lock(url, "schema"):
-            return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S)
+            _set_sqlite_journal(url, sqlite_journal)
+            storage = optuna.storages.RDBStorage(
+                url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
+                engine_kwargs={"connect_args": {"timeout": SQLITE_BUSY_S}} if sqlite_path(url) else {})
+            _sync_sqlite(storage, sqlite_journal)
+            return storage
     except Exception as err:
         if is_full(err) or is_read_only(err):
             raise unwritable(f"the study storage ({masked(url)})", err) from None
         raise UserError(f"cannot open study storage {masked(url)!r}: {first_line(err)}") from None
+
+
+def _set_sqlite_journal(url: str, mode: str) -> None:
+    """Switch an SQLite file to ``mode``'s journal (a property of the file: every later connection uses it)."""
+    import sqlite3
+
+    path = sqlite_path(url)
+    if path is None or str(path) == ":memory:":
+        return
+    journal = SQLITE_MODES[mode][0]
+    connection = sqlite3.connect(path, timeout=SQLITE_BUSY_S)
+    try:
+        if connection.execute("pragma journal_mode").fetchone()[0] != journal:
+            connection.execute(f"pragma journal_mode={journal}")
+    finally:
+        connection.close()
+
+
+def _sync_sqlite(storage: optuna.storages.RDBStorage, mode: str) -> None:
+    """Every later connection of ``storage`` syncs to disk as ``mode`` says (a per-connection setting)."""
+    if sqlite_path(storage.url) is None:
+        return
+    import sqlalchemy
+
+    synchronous = SQLITE_MODES[mode][1]
+    sqlalchemy.event.listen(storage.engine, "connect",
+                            lambda connection, _record: connection.execute(f"pragma synchronous={synchronous}"))
+    storage.engine.dispose()  # the connections opened so far (the schema's) did not have it
+    atexit.register(storage.engine.dispose)  # the last connection closed folds the log back: no -wal, -shm left
 
 
 def study_names(storage: optuna.storages.RDBStorage) -> list[str]:

@@ -29,8 +29,9 @@ def sampler_seed(study_seed: int, trial_number: int) -> int:
 def proposal_index(study, trial) -> int:
     """The trial's number less the retries before it (hpo/resume.py): a retry repeats a dead trial's
     parameters, so the trials after it draw what they would have drawn in a study that never died."""
-    return trial.number - sum(1 for t in study.get_trials(deepcopy=False)
-                              if t.number < trial.number and "retry_of" in t.user_attrs)
+    from hpo.resume import retries
+
+    return trial.number - sum(1 for _, retry in retries(study) if retry < trial.number)
 
 
 class TrialSeededSampler(optuna.samplers.BaseSampler):

@@ -9,6 +9,8 @@ real URLs through their environment, never on their command line (``ps``).
 
 from __future__ import annotations
 
+import contextlib
+
 import os
 import re
 from pathlib import Path
@@ -113,14 +115,15 @@ def check_tracking_uri(uri: str, flag: str = "--tracking-uri") -> None:
 
 def sqlite_tables(url: str) -> set[str] | None:
     """The tables of the SQLite file behind ``url``, read without writing; None for another database or a
-    file that does not exist yet."""
+    file that does not exist yet. Read as immutable: a read-only connection to a file in WAL mode would
+    leave its -wal and -shm files behind (a table created moments ago may still be in the log: unseen)."""
     import sqlite3
 
     path = sqlite_path(url)
     if path is None or not path.is_file():
         return None
     try:
-        with sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True) as db:
+        with contextlib.closing(sqlite3.connect(f"{path.resolve().as_uri()}?immutable=1", uri=True)) as db:
             return {row[0] for row in db.execute("select name from sqlite_master where type = 'table'")}
     except sqlite3.DatabaseError:
         raise UserError(f"{url}: {path} is not an SQLite database; point the URL at another file") from None

@@ -73,3 +73,29 @@ def test_workers_without_mlflow(tmp_path):
     stored = optuna.load_study(study_name="offline", storage=f"sqlite:///{tmp_path}/hpo.db")
     assert len(stored.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))) == 5 == len(stored.trials)
     assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_four_workers_finish_160_trials_on_the_default_local_storage(tmp_path):
+    """4 workers x 40 trials each on the default storage (SQLite in WAL mode, hpo.study.SQLITE_JOURNAL):
+    every trial number once, exactly the budget, one MLflow child run per trial, nothing left RUNNING."""
+    study = dict(TINY_STUDY, name="many", model={"name": "digits_cnn", "width": 4}, enqueue=[],
+                 budget={"trials": 160, "epochs": 1, "retrain": {"epochs": 1}},
+                 sampler={"name": "random"}, pruner={"name": "none"})
+    study_file = write_study(tmp_path, study)
+    out = hpo("run", str(study_file), "--gpus", "cpu", "--trials-per-gpu", "4", "--no-retrain", cwd=tmp_path).stdout
+    assert all(f"[w{w} cpu] trial" in out for w in range(4)), "every worker ran trials"
+
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "hpo.db") as db:
+        assert db.execute("pragma journal_mode").fetchone()[0] == "wal"
+    stored = optuna.load_study(study_name="many", storage=f"sqlite:///{tmp_path}/hpo.db")
+    assert sorted(t.number for t in stored.trials) == list(range(160))
+    assert all(t.state == TrialState.COMPLETE for t in stored.trials)
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+    experiment = client.get_experiment_by_name("many")
+    children = client.search_runs([experiment.experiment_id], "tags.`hpo.role` = 'trial'", max_results=1000)
+    assert len(children) == 160 and all(r.info.status == "FINISHED" for r in children)
+    assert sorted(r.info.run_id for r in children) == sorted(t.user_attrs["mlflow_run_id"] for t in stored.trials)
+    assert len({t.user_attrs["hpo.pid"] for t in stored.trials}) == 4

@@ -1,0 +1,194 @@
+"""``hpo bench --storage``: what the study storage costs per trial, with 1, 4 and 8 workers, in a young study
+and in one that already holds 1,000 trials.
+
+Each worker is a process doing what a worker of ``hpo run`` does to the storage for one trial, around an
+objective that costs nothing: claim a trial under the study's lock (``hpo.study.claim_trial``: dead
+trials, retries, the budget), beat its heartbeat, sample three parameters, record its seed, report
+``EPOCHS`` values with their pruning checks, tell the result, and print the progress line
+(``hpo.search.ProgressPrinter``: counts and the best trial). A study is first filled with ``at``
+finished trials (the 10th or the 1,000th trial), then timed for ``TIMED`` more.
+
+Printed per storage and worker count: the time a worker spends per trial (the median, in ms), and the
+ratio of that time at the 1,000th trial to the 10th (it should stay near 1: the per-trial cost must not
+grow with the trials already there). The reference, measured in the same run, is the same trial done
+with plain ``study.ask``/``study.tell`` on Optuna's in-memory storage, in one process.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+EPOCHS = 3  # reports (and pruning checks) per trial
+TIMED = 48  # trials timed per measurement, shared by the workers (divisible by 1, 4 and 8)
+AT = (10, 1000)  # trials already in the study when timing starts
+WORKERS = (1, 4, 8)
+
+
+@dataclass(frozen=True)
+class Storage:
+    """A storage to measure: ``url(folder)`` gives its URL inside a scratch folder."""
+
+    label: str
+    url: Callable[[Path], str]
+    sqlite_mode: str = "wal"  # for SQLite: hpo.study.SQLITE_MODES
+
+
+def local_storages() -> list[Storage]:
+    """SQLite in each journal mode: hpo's (write-ahead log), with every commit synced, and Optuna's default."""
+    def url(folder: Path) -> str:
+        return f"sqlite:///{folder}/hpo.db"
+
+    return [Storage("sqlite, rollback journal", url, "rollback"), Storage("sqlite, WAL, full sync", url, "wal-full"),
+            Storage("sqlite, WAL (hpo's)", url, "wal")]
+
+
+def _space(trial) -> dict:
+    return {"lr": trial.suggest_float("lr", 1e-4, 1e-1, log=True),
+            "batch_size": trial.suggest_categorical("batch_size", [32, 64, 128]),
+            "optimizer": trial.suggest_categorical("optimizer", ["adam", "sgd"])}
+
+
+def _objective(params: dict, epoch: int) -> float:
+    return 1.0 - abs(params["lr"] - 0.01) - 0.01 * epoch
+
+
+class _Spec:  # what ProgressPrinter reads of a study spec
+    metric = "val_accuracy"
+
+    def __init__(self, trials: int):
+        self.budget = type("Budget", (), {"trials": trials, "epochs": EPOCHS})()
+
+
+def _fill(url: str, sqlite_mode: str, name: str, count: int) -> None:
+    """A study holding ``count`` finished trials, as a worker would have left them."""
+    import optuna
+
+    from hpo.study import open_storage
+
+    study = optuna.create_study(study_name=name, storage=open_storage(url, sqlite_journal=sqlite_mode), direction="maximize",
+                                pruner=optuna.pruners.NopPruner())
+    study.set_metric_names(["val_accuracy"])
+    trials = []
+    for number in range(count):
+        params = {"lr": float(10 ** (-4 + 3 * ((number * 7919) % 1000) / 1000)),
+                  "batch_size": [32, 64, 128][number % 3], "optimizer": ["adam", "sgd"][number % 2]}
+        trials.append(optuna.trial.create_trial(
+            params=params, distributions={
+                "lr": optuna.distributions.FloatDistribution(1e-4, 1e-1, log=True),
+                "batch_size": optuna.distributions.CategoricalDistribution([32, 64, 128]),
+                "optimizer": optuna.distributions.CategoricalDistribution(["adam", "sgd"])},
+            value=_objective(params, EPOCHS), intermediate_values={e: _objective(params, e) for e in range(1, EPOCHS + 1)},
+            user_attrs={"trial_seed": number, "epochs": EPOCHS}))
+    study.add_trials(trials)
+
+
+def _worker(url: str, sqlite_mode: str, name: str, budget: int, seed: int, start, results) -> None:
+    """One worker: trials until the study's budget is reached; puts the seconds each trial took."""
+    import optuna
+
+    from hpo.search import ProgressPrinter
+    from hpo.study import claim_trial, heartbeat, open_storage
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    storage = open_storage(url, sqlite_journal=sqlite_mode)
+    study = optuna.load_study(study_name=name, storage=storage, sampler=optuna.samplers.RandomSampler(seed=seed),
+                              pruner=optuna.pruners.NopPruner())
+    progress = ProgressPrinter(_Spec(budget), time.time(), print=lambda line: None)
+    times = []
+    start.wait()  # every worker has imported and opened the study: time the trials only
+    while True:
+        started = time.perf_counter()
+        claim = claim_trial(study, budget, retries=2)
+        if claim.trial is None:
+            break
+        trial = claim.trial
+        with heartbeat(storage, trial):
+            params = _space(trial)
+            trial.set_user_attr("trial_seed", trial.number)
+            for epoch in range(1, EPOCHS + 1):
+                trial.set_user_attr("epochs", epoch)
+                trial.report(_objective(params, epoch), epoch)
+                trial.should_prune()
+        frozen = study.tell(trial, _objective(params, EPOCHS))
+        progress(study, frozen)
+        times.append(time.perf_counter() - started)
+    results.put(times)
+
+
+def measure(url: str, sqlite_mode: str, name: str, at: int, workers: int) -> float:
+    """Median seconds per trial, as each of ``workers`` processes sees it, in a study of ``at`` trials."""
+    _fill(url, sqlite_mode, name, at)
+    context = multiprocessing.get_context("spawn")
+    results, start = context.Queue(), context.Barrier(workers)
+    processes = [context.Process(target=_worker, args=(url, sqlite_mode, name, at + TIMED, seed, start, results))
+                 for seed in range(workers)]
+    for process in processes:
+        process.start()
+    times = [t for _ in processes for t in results.get()]
+    for process in processes:
+        process.join()
+    return statistics.median(times)
+
+
+def reference() -> float:
+    """Median seconds per trial of the same trial on Optuna's in-memory storage: plain ask and tell."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=0),
+                                pruner=optuna.pruners.NopPruner())
+    times = []
+    for _ in range(TIMED * 4):
+        started = time.perf_counter()
+        trial = study.ask()
+        params = _space(trial)
+        trial.set_user_attr("trial_seed", trial.number)
+        for epoch in range(1, EPOCHS + 1):
+            trial.set_user_attr("epochs", epoch)
+            trial.report(_objective(params, epoch), epoch)
+            trial.should_prune()
+        study.tell(trial, _objective(params, EPOCHS))
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def storage_overhead(storages: list[Storage], print_line=print) -> dict:
+    """Measure every storage at every worker count and study size; print a table, return the numbers."""
+    ref = reference()
+    print_line(f"storage overhead per trial (median ms a worker spends on one trial of a trivial objective; "
+               f"{TIMED} trials timed per cell)")
+    print_line(f"  reference: plain ask/tell on Optuna's in-memory storage, one process: {ref * 1e3:.2f} ms")
+    young, old = (f"at {n}th" for n in AT)
+    print_line(f"  {'storage':24s} {'workers':>7s} {young:>9s} {old:>10s} {'growth':>8s} {'vs reference':>13s}")
+    numbers: dict = {"reference_ms": ref * 1e3, "storages": {}}
+    for storage in storages:
+        for workers in WORKERS:
+            cell = {}
+            for at in AT:
+                with tempfile.TemporaryDirectory(prefix="hpo-bench-storage-") as folder:
+                    name = f"bench-storage-{at}-{workers}-{time.time_ns()}"
+                    url = storage.url(Path(folder))
+                    try:
+                        cell[at] = measure(url, storage.sqlite_mode, name, at, workers)
+                    finally:
+                        _delete(url, name)
+            numbers["storages"].setdefault(storage.label, {})[workers] = {str(at): s * 1e3 for at, s in cell.items()}
+            print_line(f"  {storage.label:24s} {workers:7d} {cell[AT[0]] * 1e3:7.2f}ms {cell[AT[1]] * 1e3:8.2f}ms "
+                       f"{cell[AT[1]] / cell[AT[0]]:7.2f}x {cell[AT[1]] / ref:12.1f}x")
+    return numbers
+
+
+def _delete(url: str, name: str) -> None:
+    """Remove a benchmark study (a PostgreSQL database outlives the scratch folder)."""
+    import contextlib
+
+    import optuna
+
+    with contextlib.suppress(Exception):
+        optuna.delete_study(study_name=name, storage=url)
