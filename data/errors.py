@@ -16,3 +16,8 @@ class DataError(ValueError):
     def __init__(self, message: str, field: str | None = None):
         super().__init__(message)
         self.message, self.field = message, field
+
+
+class DataFailed(RuntimeError):
+    """Good data that could not be read this time (a DataLoader worker killed): the work stops, the input
+    is not at fault. ``hpo`` says it in one line, exit code 1, and a search fails only the trial."""

@@ -15,12 +15,21 @@ JPEG. Either way a batch reaches the trainer as uint8 (N, C, H, W) on the
 device, like a batch of the resident path, and is augmented by the same
 batched code (``data/transforms.py``): for a fixed seed both paths train on
 the same images in the same order with the same augmentation draws.
+
+A worker that dies (the kernel's OOM killer sends SIGKILL) ends the pass
+that reads from it with :class:`WorkerDied`, one line naming its pid and the
+signal; its loader is dropped, so the next pass (the next trial's) starts
+new workers.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import multiprocessing.connection
 import os
+import signal
+import threading
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator
 
@@ -28,10 +37,15 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from data.decoding import JPEG_SUFFIXES, decode_file, decode_jpeg_batch
-from data.errors import DataError
+from data.errors import DataError, DataFailed
 from data.images import LabelledImages
 
 PREFETCH_BATCHES = 2  # per worker, so workers x 2 batches wait ready; more only costs shared memory
+DEATH_WAIT_S = 1.0  # after a failed read (a connection reset, torch's "exited unexpectedly"): for a worker to end
+
+
+class WorkerDied(DataFailed):
+    """A DataLoader worker that ended while its loader was in use: killed by a signal, or exited."""
 
 
 def default_workers() -> int:
@@ -62,6 +76,74 @@ def _from_worker(err: DataError) -> DataError:
     last = err.message.strip().splitlines()[-1]
     prefix = f"{DataError.__module__}.{DataError.__qualname__}: "
     return DataError(last.removeprefix(prefix)) if last.startswith(prefix) else err
+
+
+def _ended_workers(loader: DataLoader, wait_s: float = 0.0) -> list:
+    """The loader's worker processes that have ended, waiting up to ``wait_s`` for one to end. torch keeps a
+    persistent loader's iterator, and in it the workers, in private attributes (the same since torch 1.7)."""
+    workers = loader._iterator._workers if loader._iterator is not None else []
+    if not workers:
+        return []
+    ended = multiprocessing.connection.wait([w.sentinel for w in workers], timeout=wait_s)
+    for worker in workers:
+        if worker.sentinel in ended:  # closed as the process exits, a moment before its exit status is there
+            worker.join()
+    return [w for w in workers if w.sentinel in ended]
+
+
+def _death(ended: list) -> str:
+    """How the first ended worker ended, as one line with what to do."""
+    code = ended[0].exitcode
+    more = f" ({len(ended) - 1} more ended too)" if len(ended) > 1 else ""
+    if code >= 0:
+        return f"a DataLoader worker (pid {ended[0].pid}) exited with code {code}{more}"
+    name = signal.Signals(-code).name
+    hint = {"SIGKILL": "; the kernel's OOM killer sends it when memory runs out (dmesg says whether it did): "
+                       "fewer data.workers or a smaller batch_size need less",
+            "SIGBUS": "; workers hand batches over in shared memory (/dev/shm), which may be full: enlarge it or "
+                      "use fewer data.workers"}.get(name, "")
+    return f"a DataLoader worker (pid {ended[0].pid}) was killed by signal {name}{more}{hint}"
+
+
+def _quiet_worker_deaths() -> None:
+    """torch's SIGCHLD handler raises a worker's death in the main thread wherever that thread is at the
+    moment: writing a trial's result, between two trials, or halfway through receiving a batch from another
+    worker (which then prints the traceback of its broken connection). Wrapped, it raises nothing; ``_read``
+    finds the death before the next read, or when torch, waiting for the dead worker's batch, looks at its
+    workers (every MP_STATUS_CHECK_INTERVAL, 5 s)."""
+    handler = signal.getsignal(signal.SIGCHLD)  # torch's, set by the first iter() of a loader with workers
+    if getattr(handler, "__module__", None) != "torch.utils.data._utils.signal_handling" \
+            or threading.current_thread() is not threading.main_thread():
+        return  # not torch's (none, or already wrapped), or no signal handler can be set from here
+
+    def quiet(signum, frame):
+        with contextlib.suppress(RuntimeError):
+            handler(signum, frame)
+
+    signal.signal(signal.SIGCHLD, quiet)
+
+
+def _read(loader: DataLoader) -> Iterator:
+    """The loader's batches; a worker that has ended raises WorkerDied here, before or during a read."""
+    iterator = None
+    while True:
+        ended = _ended_workers(loader)
+        if ended:
+            raise WorkerDied(_death(ended))
+        try:
+            if iterator is None:
+                iterator = iter(loader)
+                _quiet_worker_deaths()
+            batch = next(iterator)
+        except StopIteration:
+            return
+        except (RuntimeError, ConnectionError, EOFError):  # "DataLoader worker (pid(s) N) exited unexpectedly", or
+            ended = _ended_workers(loader, DEATH_WAIT_S)  # the connection a killed worker was sending a batch through
+            if not ended:
+                raise
+        if ended:
+            raise WorkerDied(_death(ended))
+        yield batch
 
 
 def _collate_raw(items):
@@ -118,6 +200,11 @@ class FileTable:
             self._loaders[key] = (loader, order)
         return self._loaders[key]
 
+    def drop_loader(self, device: torch.device, raw: bool) -> None:
+        """Forget a loader whose worker died: its persistent iterator would wait for that worker on every
+        pass. Its other workers are stopped when it is garbage."""
+        self._loaders.pop((str(device), raw), None)
+
 
 @dataclass(frozen=True)
 class ImageFiles:
@@ -161,7 +248,7 @@ class ImageFiles:
         loader, order = self.table.loader(self.device, raw=on_device)
         order.batches = [self.index[batch.cpu()].tolist() for batch in index_batches]
         try:
-            for rows, (images, labels) in zip(order.batches, loader):
+            for rows, (images, labels) in zip(order.batches, _read(loader)):
                 if on_device:
                     paths = [self.table.paths[row] for row in rows]
                     images = decode_jpeg_batch(images, paths, self.table.mode, self.table.size, self.device)
@@ -170,6 +257,9 @@ class ImageFiles:
                 yield images, labels.to(self.device, non_blocking=True)
         except DataError as err:  # a file that passed the header scan but does not decode
             raise _from_worker(err) from None
+        except WorkerDied:
+            self.table.drop_loader(self.device, raw=on_device)
+            raise
 
     def load(self) -> LabelledImages:
         """Every image of this part decoded into memory (for statistics on a sample, and for tests)."""

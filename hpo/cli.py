@@ -536,6 +536,12 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     except BrokenPipeError:  # e.g. `hpo check ... | head`
         return 0
+    except RuntimeError as err:  # good data that could not be read (a DataLoader worker killed)
+        data_errors = sys.modules.get("data.errors")
+        if data_errors is None or not isinstance(err, data_errors.DataFailed):
+            raise
+        _say(args.command, "failed", str(err))
+        return EXIT_FAILED
     except Exception as err:  # a store that filled up or turned read-only where no call site named it
         from hpo.store_failures import is_full, is_read_only, unwritable
         if not (is_full(err) or is_read_only(err)):

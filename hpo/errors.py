@@ -16,6 +16,13 @@ class WorkFailed(Exception):
     """Work that could not be done with good input (a retrain that diverged): one line, exit code 1."""
 
 
+class OutOfMemory(WorkFailed):
+    """A training or evaluation batch that did not fit in its device's memory (CUDA, or the CPU's allocator),
+    raised by ``hpo/trainer.py`` once that memory is released: in a search the trial is FAILED with it and the
+    study goes on. The message starts ``out of memory at batch size N``; its note (``__notes__``) holds the
+    traceback of the allocation that failed, for the run's error.txt."""
+
+
 class SpecError(UserError):
     """A study file (or a ``--set`` override) that does not validate."""
 

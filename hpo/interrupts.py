@@ -36,6 +36,7 @@ class _State:
     deferring = 0  # nesting depth of signals_deferred blocks
     pending: int | None = None  # a signal that arrived while deferring
     stopping = False  # one signal has been raised: ignore the rest
+    raised: int | None = None  # the signal raised, for raise_if_swallowed
 
 
 def _handler(signum, frame):
@@ -44,13 +45,23 @@ def _handler(signum, frame):
     if _State.deferring:
         _State.pending = signum
         return
-    _State.stopping = True
+    _State.stopping, _State.raised = True, signum
     raise Interrupted(signum)
+
+
+def raise_if_swallowed() -> None:
+    """Raise again a signal whose Interrupted never arrived. Python prints and drops an exception raised in
+    a ``__del__`` or a weakref callback (SQLAlchemy runs some at garbage collection), so a signal handled
+    just then would be lost. Called where the work loops go on (each trial, each epoch): an Interrupted
+    that did arrive never lets them get there."""
+    if _State.raised is not None:
+        signum, _State.raised = _State.raised, None
+        raise Interrupted(signum)
 
 
 @contextlib.contextmanager
 def interrupts_raise():
-    _State.deferring, _State.pending, _State.stopping = 0, None, False
+    _State.deferring, _State.pending, _State.stopping, _State.raised = 0, None, False, None
     previous = {s: signal.signal(s, _handler) for s in HANDLED}
     try:
         yield
@@ -69,4 +80,5 @@ def signals_deferred():
         _State.deferring -= 1
         if not _State.deferring and _State.pending is not None and not _State.stopping:
             signum, _State.pending, _State.stopping = _State.pending, None, True
+            _State.raised = signum
             raise Interrupted(signum)

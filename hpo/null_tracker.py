@@ -31,6 +31,9 @@ class NullRun:
     def end_as_trial(self, trial_state) -> None:
         pass
 
+    def keep_state(self, path) -> None:
+        pass
+
 
 class NullTracker:
     uri = "off (--no-tracking)"
@@ -49,6 +52,12 @@ class NullTracker:
         yield NullRun()
 
     def log_checkpoint(self, run, checkpoint: dict, artifact: str = "") -> None:
+        pass
+
+    def fetch_state(self, run_ids, path) -> bool:
+        return False
+
+    def drop_state(self, run_ids) -> None:
         pass
 
     def reconcile(self, study) -> list[str]:

@@ -10,6 +10,10 @@ reported (so the pruner sees one history), then trains only the missing epochs. 
 is the one an uninterrupted trial gives (tests/test_resume.py). A retrain keeps its state the same
 way (``retrain-trial-<N>-<E>ep.pt``, with its early-stopping bookkeeping) and a rerun resumes it.
 
+With a tracking server (several machines), a trial's run also keeps a copy of its state file in its
+artifacts (``hpo-state/``, ``RunLog.keep_state``), so a retry on another machine downloads it and goes on
+from it too; the copies go when the trial's line finishes. The retrain's state stays on its machine.
+
 Trial user attributes: ``trial_seed`` (the training seed, kept by retries), ``resumes_trial`` (the
 trial whose state file a retry goes on from: the first of its line), ``retry_of`` (the trial it
 replaces), ``attempt`` (1 for the first retry). The study's user attribute ``retries`` lists them.
@@ -114,6 +118,16 @@ def died(trial: FrozenTrial) -> bool:
 
     return trial.state == TrialState.FAIL and (trial.user_attrs.get("died", False)
                                                 or "fail_reason" not in trial.user_attrs)
+
+
+def dead_line(study: optuna.Study, trial: optuna.Trial | FrozenTrial) -> list[FrozenTrial]:
+    """The dead trials a retry replaces, the latest first (the trial it retries, that one's, ...)."""
+    storage, line, number = study._storage, [], trial.user_attrs.get("retry_of")
+    while number is not None:
+        dead = storage.get_trial(storage.get_trial_id_from_study_id_trial_number(study._study_id, number))
+        line.append(dead)
+        number = dead.user_attrs.get("retry_of")
+    return line
 
 
 RETRIES_ATTR = "retries"  # study user attribute: [dead trial, its retry] pairs, in the order they were enqueued

@@ -23,6 +23,7 @@ from hpo.context import Context
 from hpo.divergence import divergence
 from hpo.hyperparams import Hyperparams
 from hpo.errors import UserError, WorkFailed
+from hpo.interrupts import raise_if_swallowed
 from hpo.locks import store_lock
 from hpo.store_failures import retried
 from hpo.study import url_of
@@ -108,6 +109,7 @@ def retrain(ctx: Context, best: optuna.trial.FrozenTrial, epochs: int) -> Retrai
         for result in () if stopped else fit(
                 model, train, hp, epochs, mean=splits.mean, std=splits.std, device=device, seed=seed, val=val,
                 compile_mode=spec.compile, keep_state=latest.update, resume=saved["trainer"] if saved else None):
+            raise_if_swallowed()
             run.log_epoch(result)
             trained = result.epoch
             first_loss = result.train_loss if first_loss is None else first_loss

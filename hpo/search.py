@@ -21,12 +21,12 @@ from optuna.trial import FrozenTrial, TrialState
 from hpo import resume
 from hpo.context import Context
 from hpo.divergence import divergence
-from hpo.interrupts import signals_deferred
+from hpo.interrupts import raise_if_swallowed, signals_deferred
 from hpo.store_failures import StoreUnavailable, StoreUnwritable, retried
 from hpo.study import claim_trial, count_finished, fail_running, heartbeat, url_of
 from hpo.study_sampler import proposal_index
 from hpo.urls import normalized
-from hpo.trainer import fit, seed_everything
+from hpo.trainer import fit, release_memory, seed_everything
 
 MAX_FAILURES_IN_A_ROW = 3  # then the cause is likely not the hyperparameters: stop and say so
 WAIT_S = 1.0  # how often a process with nothing to claim looks again while others run the last trials
@@ -69,6 +69,7 @@ def run_search(ctx: Context, study: optuna.Study) -> SearchEnd:
         return ctx.tracker.logged_result(trial, spec.metric)
 
     while failures_in_a_row < MAX_FAILURES_IN_A_ROW:
+        raise_if_swallowed()
         if spec.budget.timeout_s is not None and time.time() - started > spec.budget.timeout_s:
             return SearchEnd("timeout")
         claim = retried("the study storage (claiming a trial)", claim_trial, study, spec.budget.trials, recover,
@@ -110,8 +111,11 @@ def run_trial(ctx: Context, study: optuna.Study, trial: optuna.Trial) -> FrozenT
     retried("the study storage", trial.set_user_attr, "trial_seed", seed)
     state_file = resume.state_file(spec.name, trial)
     stamp = resume.fingerprint(normalized(url_of(study)), study._study_id, hp.as_dict(), seed, spec.budget.epochs)
+    dead_runs = [t.user_attrs["mlflow_run_id"] for t in resume.dead_line(study, trial) if "mlflow_run_id" in t.user_attrs]
     if "resumes_trial" not in trial.user_attrs:
         resume.discard(state_file)  # whatever an older study of this name left there
+    elif not state_file.is_file():  # the trial died on another machine: its run kept the state on the server
+        ctx.tracker.fetch_state(dead_runs, state_file)
     frozen = None
     try:
         with ctx.tracker.trial_run(trial, hp.as_dict(), seed, ctx.parent_run_id) as run:
@@ -124,6 +128,7 @@ def run_trial(ctx: Context, study: optuna.Study, trial: optuna.Trial) -> FrozenT
                     frozen = fail_running(study, trial, err)
                 if frozen is not None and not frozen.user_attrs.get("died"):
                     resume.discard(state_file)  # the trial's own failure: no retry will want its state
+                    ctx.tracker.drop_state([run.run_id, *dead_runs])
                 raise  # the run records the traceback in error.txt
             with signals_deferred():  # Optuna's verdict and the run's status must agree
                 frozen = retried(f"the study storage (trial {trial.number}'s result)", study.tell, trial,
@@ -131,11 +136,14 @@ def run_trial(ctx: Context, study: optuna.Study, trial: optuna.Trial) -> FrozenT
                                  skip_if_finished=True)  # a retry after a lost reply to a stored tell
                 run.end_as_trial(state)  # a pruned run has its hpo.prune_reason tag already (_stop)
             resume.discard(state_file)
+            ctx.tracker.drop_state([run.run_id, *dead_runs])
     except (StoreUnwritable, StoreUnavailable):  # no trial can be recorded: stop the study
         raise
     except Exception as err:  # recorded above; the study goes on
         if frozen is None:  # failed before training started (e.g. the tracking store)
             frozen = fail_running(study, trial, err)
+    if frozen.state == TrialState.FAIL:  # its error (and the frames holding its tensors) is gone now: on a GPU,
+        release_memory(ctx.device)  # the freed blocks go back to the driver, for the workers sharing it
     return frozen
 
 
@@ -165,6 +173,7 @@ def train_trial(ctx: Context, trial: optuna.Trial, hp, seed: int, run, state_fil
     for result in fit(model, splits.train, hp, spec.budget.epochs, mean=splits.mean, std=splits.std,
                       device=ctx.device, seed=seed, val=splits.val, compile_mode=spec.compile,
                       keep_state=latest.update, resume=saved["trainer"] if saved else None):
+        raise_if_swallowed()
         run.log_epoch(result)
         retried("the study storage", trial.set_user_attr, "epochs", result.epoch)
         first_loss = result.train_loss if first_loss is None else first_loss
@@ -178,6 +187,7 @@ def train_trial(ctx: Context, trial: optuna.Trial, hp, seed: int, run, state_fil
             _stop(trial, run, f"pruned by the {spec.pruner.name} pruner after epoch {result.epoch}")
         retried(f"the trial's state file ({state_file})", resume.save, state_file,
                 {"trainer": dict(latest), "reported": reported, "first_loss": first_loss, "fingerprint": stamp})
+        run.keep_state(state_file)  # on a tracking server, for a retry on another machine
     run.log_metrics({spec.metric + "_final": value})
     return value
 

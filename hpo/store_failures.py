@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import errno
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -78,8 +79,13 @@ def is_passing(err: BaseException) -> bool:
 
 
 def first_line(err: BaseException) -> str:
+    """The error's first line; after its class name, unless it is one of ours, whose words say it all."""
     text = str(err).strip().splitlines()
-    return f"{type(err).__name__}: {text[0][:300] if text else ''}"
+    line = text[0][:300] if text else ""
+    data_errors = sys.modules.get("data.errors")  # loaded with any loader; importing it here would load torch
+    if isinstance(err, (UserError, WorkFailed)) or (data_errors and isinstance(err, data_errors.DataFailed)):
+        return line
+    return f"{type(err).__name__}: {line}"
 
 
 def unwritable(what: str, err: BaseException) -> StoreUnwritable:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -50,6 +51,7 @@ logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
 logging.getLogger("alembic").setLevel(logging.WARNING)
 
 CHECKPOINT_ARTIFACT = "model/checkpoint.pt"  # where a retrain run keeps its final checkpoint
+STATE_ARTIFACT = "hpo-state"  # where a trial's run on a tracking server keeps its latest training state
 
 
 def _millis() -> int:
@@ -68,6 +70,7 @@ class RunLog:
         self.client, self.run_id, self.name = client, run_id, name  # run_id None: MLflow could not create it
         self.ended_as: tuple[str, str] | None = None  # (hpo.state, status) when the block must not decide
         self.lost = lost  # why logging to this run stopped
+        self.shares_state = False  # keep_state uploads: set by the Tracker of a tracking server
 
     @classmethod
     def create(cls, client: MlflowClient, experiment_id: str, name: str, tags: Mapping[str, str]) -> "RunLog":
@@ -123,6 +126,12 @@ class RunLog:
 
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
         self._log(f"writing {Path(path).name}", self.client.log_artifact, self.run_id, str(path), artifact_path)
+
+    def keep_state(self, path: Path) -> None:
+        """On a tracking server, a copy of the training's latest state file (hpo/resume.py) in the run's
+        artifacts (``STATE_ARTIFACT/``), where a retry on another machine finds it (``Tracker.fetch_state``)."""
+        if self.shares_state:
+            self._log("keeping the training state", self.client.log_artifact, self.run_id, str(path), STATE_ARTIFACT)
 
     def log_text(self, text: str, artifact_file: str) -> None:
         self._log(f"writing {artifact_file}", self.client.log_text, self.run_id, text, artifact_file)
@@ -188,6 +197,8 @@ class Tracker:
             if experiment is None:
                 experiment = self._create_experiment(study_name, artifacts)
             self.experiment_id = experiment.experiment_id
+        # A tracking server is what every machine reaches: trials keep their training state there too.
+        self.shares_state = self.uri.startswith(("http:", "https:"))
 
     def _create_experiment(self, study_name: str, artifacts: str | None):
         """The study's new experiment; on a tracking server, another machine may create it at the same moment
@@ -214,6 +225,7 @@ class Tracker:
         if parent_run_id:
             tags["mlflow.parentRunId"] = parent_run_id
         log = RunLog.create(self.client, self.experiment_id, name, {k: str(v) for k, v in tags.items()})
+        log.shares_state = self.shares_state
         error: BaseException | None = None
         try:
             if params:
@@ -255,6 +267,33 @@ class Tracker:
                        params={**hyperparams, "seed": seed, "epochs": epochs},
                        parent_run_id=parent_run_id) as run:
             yield run
+
+    def fetch_state(self, run_ids: list[str], path: Path) -> bool:
+        """The training state that the first of ``run_ids`` to have kept one kept (``RunLog.keep_state``),
+        downloaded to ``path``; False when none of them did (or not on a tracking server)."""
+        if not self.shares_state:
+            return False
+        for run_id in run_ids:
+            with tempfile.TemporaryDirectory(prefix="hpo-state-") as scratch:
+                try:
+                    got = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=f"{STATE_ARTIFACT}/{path.name}",
+                                                              dst_path=scratch, tracking_uri=self.uri)
+                except Exception:  # no such artifact, or the server is away: the retry starts over
+                    continue
+                path.parent.mkdir(parents=True, exist_ok=True)
+                shutil.move(got, path)
+                return True
+        return False
+
+    def drop_state(self, run_ids: list[str]) -> None:
+        """Remove the kept training states of ``run_ids``: their trial line has finished. Best effort."""
+        if not self.shares_state:
+            return
+        from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+        for run_id in run_ids:
+            with contextlib.suppress(Exception):  # nothing kept, or the server is away: a file left behind
+                get_artifact_repository(self.client.get_run(run_id).info.artifact_uri).delete_artifacts(STATE_ARTIFACT)
 
     def log_checkpoint(self, run: RunLog, checkpoint: dict, artifact: str = CHECKPOINT_ARTIFACT) -> None:
         import torch

@@ -11,14 +11,23 @@ batch is converted, augmented and normalised on the device. Losses
 accumulate on the device and are read once per epoch, so the step never
 waits for the host. One batch's forward and backward (``forward_backward``)
 is also the step of the LR range test (``hpo/lr_find.py``).
+
+A batch that does not fit in the device's memory (CUDA's, or the CPU's
+allocator refusing) ends ``fit``, ``evaluate`` and ``forward_backward`` with
+:class:`hpo.errors.OutOfMemory` ("out of memory at batch size N on DEVICE"),
+raised only once the memory the failed step held has been released, so the
+next trial of a search starts with it free.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import gc
 import random
+import re
 import time
+import traceback
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
@@ -29,8 +38,16 @@ from torch.optim.swa_utils import SWALR, AveragedModel, get_ema_multi_avg_fn, up
 
 from data.batches import EVAL_BATCH_SIZE, evaluation_batches, steps_per_epoch, training_batches
 from data.transforms import Augmentation, normalize, to_float
+from hpo.errors import OutOfMemory
 from hpo.optim import OPTIMIZERS, SCHEDULERS
 from hpo.hyperparams import Hyperparams
+
+# How torch says an allocation failed. CUDA's caching allocator raises torch.OutOfMemoryError; the CPU's allocator
+# raises a plain RuntimeError (torch 2.14.1: "[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator:
+# can't allocate memory: you tried to allocate 140737488355328 bytes. Error code 12 (Cannot allocate memory)"),
+# and so do CUDA calls that bypass the caching allocator (cuBLAS's workspace, cudaMalloc in an extension).
+OUT_OF_MEMORY_WORDS = ("DefaultCPUAllocator: can't allocate memory", "CUDA error: out of memory",
+                       "CUBLAS_STATUS_ALLOC_FAILED")
 
 
 @dataclass(frozen=True)
@@ -68,6 +85,44 @@ def resolve_device(name: str = "auto") -> torch.device:
         torch.backends.cuda.matmul.allow_tf32 = True  # for whatever runs outside bf16 autocast
         torch.backends.cudnn.allow_tf32 = True
     return device
+
+
+def out_of_memory(err: BaseException, batch_size: int, device: torch.device,
+                  hint: str = "try a smaller batch_size range") -> OutOfMemory | None:
+    """``err`` as an :class:`OutOfMemory` naming the batch size and the device, or None when it is no failed
+    allocation.
+
+    Raise it only after leaving the ``except`` block that caught ``err``, and after :func:`release_memory`:
+    raised inside, it would hold ``err`` as its ``__context__``, and with ``err`` its traceback and the
+    frames that hold the batch's activations. Its note keeps that traceback as text, for the run's error.txt.
+    """
+    text = str(err)
+    if not isinstance(err, torch.OutOfMemoryError) and not any(words in text for words in OUT_OF_MEMORY_WORDS):
+        return None
+    where = str(device)
+    if device.type == "cuda":
+        gpu = torch.cuda.get_device_properties(device)  # "cuda" alone: the current GPU
+        where += f" ({gpu.name}, {gpu.total_memory / 2**30:.0f} GiB)"
+    if asked := re.search(r"tried to allocate (\d+) bytes", text):  # the CPU allocator's words
+        where += f", allocating {_in_binary_units(int(asked.group(1)))}"
+    elif asked := re.search(r"Tried to allocate ([\d.]+ [KMGTP]?i?B)", text):  # CUDA's, in the same units
+        where += f", allocating {asked.group(1)}"
+    failure = OutOfMemory(f"out of memory at batch size {batch_size} on {where}; {hint}")
+    failure.add_note("The allocation that failed:\n" + "".join(traceback.format_exception(err)).rstrip())
+    return failure
+
+
+def _in_binary_units(n_bytes: int) -> str:
+    exponent = min(max(0, (n_bytes.bit_length() - 1) // 10), 5)
+    return f"{n_bytes / 1024**exponent:.2f} {('bytes', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB')[exponent]}"
+
+
+def release_memory(device: torch.device) -> None:
+    """Free what a failed step left behind: tensors that only reference cycles still hold, and on a GPU the
+    caching allocator's free blocks, for other processes on the same GPU (``hpo run --trials-per-gpu``)."""
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
 
 
 def seed_everything(seed: int) -> None:
@@ -154,7 +209,32 @@ def fit(model: nn.Module, train, hp: Hyperparams, epochs: int, *,
         for result in fit(model, splits.train, Hyperparams(lr=3e-3), 3, mean=splits.mean, std=splits.std,
                           device=torch.device("cpu"), seed=0, val=splits.val):
             print(result.epoch, result.val_accuracy)
+
+    A batch that does not fit in memory raises :class:`hpo.errors.OutOfMemory` ("out of memory at batch size
+    N on DEVICE, ...") once the memory the training held (the batch, its activations, the gradients, the
+    optimizer's state, the EMA and SWA copies) is released; ``model`` keeps the weights it had.
     """
+    try:
+        yield from _train(model, train, hp, epochs, mean=mean, std=std, device=device, seed=seed, val=val,
+                          compile_mode=compile_mode, acceleration=acceleration, keep_state=keep_state, resume=resume)
+        return
+    except OutOfMemory as err:  # a training step's (forward_backward) or an evaluation's (evaluate)
+        failure = err.with_traceback(None)
+    except RuntimeError as err:  # e.g. the optimizer's state, allocated at its first step
+        failure = out_of_memory(err, min(hp.batch_size, len(train)), device)
+        if failure is None:
+            raise
+    # Out of the except block, the caught error's traceback is gone, and with it _train's frame: the batch,
+    # the optimizer and its state, the EMA and SWA copies. The gradients live on the model.
+    model.zero_grad(set_to_none=True)
+    release_memory(device)
+    raise failure
+
+
+def _train(model: nn.Module, train, hp: Hyperparams, epochs: int, *, mean: Sequence[float], std: Sequence[float],
+           device: torch.device, seed: int, val, compile_mode: str, acceleration: Acceleration | None,
+           keep_state: Callable[[dict], None] | None, resume: Mapping[str, Any] | None) -> Iterator[EpochResult]:
+    """``fit``'s loop."""
     acceleration = acceleration or Acceleration.for_device(device)
     model.to(device, memory_format=acceleration.memory_format)
     if resume is not None:
@@ -252,13 +332,23 @@ def forward_backward(forward: nn.Module, images: torch.Tensor, labels: torch.Ten
     """One training batch up to the optimizer step (the caller's): augment, normalise, forward, backward.
 
     The batch's gradient, divided by ``accumulation``, adds to each parameter's ``.grad``. Returns its mean
-    loss, detached and still on the device: reading it here would make every step wait for the host.
+    loss, detached and still on the device: reading it here would make every step wait for the host. A batch
+    that does not fit raises :class:`hpo.errors.OutOfMemory` (see :func:`out_of_memory`).
     """
-    x = normalize(augment(to_float(images), generator), mean, std).contiguous(memory_format=acceleration.memory_format)
-    with acceleration.autocast(images.device):
-        loss = loss_fn(forward(x), labels)
-    (loss / accumulation).backward()
-    return loss.detach()
+    try:
+        x = normalize(augment(to_float(images), generator), mean, std).contiguous(
+            memory_format=acceleration.memory_format)
+        with acceleration.autocast(images.device):
+            loss = loss_fn(forward(x), labels)
+        (loss / accumulation).backward()
+        return loss.detach()
+    except RuntimeError as err:
+        failure = out_of_memory(err, len(images), images.device)
+        if failure is None:
+            raise
+    x = loss = None  # the batch and the graph of its activations
+    release_memory(images.device)
+    raise failure
 
 
 def normalized_batches(part, mean, std) -> Iterator[torch.Tensor]:
@@ -287,9 +377,25 @@ def predict(model: nn.Module, images: torch.Tensor, *, mean: Sequence[float], st
                      acceleration=acceleration)
 
 
-@torch.no_grad()
 def evaluate(model: nn.Module, part, *, mean: Sequence[float], std: Sequence[float],
              device: torch.device, acceleration: Acceleration | None = None) -> Evaluation:
+    """Loss, accuracy and top-5 of ``model`` on ``part``, ``EVAL_BATCH_SIZE`` images at a time. A batch that
+    does not fit raises :class:`hpo.errors.OutOfMemory` (see :func:`out_of_memory`)."""
+    try:
+        return _evaluate(model, part, mean=mean, std=std, device=device, acceleration=acceleration)
+    except RuntimeError as err:
+        failure = out_of_memory(err, min(EVAL_BATCH_SIZE, len(part)), device,
+                                hint=f"evaluating {len(part)} images, {EVAL_BATCH_SIZE} at a time "
+                                     f"(data/batches.py: EVAL_BATCH_SIZE)")
+        if failure is None:
+            raise
+    release_memory(device)  # the logits and the batch went with _evaluate's frame, in the caught traceback
+    raise failure
+
+
+@torch.no_grad()
+def _evaluate(model: nn.Module, part, *, mean: Sequence[float], std: Sequence[float],
+              device: torch.device, acceleration: Acceleration | None) -> Evaluation:
     labels = []
 
     def images():

@@ -142,3 +142,56 @@ def test_a_database_restarted_under_a_running_study_is_waited_for(postgres, tmp_
     trials = optuna.load_study(study_name="restarted", storage=f"{postgres}/studies").trials
     assert sum(t.state.name in ("COMPLETE", "PRUNED") for t in trials) == 6
     assert not [t for t in trials if t.state.name == "RUNNING"]
+
+
+def test_a_trial_killed_on_one_machine_resumes_on_another(postgres, tracking_server, tmp_path):
+    """Machine A is SIGKILLed inside trial 0 once the tracking server holds its state after an epoch; machine B,
+    with a state folder of its own, retries it from that state (downloaded from A's run), not from epoch 0."""
+    import time
+
+    from mlflow.tracking import MlflowClient
+
+    study = dict(TINY_STUDY, name="moved", model={"name": "digits_cnn", "width": 32}, enqueue=TINY_STUDY["enqueue"][:1],
+                 budget={"trials": 2, "epochs": 6, "retrain": {"epochs": 1}}, pruner={"name": "none"})
+    client = MlflowClient(tracking_server)
+
+    def machine(name):
+        work = tmp_path / name
+        (work / "tmp").mkdir(parents=True)
+        env = {k: v for k, v in os.environ.items() if k not in ("HPO_ARTIFACTS",)}
+        env.update(HPO_STORAGE=f"{postgres}/studies", MLFLOW_TRACKING_URI=tracking_server, TMPDIR=str(work / "tmp"),
+                   HPO_STATE=str(work / "hpo-state"))
+        return subprocess.Popen([sys.executable, "-m", "hpo", "run", str(write_study(work, study)), "--no-retrain"],
+                                cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    def kept_on_server() -> bool:
+        experiment = client.get_experiment_by_name("moved")
+        runs = client.search_runs([experiment.experiment_id], "tags.`hpo.trial` = '0'") if experiment else []
+        return bool(runs) and any(f.path == "hpo-state/trial-0.pt"
+                                  for f in client.list_artifacts(runs[0].info.run_id, "hpo-state"))
+
+    a = machine("a")
+    deadline = time.time() + 300
+    while not kept_on_server() and a.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    a.kill()
+    a.wait()
+    storage = f"{postgres}/studies"
+    assert optuna.load_study(study_name="moved", storage=storage).trials[0].state.name == "RUNNING", \
+        "machine A was to be killed inside trial 0"
+    import torch
+
+    [dead_run] = client.search_runs([client.get_experiment_by_name("moved").experiment_id], "tags.`hpo.trial` = '0'")
+    kept = torch.load(client.download_artifacts(dead_run.info.run_id, "hpo-state/trial-0.pt", str(tmp_path)),
+                      weights_only=True)["trainer"]["epoch"]
+
+    b = machine("b")
+    out = b.communicate(timeout=600)[0]
+    assert b.returncode == 0 and "Traceback" not in out, out
+    trials = optuna.load_study(study_name="moved", storage=storage).trials
+    [retry] = [t for t in trials if t.user_attrs.get("retry_of") == 0]
+    assert retry.state.name == "COMPLETE" and retry.user_attrs["resumed_after_epoch"] == kept >= 1, (kept, out)
+    assert sum(t.state.name == "COMPLETE" for t in trials) == 2
+    runs = client.search_runs([client.get_experiment_by_name("moved").experiment_id], "tags.`hpo.role` = 'trial'")
+    assert all(not client.list_artifacts(r.info.run_id, "hpo-state") for r in runs), "the copies go with the line"
+    assert not (tmp_path / "b" / "hpo-state").exists()
