@@ -96,7 +96,10 @@ def port(value: str) -> int:
 
 def postgres_url(value: str) -> str:
     if not value.startswith("postgresql"):
-        raise argparse.ArgumentTypeError(f"{value!r} is not a PostgreSQL URL; e.g. postgresql+psycopg://hpo@db/hpo")
+        from hpo.urls import masked
+
+        raise argparse.ArgumentTypeError(f"{masked(value)!r} is not a PostgreSQL URL; e.g. "
+                                         f"postgresql+psycopg://hpo@db/hpo")
     return value
 
 

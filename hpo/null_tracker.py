@@ -54,7 +54,7 @@ class NullTracker:
     def log_checkpoint(self, run, checkpoint: dict, artifact: str = "") -> None:
         pass
 
-    def fetch_state(self, run_ids, path) -> bool:
+    def fetch_state(self, run_ids, name, path) -> bool:
         return False
 
     def drop_state(self, run_ids) -> None:

@@ -237,7 +237,9 @@ def open_tracker(study_name: str, stores: Stores):
         from hpo.null_tracker import NullTracker
         return NullTracker()
     from hpo.tracking import Tracker
-    return Tracker(study_name, stores.tracking, stores.artifacts)
+    from hpo.urls import sqlite_path, storage_url
+    return Tracker(study_name, stores.tracking, stores.artifacts,
+                   several_machines=sqlite_path(storage_url(stores.storage)) is None)
 
 
 def retrain_study(study_arg: str, stores: Stores, overrides: tuple[str, ...] = (), device: str | None = None,

@@ -135,8 +135,12 @@ RETRIES_ATTR = "retries"  # study user attribute: [dead trial, its retry] pairs,
 
 def retries(study: optuna.Study) -> list[tuple[int, int]]:
     """The study's retries as (dead trial, retry) numbers: a study attribute, so neither a claim nor a trial's
-    seed reads every trial of the study to find them."""
-    return [tuple(pair) for pair in study.user_attrs.get(RETRIES_ATTR, [])]
+    seed reads every trial of the study to find them (a study from before the attribute: read from its trials)."""
+    pairs = study.user_attrs.get(RETRIES_ATTR)
+    if pairs is None:
+        return [(t.user_attrs["retry_of"], t.number) for t in study.get_trials(deepcopy=False)
+                if "retry_of" in t.user_attrs]
+    return [tuple(pair) for pair in pairs]
 
 
 def retry_dead_trials(study: optuna.Study, retries_allowed: int) -> list[str]:
@@ -144,7 +148,17 @@ def retry_dead_trials(study: optuna.Study, retries_allowed: int) -> list[str]:
     console line each. Called under the study's claim lock."""
     from optuna.trial import TrialState
 
+    from hpo.interrupts import signals_deferred
+
     pairs = retries(study)
+    # A retry enqueued by a claim cut short before it listed it (a kill, a store that failed): listed now.
+    listed = {retry for _, retry in pairs}
+    pending = [(t.user_attrs["retry_of"], t.number) for t in study.get_trials(
+        deepcopy=False, states=(TrialState.WAITING, TrialState.RUNNING))
+        if "retry_of" in t.user_attrs and t.number not in listed]
+    if pending or RETRIES_ATTR not in study.user_attrs:
+        pairs += pending
+        study.set_user_attr(RETRIES_ATTR, [list(pair) for pair in pairs])
     retried_already = {dead for dead, _ in pairs}
     given_up = set(study.user_attrs.get("retries_used_up", []))
     lines = []
@@ -159,11 +173,39 @@ def retry_dead_trials(study: optuna.Study, retries_allowed: int) -> list[str]:
             lines.append(f"trial {trial.number} died and has had its {retries_allowed} retries (budget.retries)")
             continue
         root = trial.user_attrs.get("resumes_trial", trial.number)
-        study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number, "resumes_trial": root,
-                                                      "attempt": attempt, "trial_seed": trial.user_attrs["trial_seed"]})
-        retry = max(t.number for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
-                    if t.user_attrs.get("retry_of") == trial.number)
-        pairs.append((trial.number, retry))
-        study.set_user_attr(RETRIES_ATTR, [list(pair) for pair in pairs])
+        with signals_deferred():  # enqueued and listed together
+            study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number, "resumes_trial": root,
+                                                          "attempt": attempt, "trial_seed": trial.user_attrs["trial_seed"]})
+            retry = max(t.number for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+                        if t.user_attrs.get("retry_of") == trial.number)
+            pairs.append((trial.number, retry))
+            study.set_user_attr(RETRIES_ATTR, [list(pair) for pair in pairs])
         lines.append(f"trial {trial.number} died: a retry goes on from its last finished epoch")
     return lines
+
+
+def kept_epoch(path: Path) -> int:
+    """The last epoch the state file at ``path`` holds; 0 when there is none or it cannot be read."""
+    import torch
+
+    try:
+        return int(torch.load(path, map_location="cpu", weights_only=True)["trainer"]["epoch"])
+    except Exception:
+        return 0
+
+
+def adopt_if_newer(path: Path, candidate: Path) -> None:
+    """Put ``candidate`` (a state downloaded from a tracking server) at ``path`` if it holds a later epoch."""
+    if kept_epoch(candidate) > kept_epoch(path):
+        candidate.replace(path)
+    else:
+        candidate.unlink(missing_ok=True)
+
+
+def study_identity(study: optuna.Study) -> str:
+    """What tells this study from another of the same name (elsewhere, or deleted and made again): the id it
+    was given at creation (``hpo.study.open_study``), else its storage URL and row id."""
+    from hpo.study import url_of
+    from hpo.urls import normalized
+
+    return study.user_attrs.get("uid") or f"{normalized(url_of(study))}#{study._study_id}"

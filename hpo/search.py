@@ -23,9 +23,8 @@ from hpo.context import Context
 from hpo.divergence import divergence
 from hpo.interrupts import raise_if_swallowed, signals_deferred
 from hpo.store_failures import StoreUnavailable, StoreUnwritable, retried
-from hpo.study import claim_trial, count_finished, fail_running, heartbeat, url_of
+from hpo.study import claim_trial, count_finished, fail_running, heartbeat
 from hpo.study_sampler import proposal_index
-from hpo.urls import normalized
 from hpo.trainer import fit, release_memory, seed_everything
 
 MAX_FAILURES_IN_A_ROW = 3  # then the cause is likely not the hyperparameters: stop and say so
@@ -107,15 +106,21 @@ def run_trial(ctx: Context, study: optuna.Study, trial: optuna.Trial) -> FrozenT
     spec = ctx.spec
     hp = spec.search.suggest(trial)
     # A retry keeps its line's seed; the others are numbered as in a study without retries (proposal_index).
-    seed = trial.user_attrs.get("trial_seed", spec.trial_seed(proposal_index(study, trial)))
+    seed = trial.user_attrs.get("trial_seed")
+    if seed is None:
+        seed = spec.trial_seed(retried("the study storage", proposal_index, study, trial))
     retried("the study storage", trial.set_user_attr, "trial_seed", seed)
     state_file = resume.state_file(spec.name, trial)
-    stamp = resume.fingerprint(normalized(url_of(study)), study._study_id, hp.as_dict(), seed, spec.budget.epochs)
-    dead_runs = [t.user_attrs["mlflow_run_id"] for t in resume.dead_line(study, trial) if "mlflow_run_id" in t.user_attrs]
+    stamp = resume.fingerprint(retried("the study storage", resume.study_identity, study), hp.as_dict(), seed,
+                               spec.budget.epochs)
+    dead = retried("the study storage", resume.dead_line, study, trial)
+    dead_runs = [t.user_attrs["mlflow_run_id"] for t in dead if "mlflow_run_id" in t.user_attrs]
     if "resumes_trial" not in trial.user_attrs:
         resume.discard(state_file)  # whatever an older study of this name left there
-    elif not state_file.is_file():  # the trial died on another machine: its run kept the state on the server
-        ctx.tracker.fetch_state(dead_runs, state_file)
+    elif dead and resume.kept_epoch(state_file) < dead[0].user_attrs.get("epochs", 0):
+        fetched = state_file.with_suffix(".fetched")  # it died on another machine, whose run kept its state
+        if ctx.tracker.fetch_state(dead_runs, state_file.name, fetched):
+            resume.adopt_if_newer(state_file, fetched)
     frozen = None
     try:
         with ctx.tracker.trial_run(trial, hp.as_dict(), seed, ctx.parent_run_id) as run:
@@ -155,6 +160,9 @@ def train_trial(ctx: Context, trial: optuna.Trial, hp, seed: int, run, state_fil
     study, parameters, seed and epochs) keeps a retry from going on from another training's state."""
     spec, splits = ctx.spec, ctx.splits
     saved = resume.load(state_file, stamp) if "resumes_trial" in trial.user_attrs else None
+    if saved is None and "retry_of" in trial.user_attrs:
+        ctx.print_line(f"trial {trial.number}: no kept state of trial {trial.user_attrs['retry_of']} to go on "
+                       f"from (none kept, or not this training's); it starts from epoch 0")
     reported: dict[int, float] = dict(saved["reported"]) if saved else {}
     first_loss = saved["first_loss"] if saved else None
     for epoch, value in sorted(reported.items()):  # one history for the pruner, one curve in MLflow

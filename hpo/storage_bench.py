@@ -17,6 +17,7 @@ with plain ``study.ask``/``study.tell`` on Optuna's in-memory storage, in one pr
 from __future__ import annotations
 
 import multiprocessing
+import queue
 import statistics
 import tempfile
 import time
@@ -24,10 +25,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from hpo.errors import WorkFailed
+from hpo.urls import masked
+
 EPOCHS = 3  # reports (and pruning checks) per trial
 TIMED = 48  # trials timed per measurement, shared by the workers (divisible by 1, 4 and 8)
 AT = (10, 1000)  # trials already in the study when timing starts
 WORKERS = (1, 4, 8)
+WORKER_TIMEOUT_S = 600
 
 
 @dataclass(frozen=True)
@@ -121,22 +126,31 @@ def _worker(url: str, sqlite_mode: str, name: str, budget: int, seed: int, start
     results.put(times)
 
 
-def measure(url: str, sqlite_mode: str, name: str, at: int, workers: int) -> float:
-    """Median seconds per trial, as each of ``workers`` processes sees it, in a study of ``at`` trials."""
+def measure(url: str, sqlite_mode: str, name: str, at: int, workers: int, timed: int = TIMED) -> float:
+    """Median seconds per trial, as each of ``workers`` processes sees it, over ``timed`` trials in a study
+    of ``at`` trials."""
     _fill(url, sqlite_mode, name, at)
     context = multiprocessing.get_context("spawn")
     results, start = context.Queue(), context.Barrier(workers)
-    processes = [context.Process(target=_worker, args=(url, sqlite_mode, name, at + TIMED, seed, start, results))
+    processes = [context.Process(target=_worker, args=(url, sqlite_mode, name, at + timed, seed, start, results))
                  for seed in range(workers)]
     for process in processes:
         process.start()
-    times = [t for _ in processes for t in results.get()]
-    for process in processes:
-        process.join()
+    try:
+        times = [t for _ in processes for t in results.get(timeout=WORKER_TIMEOUT_S)]
+    except queue.Empty:
+        codes = [process.exitcode for process in processes]
+        raise WorkFailed(f"hpo bench --storage: a worker on {masked(url)} gave no result in {WORKER_TIMEOUT_S} s "
+                         f"(exit codes {codes}); is the database reachable?") from None
+    finally:
+        for process in processes:
+            process.join(timeout=5)
+            if process.is_alive():
+                process.kill()
     return statistics.median(times)
 
 
-def reference() -> float:
+def reference(timed: int = TIMED) -> float:
     """Median seconds per trial of the same trial on Optuna's in-memory storage: plain ask and tell."""
     import optuna
 
@@ -144,7 +158,7 @@ def reference() -> float:
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=0),
                                 pruner=optuna.pruners.NopPruner())
     times = []
-    for _ in range(TIMED * 4):
+    for _ in range(timed * 4):
         started = time.perf_counter()
         trial = study.ask()
         params = _space(trial)
@@ -158,29 +172,30 @@ def reference() -> float:
     return statistics.median(times)
 
 
-def storage_overhead(storages: list[Storage], print_line=print) -> dict:
+def storage_overhead(storages: list[Storage], print_line=print, workers_counts: tuple[int, ...] = WORKERS,
+                     at_sizes: tuple[int, int] = AT, timed: int = TIMED) -> dict:
     """Measure every storage at every worker count and study size; print a table, return the numbers."""
-    ref = reference()
+    ref = reference(timed)
     print_line(f"storage overhead per trial (median ms a worker spends on one trial of a trivial objective; "
-               f"{TIMED} trials timed per cell)")
+               f"{timed} trials timed per cell)")
     print_line(f"  reference: plain ask/tell on Optuna's in-memory storage, one process: {ref * 1e3:.2f} ms")
-    young, old = (f"at {n}th" for n in AT)
+    young, old = (f"at {n}th" for n in at_sizes)
     print_line(f"  {'storage':24s} {'workers':>7s} {young:>9s} {old:>10s} {'growth':>8s} {'vs reference':>13s}")
     numbers: dict = {"reference_ms": ref * 1e3, "storages": {}}
     for storage in storages:
-        for workers in WORKERS:
+        for workers in workers_counts:
             cell = {}
-            for at in AT:
+            for at in at_sizes:
                 with tempfile.TemporaryDirectory(prefix="hpo-bench-storage-") as folder:
                     name = f"bench-storage-{at}-{workers}-{time.time_ns()}"
                     url = storage.url(Path(folder))
                     try:
-                        cell[at] = measure(url, storage.sqlite_mode, name, at, workers)
+                        cell[at] = measure(url, storage.sqlite_mode, name, at, workers, timed)
                     finally:
                         _delete(url, name)
             numbers["storages"].setdefault(storage.label, {})[workers] = {str(at): s * 1e3 for at, s in cell.items()}
-            print_line(f"  {storage.label:24s} {workers:7d} {cell[AT[0]] * 1e3:7.2f}ms {cell[AT[1]] * 1e3:8.2f}ms "
-                       f"{cell[AT[1]] / cell[AT[0]]:7.2f}x {cell[AT[1]] / ref:12.1f}x")
+            print_line(f"  {storage.label:24s} {workers:7d} {cell[at_sizes[0]] * 1e3:7.2f}ms {cell[at_sizes[1]] * 1e3:8.2f}ms "
+                       f"{cell[at_sizes[1]] / cell[at_sizes[0]]:7.2f}x {cell[at_sizes[1]] / ref:12.1f}x")
     return numbers
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import threading
+import uuid
 from dataclasses import dataclass
 from typing import Callable
 
@@ -24,7 +25,7 @@ from hpo.errors import UserError
 from hpo.interrupts import signals_deferred
 from hpo.locks import store_lock
 from hpo.processes import ProcessId
-from hpo.resume import retry_dead_trials
+from hpo.resume import RETRIES_ATTR, retry_dead_trials
 from hpo.store_failures import (StoreUnavailable, StoreUnwritable, first_line, is_full, is_read_only, retried,
                                  unwritable)
 from hpo.urls import check_storage_exists, check_storage_url, masked, sqlite_path
@@ -70,7 +71,8 @@ def open_storage(url: str, must_exist: bool = False, sqlite_journal: str = SQLIT
     check_storage_url(url)
     try:
         with store_lock(url, "schema"):
-            _set_sqlite_journal(url, sqlite_journal)
+            if not must_exist:  # a command that runs trials; reading (show, dashboard) leaves the file as it is
+                _set_sqlite_journal(url, sqlite_journal)
             storage = optuna.storages.RDBStorage(
                 url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
                 engine_kwargs={"connect_args": {"timeout": SQLITE_BUSY_S}} if sqlite_path(url) else {})
@@ -138,6 +140,8 @@ def open_study(spec, storage: optuna.storages.RDBStorage) -> optuna.Study:
             raise UserError(f"{spec.source}: direction: study {spec.name!r} in {storage.url} was created to "
                             f"{study.direction.name.lower()}, the file says {spec.direction}; use another name")
         if not study.trials:
+            study.set_user_attr("uid", uuid.uuid4().hex)  # what a state file is checked against (hpo/resume.py)
+            study.set_user_attr(RETRIES_ATTR, [])
             for params in spec.enqueue:  # e.g. a write-up's own recipe as trial 0
                 study.enqueue_trial(params, skip_if_exists=True)
     return study

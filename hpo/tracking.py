@@ -129,9 +129,20 @@ class RunLog:
 
     def keep_state(self, path: Path) -> None:
         """On a tracking server, a copy of the training's latest state file (hpo/resume.py) in the run's
-        artifacts (``STATE_ARTIFACT/``), where a retry on another machine finds it (``Tracker.fetch_state``)."""
-        if self.shares_state:
-            self._log("keeping the training state", self.client.log_artifact, self.run_id, str(path), STATE_ARTIFACT)
+        artifacts (``STATE_ARTIFACT/``), where a retry on another machine finds it (``Tracker.fetch_state``).
+        An upload that fails stops these uploads only, not the run's logging."""
+        if not self.shares_state or self.lost or self.run_id is None:
+            return
+        try:
+            retried(f"MLflow (keeping the training state of {self.name})", self.client.log_artifact, self.run_id,
+                    str(path), STATE_ARTIFACT)
+        except StoreUnwritable:
+            raise
+        except Exception as err:
+            self.shares_state = False
+            print(f"hpo: MLflow run {self.name} ({self.run_id[:8]}): its training state could not be kept on the "
+                  f"tracking server ({masked(first_line(err))}); a retry on another machine would start over",
+                  file=sys.stderr, flush=True)
 
     def log_text(self, text: str, artifact_file: str) -> None:
         self._log(f"writing {artifact_file}", self.client.log_text, self.run_id, text, artifact_file)
@@ -179,8 +190,9 @@ class Tracker:
     """The MLflow experiment of one study."""
 
     def __init__(self, study_name: str, uri: str | None = None, artifacts: str | None = None,
-                 create: bool = True):
-        """``create=False``: only an existing experiment (``hpo promote``), and nothing is written otherwise."""
+                 create: bool = True, several_machines: bool = False):
+        """``create=False``: only an existing experiment (``hpo promote``), and nothing is written otherwise.
+        ``several_machines``: the study's storage is a database server, so another machine may retry a trial."""
         self.study_name = study_name
         self.uri = tracking_uri(uri)
         check_tracking_uri(self.uri)
@@ -198,7 +210,7 @@ class Tracker:
                 experiment = self._create_experiment(study_name, artifacts)
             self.experiment_id = experiment.experiment_id
         # A tracking server is what every machine reaches: trials keep their training state there too.
-        self.shares_state = self.uri.startswith(("http:", "https:"))
+        self.shares_state = several_machines and self.uri.startswith(("http:", "https:"))
 
     def _create_experiment(self, study_name: str, artifacts: str | None):
         """The study's new experiment; on a tracking server, another machine may create it at the same moment
@@ -268,15 +280,16 @@ class Tracker:
                        parent_run_id=parent_run_id) as run:
             yield run
 
-    def fetch_state(self, run_ids: list[str], path: Path) -> bool:
-        """The training state that the first of ``run_ids`` to have kept one kept (``RunLog.keep_state``),
-        downloaded to ``path``; False when none of them did (or not on a tracking server)."""
+    def fetch_state(self, run_ids: list[str], name: str, path: Path) -> bool:
+        """The training state file ``name`` that the first of ``run_ids`` to have kept one kept
+        (``RunLog.keep_state``), downloaded to ``path``; False when none of them did (or not on a tracking
+        server)."""
         if not self.shares_state:
             return False
         for run_id in run_ids:
             with tempfile.TemporaryDirectory(prefix="hpo-state-") as scratch:
                 try:
-                    got = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=f"{STATE_ARTIFACT}/{path.name}",
+                    got = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=f"{STATE_ARTIFACT}/{name}",
                                                               dst_path=scratch, tracking_uri=self.uri)
                 except Exception:  # no such artifact, or the server is away: the retry starts over
                     continue
@@ -293,7 +306,8 @@ class Tracker:
 
         for run_id in run_ids:
             with contextlib.suppress(Exception):  # nothing kept, or the server is away: a file left behind
-                get_artifact_repository(self.client.get_run(run_id).info.artifact_uri).delete_artifacts(STATE_ARTIFACT)
+                get_artifact_repository(self.client.get_run(run_id).info.artifact_uri,
+                                        tracking_uri=self.uri).delete_artifacts(STATE_ARTIFACT)
 
     def log_checkpoint(self, run: RunLog, checkpoint: dict, artifact: str = CHECKPOINT_ARTIFACT) -> None:
         import torch

@@ -10,7 +10,6 @@ real URLs through their environment, never on their command line (``ps``).
 from __future__ import annotations
 
 import contextlib
-
 import os
 import re
 from pathlib import Path
@@ -122,8 +121,12 @@ def sqlite_tables(url: str) -> set[str] | None:
     path = sqlite_path(url)
     if path is None or not path.is_file():
         return None
+    with open(path, "rb") as file:
+        header = file.read(16)
+    if header and header != b"SQLite format 3\x00":
+        raise UserError(f"{url}: {path} is not an SQLite database; point the URL at another file")
     try:
         with contextlib.closing(sqlite3.connect(f"{path.resolve().as_uri()}?immutable=1", uri=True)) as db:
             return {row[0] for row in db.execute("select name from sqlite_master where type = 'table'")}
-    except sqlite3.DatabaseError:
-        raise UserError(f"{url}: {path} is not an SQLite database; point the URL at another file") from None
+    except sqlite3.DatabaseError:  # a page being written by another process at this moment: not known
+        return None

@@ -26,3 +26,17 @@ def test_bench_on_cpu_reports_every_part(tmp_path_factory, monkeypatch):
     lines = result.stderr.splitlines()
     assert [line[:2] for line in lines if line[:1].isdigit()] == ["1.", "2.", "3.", "4."]
     assert list(tmp_path.iterdir()) == [], "the bench leaves no stores behind"
+
+
+def test_storage_bench_times_real_workers():
+    """hpo bench --storage's measurement, scaled down: real worker processes on a real SQLite file in hpo's
+    mode, a row per worker count, each with both study sizes."""
+    from hpo.storage_bench import local_storages, storage_overhead
+
+    lines: list[str] = []
+    [wal] = [storage for storage in local_storages() if storage.sqlite_mode == "wal"]
+    numbers = storage_overhead([wal], print_line=lines.append, workers_counts=(1, 2), at_sizes=(3, 30), timed=4)
+    assert numbers["reference_ms"] > 0
+    assert set(numbers["storages"][wal.label]) == {1, 2}
+    assert all(set(cell) == {"3", "30"} and min(cell.values()) > 0 for cell in numbers["storages"][wal.label].values())
+    assert sum(line.lstrip().startswith(wal.label) for line in lines) == 2

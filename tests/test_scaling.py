@@ -158,10 +158,10 @@ def test_a_trial_killed_on_one_machine_resumes_on_another(postgres, tracking_ser
     def machine(name):
         work = tmp_path / name
         (work / "tmp").mkdir(parents=True)
-        env = {k: v for k, v in os.environ.items() if k not in ("HPO_ARTIFACTS",)}
-        env.update(HPO_STORAGE=f"{postgres}/studies", MLFLOW_TRACKING_URI=tracking_server, TMPDIR=str(work / "tmp"),
-                   HPO_STATE=str(work / "hpo-state"))
-        return subprocess.Popen([sys.executable, "-m", "hpo", "run", str(write_study(work, study)), "--no-retrain"],
+        env = {k: v for k, v in os.environ.items() if k not in ("HPO_ARTIFACTS", "MLFLOW_TRACKING_URI")}
+        env.update(HPO_STORAGE=f"{postgres}/studies", TMPDIR=str(work / "tmp"), HPO_STATE=str(work / "hpo-state"))
+        return subprocess.Popen([sys.executable, "-m", "hpo", "run", str(write_study(work, study)), "--no-retrain",
+                                 "--tracking-uri", tracking_server],  # (not in the environment: as a user may)
                                 cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
     def kept_on_server() -> bool:
