@@ -215,7 +215,8 @@ def test_a_killed_worker_trial_is_failed_at_once_by_the_rerun(tmp_path):
     trials = assert_nothing_left_running(tmp_path, "killed")
     assert [t.state for t in trials].count(TrialState.COMPLETE) == 4
     assert {t.number for t in trials if t.state == TrialState.FAIL} == {t.number for t in left}
-    assert time.time() - started < 110, "failed at once, not after the 120 s heartbeat grace"
+    failed_at = [t.datetime_complete.timestamp() for t in trials if t.state == TrialState.FAIL]
+    assert max(failed_at) - started < 60, "failed at once, not after the 120 s heartbeat grace"
 
 
 def test_a_trial_whose_run_finished_before_optuna_heard_keeps_its_result(tmp_path):
