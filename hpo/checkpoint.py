@@ -13,7 +13,7 @@ It holds only tensors, strings, numbers, lists and dicts, so it loads with
     metrics         {"test_accuracy", "test_loss", "n_test_images"}
     study           {"name", "trial", "seed", "epochs"}
     versions        {"hpo", "torch", "torchvision"}
-    registry        {"name", "version", "alias", "run_id"} (added by ``hpo promote``)
+    registry        {"name", "version", "alias", "run_id", "model_id"} (added by ``hpo promote``)
 """
 
 from __future__ import annotations

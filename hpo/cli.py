@@ -177,12 +177,19 @@ def build_parser() -> argparse.ArgumentParser:
     _stores(retrain)
 
     promote = commands.add_parser(
-        "promote", help="register the latest retrain in the MLflow Model Registry, export a checkpoint",
+        "promote", help="register a retrain run in the MLflow Model Registry, export a checkpoint",
         formatter_class=_formatter,
-        description="Register the study's latest finished retrain run as a new version of the registered model "
-                    "named after the study, point the alias at it, and write a self-contained checkpoint.",
-        epilog="examples:\n  hpo promote digits\n  hpo promote studies/digits.yaml --output best.pt")
+        description="Register a finished retrain run of the study as a new version of the registered model named "
+                    "after the study (an MLflow pyfunc: image files in, class names and probabilities out), point "
+                    "the alias at it, and write a self-contained checkpoint. The run is --run RUN_ID, or else the "
+                    "study's latest finished retrain run (the newest by start time, whatever its epochs).",
+        epilog="examples:\n  hpo promote digits\n  hpo promote studies/digits.yaml --output best.pt\n"
+               "  hpo promote digits --run RUN_ID       one of several retrains (an id that is not one of them\n"
+               "                                        is refused with a line that lists them)\n\n"
+               "then:\n  mlflow models serve -m models:/digits@champion --env-manager local -p 5001")
     promote.add_argument("study", metavar="STUDY")
+    promote.add_argument("--run", metavar="RUN_ID", help="the retrain run to register (default: the latest "
+                                                         "finished retrain run of the study)")
     promote.add_argument("--output", metavar="PATH", help="checkpoint path (default: checkpoints/STUDY-vN.pt)")
     promote.add_argument("--alias", default="champion", help="registry alias to point at the new version "
                                                              "(default: champion)")
@@ -364,10 +371,12 @@ def cmd_promote(args) -> int:
     from hpo.promote import promote
     from hpo.tracking import Tracker
     tracker = Tracker(name, args.tracking_uri, args.artifacts, create=False)
-    done = promote(tracker, args.output, args.alias)
+    done = promote(tracker, args.output, args.alias, args.run)
     print(f"registered {done.model_name!r} version {done.version} (alias {done.alias!r}) from MLflow run "
           f"{done.run_id}, test_accuracy {done.test_accuracy:.4f}")
     print(f"checkpoint written to {done.checkpoint}")
+    print(f"load it: mlflow.pyfunc.load_model('models:/{done.model_name}@{done.alias}'); serve it: "
+          f"mlflow models serve -m models:/{done.model_name}@{done.alias} --env-manager local")
     print(f"next: hpo evaluate {done.checkpoint}")
     return 0
 

@@ -39,27 +39,41 @@ class Prediction:
 
 def read_image(path: str | Path, channels: int, image_size) -> torch.Tensor:
     """An image file as uint8 (C, H, W) with the checkpoint's channels and size."""
-    from torchvision.io import ImageReadMode, decode_image
-    from torchvision.transforms.v2 import functional as F
-
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: no such image file")
+    return decode_image_file(path.read_bytes(), channels, image_size, str(path))
+
+
+def decode_image_file(contents: bytes, channels: int, image_size, name: str = "image") -> torch.Tensor:
+    """The bytes of an image file (JPEG, PNG, WebP or GIF) as uint8 (C, H, W) with the checkpoint's channels
+    and size; ``name`` says which image in the error. ``hpo predict`` and the registered model both read
+    images here, so both see the same pixels."""
+    from torchvision.io import ImageReadMode, decode_image
+    from torchvision.transforms.v2 import functional as F
+
     mode = ImageReadMode.GRAY if channels == 1 else ImageReadMode.RGB
-    try:
-        image = decode_image(str(path), mode=mode)
+    try:  # bytearray: torch.frombuffer warns about a read-only buffer
+        image = decode_image(torch.frombuffer(bytearray(contents), dtype=torch.uint8), mode=mode)
     except (RuntimeError, ValueError):
-        raise UserError(f"{path}: cannot be read as an image (JPEG, PNG, WebP or GIF)") from None
+        raise UserError(f"{name}: cannot be read as an image (JPEG, PNG, WebP or GIF)") from None
     if tuple(image.shape[1:]) != tuple(image_size):  # as data/folder.py: shorter side, then the centre
         image = F.center_crop(F.resize(image, min(image_size), antialias=True), list(image_size))
     return image
 
 
+def class_probabilities(model: torch.nn.Module, checkpoint: dict, images: torch.Tensor,
+                        device: torch.device) -> torch.Tensor:
+    """(N, classes) float32 probabilities on the CPU for uint8 images already at the checkpoint's size."""
+    prep = checkpoint["preprocessing"]
+    logits = predict(model, images, mean=prep["mean"], std=prep["std"], device=device)
+    return logits.softmax(dim=1).cpu()
+
+
 def predict_files(checkpoint: dict, files: list[str], device: torch.device) -> list[Prediction]:
     prep = checkpoint["preprocessing"]
     images = torch.stack([read_image(f, prep["channels"], prep["image_size"]) for f in files])
-    logits = predict(model_from_checkpoint(checkpoint), images, mean=prep["mean"], std=prep["std"], device=device)
-    probabilities = logits.softmax(dim=1).cpu()
+    probabilities = class_probabilities(model_from_checkpoint(checkpoint), checkpoint, images, device)
     best = probabilities.argmax(dim=1)
     names = checkpoint["class_names"]
     return [Prediction(str(f), names[i], probabilities[n, i].item()) for n, (f, i) in enumerate(zip(files, best.tolist()))]

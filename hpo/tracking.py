@@ -380,15 +380,32 @@ class Tracker:
         return Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=CHECKPOINT_ARTIFACT,
                                                         dst_path=str(directory), tracking_uri=self.uri))
 
-    def register(self, run, model_name: str, alias: str):
-        """A new Model Registry version from the run's checkpoint folder, with ``alias`` pointed at it."""
+    def chosen_retrain_run(self, run_id: str):
+        """The finished retrain run ``run_id`` of this study (``hpo promote --run``); any other run is a one-line
+        error that names the ones allowed."""
+        from mlflow.exceptions import MlflowException
+        try:
+            run = self.client.get_run(run_id)
+        except MlflowException:
+            run = None
+        if (run is not None and run.info.experiment_id == self.experiment_id and run.info.status == "FINISHED"
+                and run.data.tags.get("hpo.role") == "retrain"):
+            return run
+        allowed = [f"{r.info.run_id} ({r.info.run_name})" for r in self.runs("retrain", "attributes.status = 'FINISHED'")]
+        raise UserError(f"--run {run_id}: not a finished retrain run of study {self.study_name!r}; its finished "
+                        f"retrain runs, newest first: {', '.join(allowed[:10]) or 'none'}"
+                        f"{f' and {len(allowed) - 10} more' if len(allowed) > 10 else ''}")
+
+    def register(self, run, model_name: str, alias: str, model_id: str):
+        """A new Model Registry version from the logged model ``model_id`` (the pyfunc of ``run``'s checkpoint,
+        ``hpo.pyfunc_model``), with ``alias`` pointed at it."""
         from mlflow.exceptions import MlflowException
         try:
             self.client.get_registered_model(model_name)
         except MlflowException:
             self.client.create_registered_model(model_name, tags={"hpo.study": self.study_name})
-        source = f"{run.info.artifact_uri}/{Path(CHECKPOINT_ARTIFACT).parent}"
-        version = self.client.create_model_version(model_name, source=source, run_id=run.info.run_id,
+        version = self.client.create_model_version(model_name, source=f"models:/{model_id}", run_id=run.info.run_id,
+                                                   model_id=model_id,
                                                    tags={"hpo.retrain_of_trial": run.data.tags.get(
                                                        "hpo.retrain_of_trial", "")})
         self.client.set_registered_model_alias(model_name, alias, version.version)

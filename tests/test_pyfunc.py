@@ -1,0 +1,131 @@
+"""The registered model as MLflow users take it: ``mlflow.pyfunc.load_model`` and ``mlflow models serve``, on the
+tiny study's champion, against ``hpo predict`` on the same image files."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from conftest import free_port, hpo, stop_mlflow_server
+
+N_IMAGES = 6
+
+
+@pytest.fixture(scope="module")
+def champion(tiny_run, tmp_path_factory):
+    """The tiny study's retrain run promoted by id (``--run``), image files of digits, and what ``hpo predict``
+    says about them with the checkpoint that promote wrote."""
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    work = tiny_run["dir"]
+    client = MlflowClient(tracking_uri=f"sqlite:///{work}/mlflow.db")
+    experiment = client.get_experiment_by_name("tiny")
+    retrain = client.search_runs([experiment.experiment_id], "tags.`hpo.role` = 'retrain'",
+                                 order_by=["attributes.start_time ASC"])[0]
+    files_dir = tmp_path_factory.mktemp("pyfunc")
+    checkpoint = files_dir / "champion.pt"
+    hpo("promote", "tiny", "--run", retrain.info.run_id, "--output", str(checkpoint), cwd=work)
+    version = client.get_model_version_by_alias("tiny", "champion")
+    assert version.run_id == retrain.info.run_id
+
+    digits = load_digits()
+    files = []
+    for i in range(N_IMAGES):  # 8x8 like the data set, and one larger image that is resized as hpo predict does
+        pixels = (digits.images[i] * 255 / 16).round().astype(np.uint8)
+        image = Image.fromarray(pixels).resize((24, 24)) if i == N_IMAGES - 1 else Image.fromarray(pixels)
+        path = files_dir / f"digit{i}.png"
+        image.save(path)
+        files.append(str(path))
+    predicted = [json.loads(line) for line in
+                 hpo("predict", str(checkpoint), *files, "--json", cwd=work).stdout.splitlines()]
+    return {"dir": work, "files": files, "predicted": predicted}
+
+
+def image_frame(files) -> pd.DataFrame:
+    return pd.DataFrame({"image": [open(f, "rb").read() for f in files]})
+
+
+def assert_same_as_hpo_predict(rows: list[dict], predicted: list[dict]) -> None:
+    assert [r["class"] for r in rows] == [p["class"] for p in predicted]
+    assert [r["probability"] for r in rows] == pytest.approx([p["probability"] for p in predicted], abs=1e-6)
+    for row in rows:
+        assert list(row["probabilities"]) == [str(i) for i in range(10)]
+        assert sum(row["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
+        assert row["probabilities"][row["class"]] == row["probability"]
+
+
+def test_pyfunc_load_model_predicts_as_hpo_predict(champion, monkeypatch):
+    import mlflow
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{champion['dir']}/mlflow.db")
+    model = mlflow.pyfunc.load_model("models:/tiny@champion")
+    assert [c.name for c in model.metadata.get_input_schema().inputs] == ["image"]
+    out = model.predict(image_frame(champion["files"]))
+    assert_same_as_hpo_predict(out.to_dict("records"), champion["predicted"])
+
+
+def post(port: int, body: dict) -> tuple[int, dict]:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.load(response)
+    except urllib.error.HTTPError as err:
+        return err.code, json.load(err)
+
+
+def test_mlflow_models_serve_answers_images_over_http(champion, tmp_path):
+    port = free_port()
+    log = open(tmp_path / "serve.log", "wb")  # a file, not a pipe: a server that logs much never blocks on it
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{champion['dir']}/mlflow.db"}
+    server = subprocess.Popen([sys.executable, "-m", "mlflow", "models", "serve", "-m", "models:/tiny@champion",
+                               "--env-manager", "local", "--host", "127.0.0.1", "-p", str(port)],
+                              cwd=champion["dir"], env=env, stdout=log, stderr=subprocess.STDOUT,
+                              start_new_session=True)
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2)
+                break
+            except OSError:
+                if server.poll() is not None or time.time() > deadline:
+                    pytest.fail(f"mlflow models serve did not answer /ping:\n"
+                                f"{(tmp_path / 'serve.log').read_text()[-2000:]}")
+                time.sleep(0.5)
+        # The request format of the README: a dataframe_split with one column of base64 image files.
+        images = [[base64.b64encode(open(f, "rb").read()).decode()] for f in champion["files"]]
+        status, answer = post(port, {"dataframe_split": {"columns": ["image"], "data": images}})
+        assert status == 200, answer
+        assert_same_as_hpo_predict(answer["predictions"], champion["predicted"])
+
+        status, answer = post(port, {"dataframe_split": {"columns": ["image"],
+                                                         "data": [[base64.b64encode(b"not an image").decode()]]}})
+        assert status == 400 and "image of row 0: cannot be read as an image" in answer["message"]
+    finally:
+        stop_mlflow_server(server)
+        log.close()
+
+
+def test_promote_refuses_a_run_that_is_not_a_retrain(champion):
+    client = MlflowClient(tracking_uri=f"sqlite:///{champion['dir']}/mlflow.db")
+    experiment = client.get_experiment_by_name("tiny")
+    trial = client.search_runs([experiment.experiment_id], "tags.`hpo.role` = 'trial'")[0]
+    result = hpo("promote", "tiny", "--run", trial.info.run_id, cwd=champion["dir"], check=False)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"--run {trial.info.run_id}: not a finished retrain run of study 'tiny'" in lines[0]
+    retrains = client.search_runs([experiment.experiment_id], "tags.`hpo.role` = 'retrain'")
+    assert all(r.info.run_id in lines[0] for r in retrains if r.info.status == "FINISHED")
