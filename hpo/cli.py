@@ -142,6 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="finished trials in total, counting earlier runs (= --set budget.trials=N)")
     run.add_argument("--timeout", type=float, metavar="SECONDS", help="stop starting trials after this long")
     run.add_argument("--no-retrain", action="store_true", help="search only")
+    run.add_argument("--quiet", action="store_true",
+                     help="no progress inside trials (neither the bars shown on a terminal nor the epoch lines "
+                          "written elsewhere); the line per finished trial and errors still show")
     run.add_argument("--no-tracking", action="store_true",
                      help="log nothing to MLflow (for machines without it); trials still go to the storage, "
                           "but there is no retrain run to promote")
@@ -311,7 +314,7 @@ def cmd_run(args) -> int:
     request = RunRequest(args.study_file, _stores_of(args), tuple(overrides), device=args.device, gpus=args.gpus,
                          trials_per_gpu=args.trials_per_gpu, retrain=not args.no_retrain,
                          invocation=" ".join(sys.argv[1:]) or "hpo run", worker_of=args.worker_of,
-                         worker_threads=args.worker_threads)
+                         worker_threads=args.worker_threads, quiet=args.quiet)
     return run(request, print_line=_flush_print)
 
 
