@@ -135,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
                "  hpo run studies/digits.yaml --trials 40            # 40 finished trials in total\n"
                "  hpo run studies/digits.yaml --set budget.epochs=5 --set sampler.name=random\n"
                "  hpo run studies/digits.yaml --storage sqlite:///other.db --no-retrain\n"
+               "  hpo run studies/digits.yaml > digits.log 2>&1     # epoch lines instead of bars; --quiet: neither\n"
                "  hpo run studies/cifar10_resnet18.yaml --gpus 0,1 --trials-per-gpu 2   # 4 trials at once")
     run.add_argument("study_file", metavar="STUDY_FILE")
     _overrides(run)
