@@ -135,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
                "  hpo run studies/digits.yaml --trials 40            # 40 finished trials in total\n"
                "  hpo run studies/digits.yaml --set budget.epochs=5 --set sampler.name=random\n"
                "  hpo run studies/digits.yaml --storage sqlite:///other.db --no-retrain\n"
+               "  hpo run studies/digits.yaml > digits.log 2>&1     # epoch lines instead of bars; --quiet: neither\n"
                "  hpo run studies/cifar10_resnet18.yaml --gpus 0,1 --trials-per-gpu 2   # 4 trials at once")
     run.add_argument("study_file", metavar="STUDY_FILE")
     _overrides(run)
@@ -142,6 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="finished trials in total, counting earlier runs (= --set budget.trials=N)")
     run.add_argument("--timeout", type=float, metavar="SECONDS", help="stop starting trials after this long")
     run.add_argument("--no-retrain", action="store_true", help="search only")
+    run.add_argument("--quiet", action="store_true",
+                     help="no progress inside trials (neither the bars shown on a terminal nor the epoch lines "
+                          "written elsewhere); the line per finished trial and errors still show")
     run.add_argument("--no-tracking", action="store_true",
                      help="log nothing to MLflow (for machines without it); trials still go to the storage, "
                           "but there is no retrain run to promote")
@@ -318,7 +322,7 @@ def cmd_run(args) -> int:
     request = RunRequest(args.study_file, _stores_of(args), tuple(overrides), device=args.device, gpus=args.gpus,
                          trials_per_gpu=args.trials_per_gpu, retrain=not args.no_retrain,
                          invocation=" ".join(sys.argv[1:]) or "hpo run", worker_of=args.worker_of,
-                         worker_threads=args.worker_threads)
+                         worker_threads=args.worker_threads, quiet=args.quiet)
     return run(request, print_line=_flush_print)
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Union
+
+from hpo.progress import Progress
 
 if TYPE_CHECKING:  # types only: importing them here would load torch and MLflow before they are needed
     import torch
@@ -22,3 +24,4 @@ class Context:
     tracker: Union[Tracker, NullTracker]  # NullTracker with --no-tracking
     parent_run_id: str | None = None  # the MLflow run that trial and retrain runs nest under
     print_line: Callable[[str], None] = print
+    progress: Progress = field(default_factory=Progress)  # inside trials: bars, epoch lines (the default) or quiet

@@ -53,6 +53,7 @@ class RunRequest:
     invocation: str = "hpo run"  # logged with the parent run
     worker_of: str | None = None  # set in a worker: the parent's MLflow run id (or NO_PARENT_RUN)
     worker_threads: int | None = None
+    quiet: bool = False  # --quiet: no bars or epoch lines inside trials (hpo.progress)
 
 
 def run(request: RunRequest, print_line: Callable[[str], None] = print) -> int:
@@ -66,6 +67,7 @@ def run(request: RunRequest, print_line: Callable[[str], None] = print) -> int:
 
     from hpo.context import Context
     from hpo.interrupts import interrupts_raise
+    from hpo.progress import Progress
     from hpo.study import open_storage, open_study
     from hpo.urls import storage_url
     from hpo.trainer import resolve_device
@@ -81,11 +83,12 @@ def run(request: RunRequest, print_line: Callable[[str], None] = print) -> int:
         storage = open_storage(storage_url(request.stores.storage))
         tracker = open_tracker(spec.name, request.stores)
         study = open_study(spec, storage)
+        progress = Progress.for_output(request.quiet)  # a worker's output is a pipe: epoch lines, never bars
         if request.worker_of:
             parent = None if request.worker_of == NO_PARENT_RUN else request.worker_of
-            end = _search(Context(spec, splits, device, tracker, parent, print_line), study, [], request)
+            end = _search(Context(spec, splits, device, tracker, parent, print_line, progress), study, [], request)
             return EXIT_OK if end.reached else EXIT_FAILED
-        return _lead(request, Context(spec, splits, device, tracker, None, print_line), study, workers)
+        return _lead(request, Context(spec, splits, device, tracker, None, print_line, progress), study, workers)
 
 
 def _lead(request: RunRequest, ctx, study, workers: list[str]) -> int:
@@ -142,6 +145,7 @@ def _search(ctx, study, workers: list[str], request: RunRequest):
     worker_args = [request.study_file, *[a for o in request.overrides for a in ("--set", o)],
                    "--worker-of", ctx.parent_run_id or NO_PARENT_RUN]
     worker_args += ["--no-tracking"] if request.stores.tracking_off else []
+    worker_args += ["--quiet"] if request.quiet else []
     if request.stores.artifacts:
         worker_args += ["--artifacts", request.stores.artifacts]
     # The store URLs go through the environment: a password on a command line is visible to every user (ps).

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import sys
 from dataclasses import dataclass
 
 import optuna
@@ -121,8 +120,8 @@ def retrain(ctx: Context, best: optuna.trial.FrozenTrial, epochs: int) -> Retrai
                 tracker.log_checkpoint(run, {"epoch": result.epoch, "state_dict": model.state_dict()},
                                        f"checkpoints/epoch-{result.epoch:04d}.pt")
             if result.epoch % every == 0 or result.epoch == epochs:
-                print(f"  epoch {result.epoch:4d}/{epochs}  train_loss {result.train_loss:.4f}  "
-                      f"lr {result.lr:.2e}  {result.epoch_time_s:.2f}s", file=sys.stderr, flush=True)
+                ctx.progress.line(f"  epoch {result.epoch:4d}/{epochs}  train_loss {result.train_loss:.4f}  "
+                                  f"lr {result.lr:.2e}  {result.epoch_time_s:.2f}s")
             if val is not None:
                 score = getattr(result, spec.metric)
                 if best_score is None or (score > best_score if spec.direction == "maximize" else score < best_score):

@@ -22,6 +22,7 @@ from hpo import resume
 from hpo.context import Context
 from hpo.divergence import divergence
 from hpo.interrupts import raise_if_swallowed, signals_deferred
+from hpo.progress import study_status
 from hpo.store_failures import StoreUnavailable, StoreUnwritable, retried
 from hpo.study import claim_trial, count_finished, fail_running, heartbeat
 from hpo.study_sampler import proposal_index
@@ -178,24 +179,27 @@ def train_trial(ctx: Context, trial: optuna.Trial, hp, seed: int, run, state_fil
     model = spec.model.build(splits)
     value = reported[max(reported)] if reported else math.nan
     latest: dict = {}
-    for result in fit(model, splits.train, hp, spec.budget.epochs, mean=splits.mean, std=splits.std,
-                      device=ctx.device, seed=seed, val=splits.val, compile_mode=spec.compile,
-                      keep_state=latest.update, resume=saved["trainer"] if saved else None):
-        raise_if_swallowed()
-        run.log_epoch(result)
-        retried("the study storage", trial.set_user_attr, "epochs", result.epoch)
-        first_loss = result.train_loss if first_loss is None else first_loss
-        reason = divergence(result, first_loss, splits.num_classes, hp.warmup_epochs)
-        if reason:
-            _stop(trial, run, reason)
-        value = getattr(result, spec.metric)
-        retried("the study storage", trial.report, value, result.epoch)
-        reported[result.epoch] = value
-        if retried("the study storage", trial.should_prune):
-            _stop(trial, run, f"pruned by the {spec.pruner.name} pruner after epoch {result.epoch}")
-        retried(f"the trial's state file ({state_file})", resume.save, state_file,
-                {"trainer": dict(latest), "reported": reported, "first_loss": first_loss, "fingerprint": stamp})
-        run.keep_state(state_file)  # on a tracking server, for a retry on another machine
+    with ctx.progress.trial(trial.number, spec.budget.epochs, spec.metric) as shown:  # a bar, lines or nothing
+        for result in fit(model, splits.train, hp, spec.budget.epochs, mean=splits.mean, std=splits.std,
+                          device=ctx.device, seed=seed, val=splits.val, compile_mode=spec.compile,
+                          keep_state=latest.update, resume=saved["trainer"] if saved else None,
+                          on_step=shown.on_step):
+            raise_if_swallowed()
+            run.log_epoch(result)
+            shown.epoch(result, getattr(result, spec.metric))
+            retried("the study storage", trial.set_user_attr, "epochs", result.epoch)
+            first_loss = result.train_loss if first_loss is None else first_loss
+            reason = divergence(result, first_loss, splits.num_classes, hp.warmup_epochs)
+            if reason:
+                _stop(trial, run, reason)
+            value = getattr(result, spec.metric)
+            retried("the study storage", trial.report, value, result.epoch)
+            reported[result.epoch] = value
+            if retried("the study storage", trial.should_prune):
+                _stop(trial, run, f"pruned by the {spec.pruner.name} pruner after epoch {result.epoch}")
+            retried(f"the trial's state file ({state_file})", resume.save, state_file,
+                    {"trainer": dict(latest), "reported": reported, "first_loss": first_loss, "fingerprint": stamp})
+            run.keep_state(state_file)  # on a tracking server, for a retry on another machine
     run.log_metrics({spec.metric + "_final": value})
     return value
 
@@ -208,7 +212,8 @@ def _stop(trial: optuna.Trial, run, reason: str):
 
 @dataclass
 class ProgressPrinter:
-    """One line per finished trial: number, state, value, best so far, time."""
+    """One line per finished trial: number, state, value, best so far, time, and the study's status
+    (``hpo.progress.study_status``: done by state, elapsed, ETA)."""
 
     spec: object
     started: float
@@ -231,6 +236,6 @@ class ProgressPrinter:
         except ValueError:
             best = "best -"
         duration = trial.duration.total_seconds() if trial.duration else 0.0
-        done = count_finished(study)
-        self.print(f"trial {trial.number:4d}  {trial.state.name:8s}  {detail:34s}  {best:22s}  "
-                   f"{duration:6.1f}s  [{done}/{self.spec.budget.trials} done, {time.time() - self.started:.0f}s]")
+        status = study_status(study.get_trials(deepcopy=False), self.spec.budget.trials, time.time() - self.started)
+        self.print(f"trial {trial.number:4d}  {trial.state.name:8s}  {detail:34s}  {best:22s}  {duration:6.1f}s  "
+                   + status)
