@@ -3,9 +3,9 @@
 optuna-dashboard:
     each trial: a note (Markdown, so the link is clickable) with its MLflow run's URL, also kept as the user
     attribute ``mlflow_run_url``; its learning curves as ``curves.png`` in Optuna's artifact store
-    (``artifact_folder()``), shown on the trial page.
-    the study: a note with the study file, data, model, budget and best trial so far, rewritten after each
-    trial; each retrain's test result is added when it finishes.
+    (``artifact_folder``: beside an SQLite study file), shown on the trial page.
+    the study: a note with the study file, data, model, budget and best trial so far, rewritten when a
+    trial becomes the best; each retrain's test result is added when it finishes.
 MLflow:
     each trial run: ``curves.png`` and, when pruned, ``hpo.pruned_at_epoch`` (``hpo.prune_reason`` is set where
     the trial is stopped, in ``hpo/search.py``).
@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sys
 import tempfile
 from pathlib import Path
 from typing import Iterator
@@ -41,20 +40,18 @@ _said: set[str] = set()  # the kinds of failure already reported by this process
 
 @contextlib.contextmanager
 def best_effort(what: str, print_line=None) -> Iterator[None]:
-    """Run the block; an exception becomes one console line (the first time for ``what``), not a failure."""
-    from hpo.store_failures import StoreUnwritable
-
+    """Run the block; an exception becomes one console line (the first time for ``what``), not a failure.
+    That includes a full or read-only store: the trial's own logging or its retrain's checkpoint, which
+    need it, stop the study with that store's line."""
     try:
         yield
-    except StoreUnwritable:  # a full or read-only MLflow store stops the study, with its own line, as elsewhere
-        raise
     except Exception as err:
         if what not in _said:
             _said.add(what)
             from hpo.urls import masked
             line = (f"hpo: {what} failed ({type(err).__name__}: {masked(str(err).splitlines()[0] if str(err) else '')}"
                     f"); the work goes on without it")
-            (print_line or (lambda text: print(text, file=sys.stderr, flush=True)))(line)
+            (print_line or (lambda text: print(text, flush=True)))(line)
 
 
 # ---------------------------------------------------------------------------------------------- where things are
@@ -73,18 +70,25 @@ def run_url(tracking_uri: str, experiment_id: str, run_id: str) -> str:
     return f"{mlflow_ui(tracking_uri)}/#/experiments/{experiment_id}/runs/{run_id}"
 
 
-def artifact_folder() -> Path:
+def artifact_folder(storage_url: str) -> Path:
     """Where Optuna's artifact store (the dashboard's pictures) keeps files: $HPO_DASHBOARD_ARTIFACTS, else
-    ./hpo-artifacts."""
-    return Path(os.environ.get("HPO_DASHBOARD_ARTIFACTS") or ARTIFACT_FOLDER).resolve()
+    ``hpo-artifacts/`` beside an SQLite study file (so ``hpo dashboard --storage`` finds them with it), else
+    ./hpo-artifacts (a database server: see the README for several machines)."""
+    from hpo.urls import sqlite_path
+
+    given = os.environ.get("HPO_DASHBOARD_ARTIFACTS")
+    study_file = sqlite_path(storage_url)
+    if given:
+        return Path(given).resolve()
+    return (study_file.parent if study_file is not None else Path()).resolve() / ARTIFACT_FOLDER
 
 
-def artifact_store(create: bool = True):
-    """Optuna's file-system artifact store in ``artifact_folder()``; None when it does not exist and
-    ``create`` is False (``hpo dashboard`` creates nothing)."""
+def artifact_store(storage_url: str, create: bool = True):
+    """Optuna's file-system artifact store in ``artifact_folder(storage_url)``; None when it does not exist
+    and ``create`` is False (``hpo dashboard`` creates nothing)."""
     from optuna.artifacts import FileSystemArtifactStore
 
-    folder = artifact_folder()
+    folder = artifact_folder(storage_url)
     if create:
         folder.mkdir(parents=True, exist_ok=True)
     return FileSystemArtifactStore(folder) if folder.is_dir() else None
@@ -118,14 +122,17 @@ def trial_ending(ctx, study, trial, state, value, run) -> None:
             path = Path(tmp) / CURVES
             save_curves(run.epochs, ctx.spec.metric, f"trial {trial.number} ({state.name.lower()})", path)
             from optuna.artifacts import upload_artifact
-            retried("the study storage", upload_artifact, artifact_store=artifact_store(), file_path=str(path),
-                    study_or_trial=trial)
+
+            from hpo.study import url_of
+            retried("the study storage", upload_artifact, artifact_store=artifact_store(url_of(study)),
+                    file_path=str(path), study_or_trial=trial)
             if tracked:
                 run.log_artifact(path)
     best = None
     with best_effort("writing the study's note in optuna-dashboard", ctx.print_line):
         best = _best_so_far(ctx.spec, study, trial, state, value)
-        save_study_note(ctx.spec, study, best)
+        if best is not None and best[0] == trial.number:  # only what changes it: fewer writes with many workers
+            save_study_note(ctx.spec, study, best)
     if best is not None and ctx.parent_run_id and tracked:
         with best_effort("logging the best trial so far to the parent run", ctx.print_line):
             from mlflow.entities import Metric
@@ -225,7 +232,7 @@ def retrain_done(ctx, run, model, best_number: int, epochs: int, test) -> None:
 
 def retrain_noted(ctx, study, result) -> None:
     """The retrain's test result added to the study's note."""
-    with best_effort("adding the retrain to the study's note", ctx.print_line):
+    with best_effort("writing the study's note in optuna-dashboard", ctx.print_line):
         from optuna_dashboard import get_note, save_note
 
         url = run_url(ctx.tracker.uri, ctx.tracker.experiment_id, result.run_id) if result.run_id else None
