@@ -515,8 +515,14 @@ def cmd_dashboard(args) -> int:
                             f"pick another with --port") from None
     import optuna_dashboard
 
+    from hpo.views import artifact_folder, artifact_store
+
+    store = artifact_store(storage_url(args.storage), create=False)  # the trials' pictures, where hpo run put them
     print(f"optuna-dashboard on {masked(storage.url)}: http://{args.host}:{args.port}  (Ctrl-C to stop)", flush=True)
-    optuna_dashboard.run_server(storage, host=args.host, port=args.port)
+    if store is None:
+        print(f"no trial pictures: {artifact_folder(storage_url(args.storage))} does not exist (set "
+              f"HPO_DASHBOARD_ARTIFACTS to where hpo run kept them)", flush=True)
+    optuna_dashboard.run_server(storage, host=args.host, port=args.port, artifact_store=store)
     return 0
 
 

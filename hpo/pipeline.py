@@ -93,6 +93,7 @@ def run(request: RunRequest, print_line: Callable[[str], None] = print) -> int:
 
 def _lead(request: RunRequest, ctx, study, workers: list[str]) -> int:
     """The process the user started: steps 4-6."""
+    from hpo import views
     from hpo.retrain import retrain_best_trial
     from hpo.study import count_finished, counts_by_state, record_study, url_of
 
@@ -115,7 +116,9 @@ def _lead(request: RunRequest, ctx, study, workers: list[str]) -> int:
     started = time.time()
     with tracker.study_run(spec, request.invocation) as parent:
         ctx = _with_parent(ctx, parent.run_id)
+        views.study_started(ctx, study)
         end = _search(ctx, study, workers, request)
+        views.search_done(ctx, study, parent)
         _reconcile(ctx, study)  # e.g. a worker that was killed
         summary = counts_by_state(study)
         parent.log_metrics({f"n_{state.lower()}": count for state, count in summary.items()})

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import optuna
 
-from hpo import resume
+from hpo import resume, views
 from hpo.checkpoint import make_checkpoint
 from hpo.context import Context
 from hpo.divergence import divergence
@@ -74,6 +74,7 @@ def retrain_best_trial(ctx: Context, study: optuna.Study, again: bool = True) ->
                                f"{done.info.run_id}); `hpo retrain {ctx.spec.name}` trains it again")
                 continue
             results.append(retrain(ctx, best, epochs))
+            views.retrain_noted(ctx, study, results[-1])
     return results
 
 
@@ -143,6 +144,7 @@ def retrain(ctx: Context, best: optuna.trial.FrozenTrial, epochs: int) -> Retrai
         if test.top5 is not None:
             metrics["test_top5"] = test.top5
         run.log_metrics(metrics)
+        views.retrain_done(ctx, run, model, best.number, epochs, test)
         tracker.log_checkpoint(run, make_checkpoint(model, spec=spec, splits=splits, hyperparams=hp.as_dict(),
                                                     trial_number=best.number, seed=seed, epochs=trained,
                                                     metrics=metrics))

@@ -18,7 +18,7 @@ from typing import Callable
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from hpo import resume
+from hpo import resume, views
 from hpo.context import Context
 from hpo.divergence import divergence
 from hpo.interrupts import raise_if_swallowed, signals_deferred
@@ -136,6 +136,7 @@ def run_trial(ctx: Context, study: optuna.Study, trial: optuna.Trial) -> FrozenT
                     resume.discard(state_file)  # the trial's own failure: no retry will want its state
                     ctx.tracker.drop_state([run.run_id, *dead_runs])
                 raise  # the run records the traceback in error.txt
+            views.trial_ending(ctx, study, trial, state, value, run)  # before tell: Optuna takes no artifact after
             with signals_deferred():  # Optuna's verdict and the run's status must agree
                 frozen = retried(f"the study storage (trial {trial.number}'s result)", study.tell, trial,
                                  value if state == TrialState.COMPLETE else None, state=state,

@@ -6,13 +6,14 @@ happens to be active (and several workers can log at once). Optuna's own
 MLflowCallback logs flat runs after the fact and cannot tell a pruned trial
 from a finished one; here a run's tags and status follow the trial:
 
-    trial state   hpo.state tag   MLflow status
-    COMPLETE      COMPLETE        FINISHED
-    PRUNED        PRUNED          KILLED
-    FAILED        FAILED          FAILED (KILLED if interrupted by the user)
+    trial state   hpo.state tag   MLflow status                                run name
+    COMPLETE      COMPLETE        FINISHED                                     trial-N
+    PRUNED        PRUNED          KILLED                                       trial-N pruned
+    FAILED        FAILED          FAILED (KILLED if interrupted by the user)   trial-N FAILED
 
-Each trial carries its run id as the user attribute ``mlflow_run_id`` so
-optuna-dashboard shows where its run is.
+Each trial carries its run id as the user attribute ``mlflow_run_id``, and
+its run's URL as ``mlflow_run_url`` and as a link in its optuna-dashboard
+note (``hpo/views.py``, which also makes the runs' pictures).
 """
 
 from __future__ import annotations
@@ -50,6 +51,10 @@ logging.getLogger("mlflow").setLevel(logging.WARNING)
 logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
 logging.getLogger("alembic").setLevel(logging.WARNING)
 
+# MLflow 3's UI opens an experiment in the view its tag mlflow.experimentKind names ("genai_development" or
+# "custom_model_development"; without the tag it guesses, and shows the GenAI view for a run-only experiment).
+# The tag's key and values are in mlflow/server/js (the experiment-kind selector sets the same tag).
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 CHECKPOINT_ARTIFACT = "model/checkpoint.pt"  # where a retrain run keeps its final checkpoint
 STATE_ARTIFACT = "hpo-state"  # where a trial's run on a tracking server keeps its latest training state
 
@@ -71,6 +76,8 @@ class RunLog:
         self.ended_as: tuple[str, str] | None = None  # (hpo.state, status) when the block must not decide
         self.lost = lost  # why logging to this run stopped
         self.shares_state = False  # keep_state uploads: set by the Tracker of a tracking server
+        self.epochs: list = []  # the EpochResults logged, for the pictures of hpo/views.py
+        self.names_outcome = False  # a trial's run: its name says PRUNED or FAILED (see OUTCOME_IN_NAME)
 
     @classmethod
     def create(cls, client: MlflowClient, experiment_id: str, name: str, tags: Mapping[str, str]) -> "RunLog":
@@ -112,6 +119,7 @@ class RunLog:
 
     def log_epoch(self, result) -> None:
         """Per-epoch metrics of a :class:`hpo.trainer.EpochResult`, at step = epoch."""
+        self.epochs.append(result)
         self.log_metrics({"train_loss": result.train_loss, "val_loss": result.val_loss,
                           "val_accuracy": result.val_accuracy, "val_top5": result.val_top5, "lr": result.lr,
                           "epoch_time_s": result.epoch_time_s}, step=result.epoch)
@@ -160,6 +168,8 @@ class RunLog:
             tags["hpo.logging_error"] = lost
         try:
             self.set_tags(tags)
+            if self.names_outcome and state in OUTCOME_IN_NAME:
+                self._log("renaming", self.client.update_run, self.run_id, name=OUTCOME_IN_NAME[state](self.name))
             if state == "FAILED" and error is not None:
                 with contextlib.suppress(StoreUnwritable):  # a full artifact store: the run is still ended
                     self.log_text(masked("".join(traceback.format_exception(error))), "error.txt")
@@ -180,6 +190,11 @@ def outcome(error: BaseException | None) -> tuple[str, str]:
         return "FAILED", "KILLED"
     return "FAILED", "FAILED"
 
+
+# A pruned trial's run ends KILLED, a crashed one FAILED, and MLflow 3's runs table draws both as a red cross;
+# the run's name is the first column of that table, so it says which (``trial-7 pruned``). The statuses stay:
+# MLflow has no status for "stopped early on purpose", and a rerun reads KILLED + hpo.state (logged_result).
+OUTCOME_IN_NAME = {"PRUNED": lambda name: f"{name} pruned", "FAILED": lambda name: f"{name} FAILED"}
 
 # The MLflow status a trial's run ends with, for each Optuna state (see the table at the top).
 RUN_STATUS = {TrialState.COMPLETE: ("COMPLETE", "FINISHED"), TrialState.PRUNED: ("PRUNED", "KILLED"),
@@ -209,6 +224,9 @@ class Tracker:
             if experiment is None:
                 experiment = self._create_experiment(study_name, artifacts)
             self.experiment_id = experiment.experiment_id
+            if create and not EXPERIMENT_KIND.keys() <= experiment.tags.keys():  # made by an older hpo
+                retried(f"MLflow ({masked(self.uri)})", self.client.set_experiment_tag, self.experiment_id,
+                        *next(iter(EXPERIMENT_KIND.items())))
         # A tracking server is what every machine reaches: trials keep their training state there too.
         self.shares_state = several_machines and self.uri.startswith(("http:", "https:"))
 
@@ -221,7 +239,7 @@ class Tracker:
         try:  # a tracking server keeps artifacts where every machine reaches them, unless told otherwise
             retried(f"MLflow ({masked(self.uri)})", self.client.create_experiment, study_name,
                     artifact_location=None if served else artifact_root(artifacts).as_uri(),
-                    tags={"hpo.study": study_name})
+                    tags={"hpo.study": study_name, **EXPERIMENT_KIND})
         except MlflowException as err:
             if err.error_code != "RESOURCE_ALREADY_EXISTS":
                 raise
@@ -269,6 +287,9 @@ class Tracker:
                        params={**hyperparams, "seed": seed}, parent_run_id=parent_run_id) as run:
             if run.run_id:
                 retried("the study storage", trial.set_user_attr, "mlflow_run_id", run.run_id)
+                from hpo import views
+                views.run_started(trial, self.uri, self.experiment_id, run.run_id)
+            run.names_outcome = True
             yield run
 
     @contextlib.contextmanager
@@ -339,6 +360,8 @@ class Tracker:
             log = RunLog(self.client, run.info.run_id)
             log.set_tags({"hpo.state": state, **({"hpo.error": f"{why}; ended by a later hpo run"}
                                                  if state == "FAILED" else {})})
+            if trial is not None and state in OUTCOME_IN_NAME:
+                self.client.update_run(run.info.run_id, name=OUTCOME_IN_NAME[state](run.info.run_name))
             self.client.set_terminated(run.info.run_id, status)
             lines.append(f"MLflow run {run.info.run_name} ({run.info.run_id[:8]}) was left RUNNING ({why}): "
                          f"ended {status}")

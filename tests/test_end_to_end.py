@@ -182,17 +182,17 @@ def test_stores_default_to_current_directory_and_env_overrides(tmp_path):
                 "HPO_ARTIFACTS": str(target / "art")}
 
     hpo("run", str(study_file), "--no-retrain", cwd=plain)
-    assert {p.name for p in plain.iterdir()} == {"hpo.db", "mlflow.db", "mlartifacts"}
+    assert {p.name for p in plain.iterdir()} == {"hpo.db", "mlflow.db", "mlartifacts", "hpo-artifacts"}
 
     hpo("run", str(study_file), "--no-retrain", cwd=by_env, env=env_for(env_target))
     assert list(by_env.iterdir()) == []
-    assert {p.name for p in env_target.iterdir()} == {"s.db", "m.db", "art"}
+    assert {p.name for p in env_target.iterdir()} == {"s.db", "m.db", "art", "hpo-artifacts"}  # beside s.db
 
     other_env = tmp_path / "unused"
     hpo("run", str(study_file), "--no-retrain", "--storage", f"sqlite:///{flag_target}/s.db",
         "--tracking-uri", f"sqlite:///{flag_target}/m.db", "--artifacts", str(flag_target / "art"), cwd=by_flags,
         env=env_for(other_env))
-    assert {p.name for p in flag_target.iterdir()} == {"s.db", "m.db", "art"}
+    assert {p.name for p in flag_target.iterdir()} == {"s.db", "m.db", "art", "hpo-artifacts"}
     assert list(by_flags.iterdir()) == [] and not other_env.exists()
     for target in (plain / "hpo.db", env_target / "s.db", flag_target / "s.db"):
         with sqlite3.connect(target) as db:

@@ -60,6 +60,7 @@ def test_failed_trials_do_not_stop_the_study(tmp_path, monkeypatch, capsys):
     assert len(failed) == states.count(TrialState.FAIL)
     for run in failed:
         assert run.info.status == "FAILED"
+        assert run.info.run_name == f"trial-{run.data.tags['hpo.trial']} FAILED"  # a crash, not a pruned trial
         assert "boom in forward" in run.data.tags["hpo.error"]
         assert [a.path for a in client.list_artifacts(run.info.run_id)] == ["error.txt"]
 

@@ -283,7 +283,7 @@ def test_the_tracking_server_going_away_loses_no_trial(tmp_path):
         experiment = client.get_experiment_by_name("away")
         runs = client.search_runs([experiment.experiment_id])
         assert not [r for r in runs if r.info.status == "RUNNING"]
-        marked = [r for r in runs if r.info.run_name == name]
+        marked = [r for r in runs if r.info.run_name.split(" ")[0] == name]  # "trial-N pruned" too
         if "creating the run failed" in lost[0]:  # the server was gone before the run was made: there is none
             assert marked == []
         else:  # made before the server went away: once it is back, the run says what went missing
