@@ -163,7 +163,7 @@ def train_trial(ctx: Context, trial: optuna.Trial, hp, seed: int, run, state_fil
     spec, splits = ctx.spec, ctx.splits
     saved = resume.load(state_file, stamp) if "resumes_trial" in trial.user_attrs else None
     if saved is None and "retry_of" in trial.user_attrs:
-        ctx.print_line(f"trial {trial.number}: no kept state of trial {trial.user_attrs['retry_of']} to go on "
+        ctx.print_line(f"  trial {trial.number}: no kept state of trial {trial.user_attrs['retry_of']} to go on "
                        f"from (none kept, or not this training's); it starts from epoch 0")
     reported: dict[int, float] = dict(saved["reported"]) if saved else {}
     first_loss = saved["first_loss"] if saved else None
