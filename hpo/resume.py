@@ -136,9 +136,12 @@ RETRIES_ATTR = "retries"  # study user attribute: [dead trial, its retry] pairs,
 def retries(study: optuna.Study) -> list[tuple[int, int]]:
     """The study's retries as (dead trial, retry) numbers: a study attribute, so neither a claim nor a trial's
     seed reads every trial of the study to find them (a study from before the attribute: read from its trials)."""
-    pairs = study.user_attrs.get(RETRIES_ATTR)
+    # Through the storage: a sampler may be handed Hyperband's view of one bracket, which has no user_attrs and
+    # whose get_trials holds that bracket's trials only.
+    storage, study_id = study._storage, study._study_id
+    pairs = storage.get_study_user_attrs(study_id).get(RETRIES_ATTR)
     if pairs is None:
-        return [(t.user_attrs["retry_of"], t.number) for t in study.get_trials(deepcopy=False)
+        return [(t.user_attrs["retry_of"], t.number) for t in storage.get_all_trials(study_id, deepcopy=False)
                 if "retry_of" in t.user_attrs]
     return [tuple(pair) for pair in pairs]
 
