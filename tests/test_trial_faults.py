@@ -62,6 +62,27 @@ def finish(process: subprocess.Popen, lines: list[str], timeout_s: float = 300) 
             process.wait()
 
 
+def run_doing(tmp_path, study: dict, act):
+    """``hpo run`` of ``study`` (written into ``tmp_path``) with ``--no-retrain`` on the CPU, with ``act(process)`` done to it once it has printed its start
+    line (its data is loaded); checks it exits 0 without a traceback. Returns its stdout lines and what ``act``
+    returned."""
+    with open(tmp_path / "stderr.txt", "w+") as stderr:
+        process = start_hpo("run", str(write_study(tmp_path, study)), "--no-retrain", "--device", "cpu",
+                            cwd=tmp_path, stderr_file=stderr)
+        lines = [process.stdout.readline()]
+        try:
+            assert lines[0].startswith(f"study '{study['name']}': 0 finished trials"), lines[0]
+            acted = act(process)
+        finally:
+            code = finish(process, lines)
+        stderr.seek(0)
+        err = stderr.read()
+    out = "".join(lines)
+    assert code == 0, out + err
+    assert "Traceback" not in out + err
+    return lines, acted
+
+
 def data_segment_bytes(pid: int) -> int:
     """What RLIMIT_DATA counts: the process's private writable memory, mapped (VmData), not only touched."""
     with open(f"/proc/{pid}/status") as f:
@@ -84,22 +105,11 @@ def test_a_batch_that_does_not_fit_fails_its_trial_and_the_study_goes_on(tmp_pat
              "pruner": "none",
              "enqueue": [{"lr": 0.01, "batch_size": 8}, {"lr": 0.01, "batch_size": 128},
                          {"lr": 0.02, "batch_size": 8}]}
-    study_file = write_study(tmp_path, study)
-    with open(tmp_path / "stderr.txt", "w+") as stderr:
-        process = start_hpo("run", str(study_file), "--no-retrain", "--device", "cpu", cwd=tmp_path,
-                            stderr_file=stderr)
-        lines = [process.stdout.readline()]
-        try:
-            assert lines[0].startswith("study 'oom': 0 finished trials"), lines[0]
-            limit = data_segment_bytes(process.pid) + HEADROOM_BYTES
-            resource.prlimit(process.pid, resource.RLIMIT_DATA, (limit, limit))
-        finally:
-            code = finish(process, lines)
-        stderr.seek(0)
-        err = stderr.read()
-    out = "".join(lines)
-    assert code == 0, out + err
-    assert "Traceback" not in out + err
+    def limit_memory(process):
+        limit = data_segment_bytes(process.pid) + HEADROOM_BYTES
+        resource.prlimit(process.pid, resource.RLIMIT_DATA, (limit, limit))
+
+    lines, _ = run_doing(tmp_path, study, limit_memory)
     failed_line = next(line for line in lines if line.startswith("trial    1"))
     assert re.search(r"trial    1  FAIL      failed: out of memory at batch size 128 on cpu, "
                      r"allocating [\d.]+ [KMG]iB; try a smaller batch_size range", failed_line), failed_line
@@ -108,7 +118,7 @@ def test_a_batch_that_does_not_fit_fails_its_trial_and_the_study_goes_on(tmp_pat
     assert [t.state for t in stored.trials] == [TrialState.COMPLETE, TrialState.FAIL, TrialState.COMPLETE]
     failed = stored.trials[1]
     assert failed.params["batch_size"] == 128
-    # fail_reason is first_line(err) (hpo/store_failures.py), which may put the exception's class name first
+    # fail_reason is first_line(err) (hpo/store_failures.py): our own errors' message, without a class name
     assert re.match(r"out of memory at batch size 128 on cpu", failed.user_attrs["fail_reason"])
 
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
@@ -218,31 +228,22 @@ def test_a_killed_dataloader_worker_fails_its_trial_and_the_study_goes_on(tmp_pa
              "budget": {"trials": 2, "epochs": 2},
              "search": {"lr": {"low": 1e-3, "high": 1e-2, "log": True}, "batch_size": [8, 16]},
              "pruner": "none"}
-    study_file = write_study(tmp_path, study)
-    with open(tmp_path / "stderr.txt", "w+") as stderr:
-        process = start_hpo("run", str(study_file), "--no-retrain", "--device", "cpu", cwd=tmp_path,
-                            stderr_file=stderr)
-        lines = [process.stdout.readline()]
-        try:
-            assert lines[0].startswith("study 'insects': 0 finished trials"), lines[0]
-            # The workers, started to measure the training images' mean and std, wait for the first trial;
-            # forked, they show the hpo process's command line.
-            workers = [pid for pid in children_of(process.pid) if command_line(pid) == command_line(process.pid)]
-            assert len(workers) == 2, workers
-            idle = {pid: cpu_ticks(pid) for pid in workers}
-            deadline = time.time() + 60
-            while all(cpu_ticks(pid) == idle[pid] for pid in workers):  # until one decodes for trial 0
-                assert time.time() < deadline, "no worker started decoding"
-                time.sleep(0.005)
-            victim = next(pid for pid in workers if cpu_ticks(pid) != idle[pid])
-            os.kill(victim, signal.SIGKILL)
-        finally:
-            code = finish(process, lines)
-        stderr.seek(0)
-        err = stderr.read()
+    def kill_a_decoding_worker(process) -> int:
+        # The workers, started to measure the training images' mean and std, wait for the first trial;
+        # forked, they show the hpo process's command line.
+        workers = [pid for pid in children_of(process.pid) if command_line(pid) == command_line(process.pid)]
+        assert len(workers) == 2, workers
+        idle = {pid: cpu_ticks(pid) for pid in workers}
+        deadline = time.time() + 60
+        while all(cpu_ticks(pid) == idle[pid] for pid in workers):  # until one decodes for trial 0
+            assert time.time() < deadline, "no worker started decoding"
+            time.sleep(0.005)
+        victim = next(pid for pid in workers if cpu_ticks(pid) != idle[pid])
+        os.kill(victim, signal.SIGKILL)
+        return victim
+
+    lines, victim = run_doing(tmp_path, study, kill_a_decoding_worker)
     out = "".join(lines)
-    assert code == 0, out + err
-    assert "Traceback" not in out + err
     cause = (f"a DataLoader worker (pid {victim}) was killed by signal SIGKILL; the kernel's OOM killer sends it "
              f"when memory runs out")
     assert re.search(rf"FAIL      failed: {re.escape(cause)}", out), out
