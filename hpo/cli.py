@@ -173,9 +173,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     retrain = commands.add_parser(
         "retrain", help="retrain the best trial and score it on the test split", formatter_class=_formatter,
-        epilog="examples:\n  hpo retrain digits\n  hpo retrain studies/digits.yaml --epochs 50")
+        description="Retrain the study's best trial on train+validation and score it once on the test split. "
+                    "With --seeds N: retrain the best trial and the baseline (trial 0, the study's first enqueued "
+                    "recipe) with the same N fresh seeds, and judge whether the best really beats the baseline "
+                    "(mean ± std of each, the difference with a 95% Welch t interval, one sentence).",
+        epilog="examples:\n  hpo retrain digits\n  hpo retrain studies/digits.yaml --epochs 50\n"
+               "  hpo retrain digits --seeds 3      # best vs baseline, 3 seeds each: is the win real?")
     retrain.add_argument("study", metavar="STUDY")
     retrain.add_argument("--epochs", type=int, metavar="N", help="epochs (default: the study's budget.retrain.epochs)")
+    retrain.add_argument("--seeds", type=at_least(1), metavar="N",
+                         help="retrain the best trial and the baseline with N seeds each and compare them "
+                              "(= --set budget.retrain.seeds=N; default: the study's, else 1: no comparison)")
     _overrides(retrain)
     _device(retrain)
     _stores(retrain)
@@ -186,7 +194,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Register a finished retrain run of the study as a new version of the registered model named "
                     "after the study (an MLflow pyfunc: image files in, class names and probabilities out), point "
                     "the alias at it, and write a self-contained checkpoint. The run is --run RUN_ID, or else the "
-                    "study's latest finished retrain run (the newest by start time, whatever its epochs).",
+                    "study's latest finished retrain run (the newest by start time, whatever its epochs); when that "
+                    "run is one of a seed comparison's (hpo retrain --seeds), the best trial's median-seed run of "
+                    "that comparison.",
         epilog="examples:\n  hpo promote digits\n  hpo promote studies/digits.yaml --output best.pt\n"
                "  hpo promote digits --run RUN_ID       one of several retrains (an id that is not one of them\n"
                "                                        is refused with a line that lists them)\n\n"
@@ -356,7 +366,8 @@ def cmd_retrain(args) -> int:
     from hpo.pipeline import retrain_study, store_flags
     from hpo.spec import study_name
 
-    overrides = list(args.overrides) + ([f"budget.retrain.epochs={args.epochs}"] if args.epochs else [])
+    overrides = list(args.overrides) + ([f"budget.retrain.epochs={args.epochs}"] if args.epochs else []) + \
+        ([f"budget.retrain.seeds={args.seeds}"] if args.seeds else [])
     stores = _stores_of(args)
     retrain_study(args.study, stores, tuple(overrides), args.device, print_line=_flush_print)
     print(f"next: hpo promote {study_name(args.study)}" + store_flags(stores))
@@ -376,6 +387,8 @@ def cmd_promote(args) -> int:
     from hpo.tracking import Tracker
     tracker = Tracker(name, args.tracking_uri, args.artifacts, create=False)
     done = promote(tracker, args.output, args.alias, args.run)
+    if done.chosen_because:
+        print(done.chosen_because)
     print(f"registered {done.model_name!r} version {done.version} (alias {done.alias!r}) from MLflow run "
           f"{done.run_id}, test_accuracy {done.test_accuracy:.4f}")
     print(f"checkpoint written to {done.checkpoint}")

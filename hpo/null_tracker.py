@@ -51,7 +51,12 @@ class NullTracker:
         yield NullRun()
 
     @contextlib.contextmanager
-    def retrain_run(self, trial_number: int, hyperparams, seed: int, epochs: int, parent_run_id) -> Iterator[NullRun]:
+    def retrain_run(self, trial_number: int, hyperparams, seed: int, epochs: int, parent_run_id,
+                    member=None) -> Iterator[NullRun]:
+        yield NullRun()
+
+    @contextlib.contextmanager
+    def seed_group_run(self, group: str, best: int, baseline, epochs: int, seeds, parent_run_id) -> Iterator[NullRun]:
         yield NullRun()
 
     def log_checkpoint(self, run, checkpoint: dict, artifact: str = "") -> None:

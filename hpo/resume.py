@@ -8,7 +8,7 @@ user attribute ``died``; the next claim enqueues a retry with the same parameter
 training seed (``budget.retries`` times at most), which reports again what the dead trial had
 reported (so the pruner sees one history), then trains only the missing epochs. The retry's result
 is the one an uninterrupted trial gives (tests/test_resume.py). A retrain keeps its state the same
-way (``retrain-trial-<N>-<E>ep.pt``, with its early-stopping bookkeeping) and a rerun resumes it.
+way (``retrain-trial-<N>-<E>ep-seed<S>.pt``, with its early-stopping bookkeeping) and a rerun resumes it.
 
 With a tracking server (several machines), a trial's run also keeps a copy of its state file in its
 artifacts (``hpo-state/``, ``RunLog.keep_state``), so a retry on another machine downloads it and goes on
@@ -49,9 +49,9 @@ def _folder(study_name: str) -> Path:
     return state_folder() / study_name
 
 
-def retrain_state_file(study_name: str, trial_number: int, epochs: int) -> Path:
-    """Where the retrain of ``trial_number`` for ``epochs`` keeps its latest state."""
-    return _folder(study_name) / f"retrain-trial-{trial_number}-{epochs}ep.pt"
+def retrain_state_file(study_name: str, trial_number: int, epochs: int, seed: int) -> Path:
+    """Where the retrain of ``trial_number`` for ``epochs`` with ``seed`` keeps its latest state."""
+    return _folder(study_name) / f"retrain-trial-{trial_number}-{epochs}ep-seed{seed}.pt"
 
 
 def save(path: Path, state: dict[str, Any]) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 from dataclasses import dataclass
 
 import optuna
@@ -30,12 +31,55 @@ from hpo.trainer import Evaluation, evaluate, fit, seed_everything
 
 
 @dataclass(frozen=True)
+class Recipe:
+    """What a retrain trains: a trial's hyperparameters with a training seed."""
+
+    trial_number: int
+    params: dict
+    seed: int
+    found: str  # how the search scored it, for the console: "val_accuracy 0.9931" or "PRUNED"
+
+    @classmethod
+    def of_trial(cls, spec, trial: optuna.trial.FrozenTrial, seed: int | None = None) -> "Recipe":
+        """``trial``'s hyperparameters with ``seed``, or else with the trial's own seed (a retry's is its first
+        trial's)."""
+        seed = seed if seed is not None else trial.user_attrs.get("trial_seed", spec.trial_seed(trial.number))
+        found = f"{spec.metric} {trial.value:.4f}" if trial.value is not None else trial.state.name
+        return cls(trial.number, dict(trial.params), seed, found)
+
+
+@dataclass(frozen=True)
+class SeedMember:
+    """A retrain's place in a seed comparison (hpo/seeds.py)."""
+
+    group: str
+    role: str  # "best" or "baseline"
+    index: int  # which of the group's seeds
+    group_run_id: str | None  # the MLflow run the group's retrains nest under
+
+
+@dataclass(frozen=True)
 class RetrainResult:
     run_id: str
     trial_number: int
     epochs: int  # the budget
     epochs_trained: int  # fewer when early stopping stopped it
     test: Evaluation
+    seed: int = 0
+    member: SeedMember | None = None
+
+    def as_record(self) -> dict:
+        """What the study keeps of it (user attribute ``retrain_results``; hpo show and hpo report read it)."""
+        import datetime
+
+        return {"trial": self.trial_number, "epochs": self.epochs, "epochs_trained": self.epochs_trained,
+                "seed": self.seed, "test_accuracy": self.test.accuracy, "test_loss": self.test.loss,
+                "n_test_images": self.test.n_images, "run_id": self.run_id,
+                "group": self.member.group if self.member else None, "role": self.member.role if self.member else None,
+                "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+
+
+RESULTS_ATTR = "retrain_results"  # the study's finished retrains, oldest first (RetrainResult.as_record)
 
 
 class TrainingDiverged(WorkFailed):
@@ -51,7 +95,8 @@ def best_trial(spec, study: optuna.Study) -> optuna.trial.FrozenTrial:
 
 
 def retrain_best_trial(ctx: Context, study: optuna.Study, again: bool = True) -> list[RetrainResult]:
-    """Retrain the study's best trial once per budget in ``budget.retrain.epochs``.
+    """Retrain the study's best trial once per budget in ``budget.retrain.epochs`` (with ``budget.retrain.seeds``
+    above 1: a seed comparison against the baseline per budget, :func:`compare_seeds`).
 
     With ``again=False`` a budget that already has a finished retrain run of this trial is not trained
     again (a rerun of a finished study); ``hpo retrain`` always trains.
@@ -67,31 +112,109 @@ def retrain_best_trial(ctx: Context, study: optuna.Study, again: bool = True) ->
     for epochs in ctx.spec.budget.retrain.epochs:
         # Under a lock, so that runs of one study started together retrain once, not once each.
         with store_lock(url_of(study), f"retrain-{ctx.spec.name}") if not again else contextlib.nullcontext():
+            if ctx.spec.budget.retrain.seeds > 1:
+                results += compare_seeds(ctx, study, best, epochs, again)
+                continue
             done = None if again else ctx.tracker.finished_retrain(best.number, epochs)
             if done is not None:
                 ctx.print_line(f"retrain of trial {best.number} ({epochs} epochs) already done: test_accuracy "
                                f"{done.data.metrics.get('test_accuracy', float('nan')):.4f} (MLflow run "
                                f"{done.info.run_id}); `hpo retrain {ctx.spec.name}` trains it again")
                 continue
-            results.append(retrain(ctx, best, epochs))
-            views.retrain_noted(ctx, study, results[-1])
+            results.append(retrain(ctx, Recipe.of_trial(ctx.spec, best), epochs))
+            _record(ctx, study, results[-1])
     return results
 
 
-def retrain(ctx: Context, best: optuna.trial.FrozenTrial, epochs: int) -> RetrainResult:
-    """Train ``best``'s hyperparameters for ``epochs`` from a fresh model, test once, log the checkpoint."""
+def compare_seeds(ctx: Context, study: optuna.Study, best: optuna.trial.FrozenTrial, epochs: int,
+                  again: bool = True) -> list[RetrainResult]:
+    """Retrain the best trial and the baseline (trial 0, the first enqueued recipe) with the same
+    ``budget.retrain.seeds`` seeds, then judge the difference (hpo/seeds.py); the verdict is printed, kept in the
+    study (user attribute ``seed_verdict``) and logged on the comparison's MLflow run."""
+    import uuid
+
+    from hpo import seeds as seed_stats
+
+    spec = ctx.spec
+    seeds = seed_stats.group_seeds(spec.seed, spec.budget.retrain.seeds)
+    baseline = _baseline(spec, study)
+    baseline = None if baseline is not None and baseline.trial_number == best.number else baseline
+    kept = study.user_attrs.get(seed_stats.VERDICT_ATTR)
+    if not again and kept and (kept["best"]["trial"], kept["epochs"], kept["seeds"]) == (best.number, epochs, seeds):
+        ctx.print_line(f"seed comparison of trial {best.number} ({epochs} epochs, {len(seeds)} seeds) already done: "
+                       f"{kept['sentence']}; `hpo retrain {spec.name}` trains it again")
+        return []
+    arms = {"best": Recipe.of_trial(spec, best), **({"baseline": baseline} if baseline is not None else {})}
+    no_baseline = "the best trial is trial 0, the study's recipe" if spec.enqueue else \
+        "the study enqueues no recipe: add one under enqueue:"
+    group = uuid.uuid4().hex[:8]
+    results: dict[str, list[RetrainResult]] = {role: [] for role in arms}
+    with ctx.tracker.seed_group_run(group, best.number, baseline.trial_number if baseline else None, epochs, seeds,
+                                    ctx.parent_run_id) as group_run:
+        for index, seed in enumerate(seeds):  # seed by seed, so that a stopped comparison has both arms so far
+            for role, recipe in arms.items():
+                ctx.print_line(f"seed {index + 1}/{len(seeds)}, {role}:")
+                member = SeedMember(group, role, index, group_run.run_id)
+                result = retrain(ctx, dataclasses.replace(recipe, seed=seed), epochs, member)
+                _record(ctx, study, result)
+                results[role].append(result)
+        verdict = seed_stats.judge(
+            (best.number, [r.test.accuracy for r in results["best"]]),
+            (baseline.trial_number, [r.test.accuracy for r in results["baseline"]]) if baseline else None,
+            epochs, seeds, group=group, run_ids={role: [r.run_id for r in rs] for role, rs in results.items()},
+            no_baseline=no_baseline)
+        _log_verdict(group_run, verdict)
+    retried("the study storage", study.set_user_attr, seed_stats.VERDICT_ATTR, verdict)
+    for line in seed_stats.describe(verdict):
+        ctx.print_line(line)
+    views.verdict_noted(ctx, study, verdict)
+    return results["best"] + results.get("baseline", [])
+
+
+def _baseline(spec, study: optuna.Study) -> Recipe | None:
+    """Trial 0 when the study enqueued a recipe (it is the first enqueued trial), with the recipe's values
+    where the trial never suggested them (it failed, or never ran)."""
+    if not spec.enqueue:
+        return None
+    trial = study.get_trials(deepcopy=False)[0]
+    return dataclasses.replace(Recipe.of_trial(spec, trial), params={**spec.enqueue[0], **trial.params})
+
+
+def _log_verdict(run, verdict: dict) -> None:
+    import json
+
+    metrics = {"best_mean": verdict["best"]["mean"], "best_std": verdict["best"]["std"]}
+    if verdict["baseline"] is not None:
+        metrics.update(baseline_mean=verdict["baseline"]["mean"], baseline_std=verdict["baseline"]["std"],
+                       difference=verdict["difference"]["mean"], difference_low=verdict["difference"]["low"],
+                       difference_high=verdict["difference"]["high"])
+    run.log_metrics(metrics)
+    run.set_tags({"hpo.verdict": verdict["sentence"]})
+    run.log_text(json.dumps(verdict, indent=2), "verdict.json")
+
+
+def _record(ctx: Context, study: optuna.Study, result: RetrainResult) -> None:
+    """The finished retrain in the study itself (so hpo show and hpo report have it without MLflow) and in its
+    optuna-dashboard note."""
+    kept = list(study.user_attrs.get(RESULTS_ATTR, []))
+    retried("the study storage", study.set_user_attr, RESULTS_ATTR, kept + [result.as_record()])
+    views.retrain_noted(ctx, study, result)
+
+
+def retrain(ctx: Context, recipe: Recipe, epochs: int, member: SeedMember | None = None) -> RetrainResult:
+    """Train ``recipe`` for ``epochs`` from a fresh model, test once, log the checkpoint."""
     spec, splits, device, tracker, print_line = ctx.spec, ctx.splits, ctx.device, ctx.tracker, ctx.print_line
     settings = spec.budget.retrain
-    hp = spec.search.resolve(best.params)
-    seed = best.user_attrs.get("trial_seed", spec.trial_seed(best.number))  # a retry's is its first trial's
+    hp = spec.search.resolve(recipe.params)
+    seed, number = recipe.seed, recipe.trial_number
     train, val = (splits.train, splits.val) if settings.monitors_validation else (splits.train_and_val(), None)
-    print_line(f"retraining trial {best.number} ({spec.metric} {best.value:.4f}) on "
+    print_line(f"retraining trial {number} ({recipe.found}) with seed {seed} on "
                f"{'train' if val is not None else 'train+val'} ({len(train)} images) for {epochs} epochs: "
                f"{_short(applicable(spec.search, hp.as_dict()))}")
-    state_file = resume.retrain_state_file(spec.name, best.number, epochs)
+    state_file = resume.retrain_state_file(spec.name, number, epochs, seed)
     stamp = resume.fingerprint(spec.name, hp.as_dict(), seed, epochs, spec.model, spec.data, settings)
     saved = resume.load(state_file, stamp)  # None for a retrain of other settings under the same name
-    with tracker.retrain_run(best.number, hp.as_dict(), seed, epochs, ctx.parent_run_id) as run:
+    with tracker.retrain_run(number, hp.as_dict(), seed, epochs, ctx.parent_run_id, member) as run:
         seed_everything(seed)
         model = spec.model.build(splits)
         best_score, best_state, since_best, trained, first_loss = None, None, 0, 0, None
@@ -115,7 +238,7 @@ def retrain(ctx: Context, best: optuna.trial.FrozenTrial, epochs: int) -> Retrai
             first_loss = result.train_loss if first_loss is None else first_loss
             reason = divergence(result, first_loss, splits.num_classes, hp.warmup_epochs)
             if reason:
-                raise TrainingDiverged(f"retrain of trial {best.number}: {reason}; lower the learning rate or "
+                raise TrainingDiverged(f"retrain of trial {number}: {reason}; lower the learning rate or "
                                        f"retrain another trial")
             if settings.checkpoint_every and result.epoch % settings.checkpoint_every == 0:
                 tracker.log_checkpoint(run, {"epoch": result.epoch, "state_dict": model.state_dict()},
@@ -144,14 +267,14 @@ def retrain(ctx: Context, best: optuna.trial.FrozenTrial, epochs: int) -> Retrai
         if test.top5 is not None:
             metrics["test_top5"] = test.top5
         run.log_metrics(metrics)
-        views.retrain_done(ctx, run, model, best.number, epochs, test)
+        views.retrain_done(ctx, run, model, number, epochs, test)
         tracker.log_checkpoint(run, make_checkpoint(model, spec=spec, splits=splits, hyperparams=hp.as_dict(),
-                                                    trial_number=best.number, seed=seed, epochs=trained,
+                                                    trial_number=number, seed=seed, epochs=trained,
                                                     metrics=metrics))
     resume.discard(state_file)
-    print_line(f"retrain of trial {best.number} ({epochs} epochs): test_accuracy {test.accuracy:.4f} on "
+    print_line(f"retrain of trial {number} ({epochs} epochs): test_accuracy {test.accuracy:.4f} on "
                f"{test.n_images} held-out images" + (f" (MLflow run {run.run_id})" if run.run_id else ""))
-    return RetrainResult(run.run_id, best.number, epochs, trained, test)
+    return RetrainResult(run.run_id, number, epochs, trained, test, seed, member)
 
 
 def applicable(space, params: dict) -> dict:

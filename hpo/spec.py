@@ -31,6 +31,7 @@ NORMALIZE_CHOICES = ("auto", "measured", *NORMALIZATIONS)
 METRICS = {"val_accuracy": "maximize", "val_loss": "minimize"}  # metric -> its natural direction
 DIRECTIONS = ("maximize", "minimize")
 MAX_TRIALS = 100_000  # far above any study we know of (write-ups: tens to hundreds); a typo, not a plan
+MAX_SEEDS = 100  # retrains per trial in a seed comparison
 MAX_EPOCHS = 10_000  # write-up 000's longest budget is 600
 MAX_SEED = 2**32 - 1  # NumPy and Optuna samplers take seeds below 2**32
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
@@ -68,6 +69,7 @@ class RetrainSpec:
     checkpoint_every: int = 0  # save the training state every N epochs (0 = never)
     keep_best: bool = False  # end with the weights of the best validation epoch
     early_stopping: int = 0  # stop after N epochs without a better validation score (0 = never)
+    seeds: int = 1  # > 1: the best trial and the baseline (trial 0) each retrained with this many seeds (hpo/seeds.py)
 
     @property
     def monitors_validation(self) -> bool:
@@ -265,7 +267,8 @@ def _parse_budget(raw: Any, source: str) -> BudgetSpec:
     _no_unknown(raw, ("trials", "epochs", "timeout_s", "retries", "retrain"), source, "budget")
     epochs = _int(raw.get("epochs", 10), source, "budget.epochs", low=1, high=MAX_EPOCHS)
     retrain = _mapping(raw.get("retrain") or {}, source, "budget.retrain")
-    _no_unknown(retrain, ("epochs", "checkpoint_every", "keep_best", "early_stopping"), source, "budget.retrain")
+    _no_unknown(retrain, ("epochs", "checkpoint_every", "keep_best", "early_stopping", "seeds"), source,
+                "budget.retrain")
     retrain_epochs = retrain.get("epochs", epochs)
     retrain_epochs = retrain_epochs if isinstance(retrain_epochs, list) and retrain_epochs else [retrain_epochs]
     keep_best = retrain.get("keep_best", False)
@@ -282,7 +285,8 @@ def _parse_budget(raw: Any, source: str) -> BudgetSpec:
             epochs=tuple(_int(e, source, "budget.retrain.epochs", low=1, high=MAX_EPOCHS) for e in retrain_epochs),
             checkpoint_every=_int(retrain.get("checkpoint_every", 0), source, "budget.retrain.checkpoint_every", low=0),
             keep_best=keep_best,
-            early_stopping=_int(retrain.get("early_stopping", 0), source, "budget.retrain.early_stopping", low=0)),
+            early_stopping=_int(retrain.get("early_stopping", 0), source, "budget.retrain.early_stopping", low=0),
+            seeds=_int(retrain.get("seeds", 1), source, "budget.retrain.seeds", low=1, high=MAX_SEEDS)),
         timeout_s=None if timeout_s is None else float(timeout_s),
         retries=_int(raw.get("retries", 2), source, "budget.retries", low=0, high=100))
 

@@ -294,12 +294,32 @@ class Tracker:
 
     @contextlib.contextmanager
     def retrain_run(self, trial_number: int, hyperparams: Mapping[str, Any], seed: int, epochs: int,
-                    parent_run_id: str | None) -> Iterator[RunLog]:
-        with self._run(f"retrain-trial-{trial_number}-{epochs}ep",
-                       {"hpo.role": "retrain", "hpo.retrain_of_trial": trial_number, "hpo.epochs": epochs},
-                       params={**hyperparams, "seed": seed, "epochs": epochs},
+                    parent_run_id: str | None, member=None) -> Iterator[RunLog]:
+        """A retrain run; ``member`` (a :class:`hpo.retrain.SeedMember`) when it is one of a seed comparison's,
+        nested under the comparison's run."""
+        tags = {"hpo.role": "retrain", "hpo.retrain_of_trial": trial_number, "hpo.epochs": epochs}
+        name = f"retrain-trial-{trial_number}-{epochs}ep"
+        if member is not None:
+            tags.update({"hpo.seed_group": member.group, "hpo.seed_role": member.role, "hpo.seed_index": member.index})
+            name, parent_run_id = f"{name}-seed{member.index}", member.group_run_id or parent_run_id
+        with self._run(name, tags, params={**hyperparams, "seed": seed, "epochs": epochs},
                        parent_run_id=parent_run_id) as run:
             yield run
+
+    @contextlib.contextmanager
+    def seed_group_run(self, group: str, best: int, baseline: int | None, epochs: int, seeds: list[int],
+                       parent_run_id: str | None) -> Iterator[RunLog]:
+        """The run a seed comparison's retrain runs nest under; it ends with the verdict (``hpo/seeds.py``)."""
+        versus = f"-vs-{baseline}" if baseline is not None else ""
+        with self._run(f"seeds-trial-{best}{versus}-{epochs}ep", {"hpo.role": "seed_group", "hpo.seed_group": group},
+                       params={"best_trial": best, "baseline_trial": baseline, "epochs": epochs,
+                               "seeds": ",".join(map(str, seeds))}, parent_run_id=parent_run_id) as run:
+            yield run
+
+    def seed_group_members(self, group: str, role: str = "best") -> list:
+        """The finished retrain runs of one arm of a seed comparison."""
+        return self.runs("retrain", f"attributes.status = 'FINISHED' and tags.`hpo.seed_group` = '{group}' and "
+                                    f"tags.`hpo.seed_role` = '{role}'")
 
     def fetch_state(self, run_ids: list[str], name: str, path: Path) -> bool:
         """The training state file ``name`` that the first of ``run_ids`` to have kept one kept

@@ -242,6 +242,15 @@ def retrain_noted(ctx, study, result) -> None:
         retried("the study storage", save_note, study, get_note(study).rstrip("\n") + "\n" + line + "\n")
 
 
+def verdict_noted(ctx, study, verdict: dict) -> None:
+    """A seed comparison's verdict (hpo/seeds.py) added to the study's note."""
+    with best_effort("writing the study's note in optuna-dashboard", ctx.print_line):
+        from optuna_dashboard import get_note, save_note
+
+        retried("the study storage", save_note, study,
+                get_note(study).rstrip("\n") + f"\n- seed comparison: {verdict['sentence']}\n")
+
+
 def _predictions(ctx, model):
     """(labels, predicted classes) on the test split: one more pass of inference than ``evaluate``'s."""
     from hpo.trainer import logits_of

@@ -104,6 +104,8 @@ MALFORMED = {
     "retrain of 0 epochs": (setitem("budget", "retrain", "epochs", [0]),
                             "budget.retrain.epochs: must be an integer from 1 to 10,000, got 0"),
     "unknown retrain field": (setitem("budget", "retrain", "patience", 3), "budget.retrain.patience: unknown field"),
+    "retrain with 0 seeds": (setitem("budget", "retrain", "seeds", 0),
+                             "budget.retrain.seeds: must be an integer from 1 to 100, got 0"),
     # search space
     "empty space": (setitem("search", {}), "search: the space is empty"),
     "space a list": (setitem("search", [1]), "search: must be a mapping of hyperparameter names, got [1]"),
@@ -233,6 +235,7 @@ ARGUMENTS = {
     "retrain of an unknown study": (["retrain", "nosuch"], "no study named 'nosuch' in sqlite:///hpo.db; studies "
                                                            "there: tiny"),
     "retrain of a bad file": (["retrain", "list.yaml"], "list.yaml: must be a YAML mapping"),
+    "retrain --seeds 0": (["retrain", "tiny", "--seeds", "0"], "argument --seeds: must be >= 1, got 0"),
     "promote without a study": (["promote"], "the following arguments are required: STUDY"),
     "evaluate a missing checkpoint": (["evaluate", "missing.pt"], "argument CHECKPOINT: missing.pt: no such file"),
     "evaluate a folder": (["evaluate", "mlartifacts"], "argument CHECKPOINT: mlartifacts: not a file"),
