@@ -43,7 +43,8 @@ from optuna.trial import TrialState  # noqa: E402
 from hpo.errors import UserError, WorkFailed  # noqa: E402
 from hpo.processes import ProcessId  # noqa: E402
 from hpo.store_failures import StoreUnwritable, first_line, retried  # noqa: E402
-from hpo.urls import artifact_root, check_tracking_uri, masked, sqlite_path, sqlite_tables, tracking_uri  # noqa: E402
+from hpo.urls import (artifact_root, check_tracking_uri, is_relative_location, masked,  # noqa: E402
+                      relative_artifact_location, sqlite_path, sqlite_tables, tracking_uri)
 from hpo.locks import store_lock  # noqa: E402
 
 logging.getLogger("mlflow").setLevel(logging.WARNING)
@@ -223,6 +224,7 @@ class Tracker:
                                 f"{', '.join(names) or 'none'}")
             if experiment is None:
                 experiment = self._create_experiment(study_name, artifacts)
+            self._check_relative_artifacts(experiment.artifact_location)
             self.experiment_id = experiment.experiment_id
             if create and not EXPERIMENT_KIND.keys() <= experiment.tags.keys():  # made by an older hpo
                 retried(f"MLflow ({masked(self.uri)})", self.client.set_experiment_tag, self.experiment_id,
@@ -236,17 +238,51 @@ class Tracker:
         from mlflow.exceptions import MlflowException
 
         served = self.uri.startswith(("http:", "https:")) and not (artifacts or os.environ.get("HPO_ARTIFACTS"))
+        location = None if served else artifact_root(artifacts).as_uri()
         try:  # a tracking server keeps artifacts where every machine reaches them, unless told otherwise
             retried(f"MLflow ({masked(self.uri)})", self.client.create_experiment, study_name,
-                    artifact_location=None if served else artifact_root(artifacts).as_uri(),
-                    tags={"hpo.study": study_name, **EXPERIMENT_KIND})
+                    artifact_location=location, tags={"hpo.study": study_name, **EXPERIMENT_KIND})
         except MlflowException as err:
             if err.error_code != "RESOURCE_ALREADY_EXISTS":
                 raise
         experiment = retried(f"MLflow ({masked(self.uri)})", self.client.get_experiment_by_name, study_name)
         if experiment is None:
             raise WorkFailed(f"MLflow ({masked(self.uri)}) did not create the experiment {study_name!r}")
+        relative = None if served else relative_artifact_location(self.uri, artifact_root(artifacts))
+        if relative is not None and experiment.artifact_location == location:
+            experiment = self._relocate(experiment, relative)
         return experiment
+
+    def _relocate(self, experiment, relative: str):
+        """The new experiment with its artifact location rewritten to ``relative`` (hpo.urls.
+        relative_artifact_location) in the SQLite store, under the store's lock.
+
+        MLflow's SQL store makes every local location absolute when it creates an experiment
+        (resolve_uri_if_local), and a store copied or moved elsewhere would no longer find its files. Set
+        afterwards, the relative location is kept, and MLflow derives the others from it: a run's artifact_uri
+        (``mlartifacts/RUN_ID/artifacts``), a logged model's (``mlartifacts/models/MODEL_ID/artifacts``) and
+        so a registered version's storage location; all resolve against the current directory, as the store's
+        own ``sqlite:///mlflow.db`` does. Checked with MLflow 3.17: logging, ``load_model("models:/NAME@alias")``
+        and ``mlflow models serve`` (tests/test_pyfunc.py), and mlflow ui's artifact lists and downloads for
+        runs, logged models and model versions."""
+        import sqlite3
+
+        def rewrite():
+            with contextlib.closing(sqlite3.connect(sqlite_path(self.uri), timeout=30)) as db, db:
+                db.execute("update experiments set artifact_location = ? where experiment_id = ?",
+                           (relative, int(experiment.experiment_id)))
+
+        retried(f"MLflow ({masked(self.uri)})", rewrite)
+        return retried(f"MLflow ({masked(self.uri)})", self.client.get_experiment, experiment.experiment_id)
+
+    def _check_relative_artifacts(self, location: str) -> None:
+        """Refuse a store whose artifacts are relative to its folder (``_relocate``) from another directory:
+        MLflow would read and write them under this one."""
+        path = sqlite_path(self.uri)
+        if path is not None and is_relative_location(location) and path.resolve().parent != Path.cwd().resolve():
+            raise UserError(f"{self.uri}: the experiment {self.study_name!r} keeps its artifacts in {location}/ "
+                            f"beside {path.name}, which MLflow finds from the current directory; run hpo in "
+                            f"{path.resolve().parent}")
 
     @contextlib.contextmanager
     def _run(self, name: str, tags: Mapping[str, Any], params: Mapping[str, Any] | None = None,

@@ -74,6 +74,27 @@ def artifact_root(cli_value: str | None = None) -> Path:
     return Path(cli_value or os.environ.get("HPO_ARTIFACTS") or DEFAULT_ARTIFACT_ROOT).resolve()
 
 
+def relative_artifact_location(tracking: str, root: Path) -> str | None:
+    """The artifact root ``root`` as a path relative to the folder of the SQLite store ``tracking``, when that
+    folder is the current directory and ``root`` lies inside it; else None (an absolute location is kept).
+
+    MLflow resolves a relative artifact location against the current directory of whoever reads it (logging,
+    ``mlflow ui``, ``load_model``, ``mlflow models serve``), as it does ``sqlite:///mlflow.db`` itself: so
+    the relative form is right only where the store's folder is that directory, and then the folder can be
+    moved or copied whole."""
+    path = sqlite_path(tracking)
+    if path is None or path.resolve().parent != Path.cwd().resolve():
+        return None
+    with contextlib.suppress(ValueError):  # outside the store's folder: it would not move with it
+        return root.resolve().relative_to(path.resolve().parent).as_posix()
+    return None
+
+
+def is_relative_location(location: str) -> bool:
+    """An artifact location that is a relative path (``mlartifacts``; see relative_artifact_location)."""
+    return "://" not in location and ":" not in location.split("/", 1)[0] and not Path(location).is_absolute()
+
+
 # MLflow's tracking stores, by URI scheme (a plain path is a file store).
 TRACKING_SCHEMES = ("", "file", "sqlite", "postgresql", "mysql", "mssql", "http", "https", "databricks")
 

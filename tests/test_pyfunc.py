@@ -69,11 +69,62 @@ def assert_same_as_hpo_predict(rows: list[dict], predicted: list[dict]) -> None:
 def test_pyfunc_load_model_predicts_as_hpo_predict(champion, monkeypatch):
     import mlflow
 
+    monkeypatch.chdir(champion["dir"])  # the artifact locations are relative to the store's folder
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{champion['dir']}/mlflow.db")
     model = mlflow.pyfunc.load_model("models:/tiny@champion")
     assert [c.name for c in model.metadata.get_input_schema().inputs] == ["image"]
     out = model.predict(image_frame(champion["files"]))
     assert_same_as_hpo_predict(out.to_dict("records"), champion["predicted"])
+
+
+# Where MLflow keeps a location, table by table (the Model Registry's versions keep two).
+LOCATIONS = {"experiments": "artifact_location", "runs": "artifact_uri", "logged_models": "artifact_location",
+             "model_versions": "storage_location"}
+
+
+def test_a_copied_study_folder_loads_and_promotes_from_its_own_files(champion, tmp_path, monkeypatch):
+    """The study's folder copied elsewhere, as a user takes it to another machine: its MLflow store names no path
+    of the original folder, and in the copy the registered model loads and predicts, and promote works."""
+    import contextlib
+    import shutil
+    import sqlite3
+
+    import mlflow
+
+    original, copy = champion["dir"], tmp_path / "copied"
+    copy.mkdir()
+    for name in ("hpo.db", "mlflow.db"):  # as SQLite copies a database that may have a -wal file beside it
+        with contextlib.closing(sqlite3.connect(original / name)) as source, \
+                contextlib.closing(sqlite3.connect(copy / name)) as target:
+            source.backup(target)
+    shutil.copytree(original / "mlartifacts", copy / "mlartifacts")
+
+    def select(db, table: str, columns: str = "*") -> list:
+        ours = " where name != 'Default'" if table == "experiments" else ""  # MLflow's own, which hpo never uses
+        return db.execute(f"select {columns} from {table}{ours}").fetchall()
+
+    with contextlib.closing(sqlite3.connect(copy / "mlflow.db")) as db:
+        rows = {table: select(db, table) for table in LOCATIONS}
+        locations = [row[0] for table, column in LOCATIONS.items() for row in select(db, table, column)]
+    assert all(rows.values()), rows  # an experiment, runs, logged models and versions to look at
+    assert not [row for table in rows.values() for row in table if str(original) in repr(row)]
+    assert all(location == "mlartifacts" or location.startswith("mlartifacts/") for location in locations), locations
+
+    monkeypatch.chdir(copy)  # what the README says: work from the study's folder
+    # (its absolute path: MLflow keeps one store per URI for the process, and sqlite:///mlflow.db may be another's)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{copy}/mlflow.db")
+    client = MlflowClient()
+    version = client.get_model_version_by_alias("tiny", "champion")
+    assert (copy / client.get_model_version_download_uri("tiny", version.version) / "MLmodel").is_file()
+    out = mlflow.pyfunc.load_model("models:/tiny@champion").predict(image_frame(champion["files"]))
+    assert_same_as_hpo_predict(out.to_dict("records"), champion["predicted"])
+
+    hpo("promote", "tiny", "--output", str(tmp_path / "again.pt"), cwd=copy)
+    promoted = client.get_model_version_by_alias("tiny", "champion")
+    assert int(promoted.version) == int(version.version) + 1
+    new_model = client.get_model_version_download_uri("tiny", promoted.version)
+    assert new_model.startswith("mlartifacts/models/") and (copy / new_model / "MLmodel").is_file()
+    assert not (original / new_model).exists()  # written into the copy, not beside the original
 
 
 def post(port: int, body: dict) -> tuple[int, dict]:

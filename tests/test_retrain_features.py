@@ -9,13 +9,14 @@ from mlflow.tracking import MlflowClient
 from conftest import TINY_STUDY, hpo, write_study
 
 
-def test_retrain_budgets_checkpoints_and_keep_best(tmp_path):
+def test_retrain_budgets_checkpoints_and_keep_best(tmp_path, monkeypatch):
     study = dict(TINY_STUDY, name="budgets", enqueue=[TINY_STUDY["enqueue"][0]],
                  budget={"trials": 1, "epochs": 2,
                          "retrain": {"epochs": [2, 4], "checkpoint_every": 2, "keep_best": True,
                                      "early_stopping": 1}})
     result = hpo("run", str(write_study(tmp_path, study)), cwd=tmp_path)
     assert "on train (1149 images) for 2 epochs" in result.stdout  # keep_best watches val, so train only
+    monkeypatch.chdir(tmp_path)  # MLflow finds the artifacts from the store's folder (README)
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
     experiment = client.get_experiment_by_name("budgets")
     runs = client.search_runs([experiment.experiment_id], "tags.`hpo.role` = 'retrain'")

@@ -89,7 +89,7 @@ def data_segment_bytes(pid: int) -> int:
         return int(re.search(r"^VmData:\s+(\d+) kB", f.read(), re.M).group(1)) * 1024
 
 
-def test_a_batch_that_does_not_fit_fails_its_trial_and_the_study_goes_on(tmp_path):
+def test_a_batch_that_does_not_fit_fails_its_trial_and_the_study_goes_on(tmp_path, monkeypatch):
     """A real allocation failure: the hpo process may map only HEADROOM_BYTES more than it holds once its data
     is loaded (RLIMIT_DATA, set from outside when it prints its start line), so the CPU allocator refuses the
     activations of the trial at batch size 128 (over 1 GiB of them) and grants those at batch size 8.
@@ -121,6 +121,7 @@ def test_a_batch_that_does_not_fit_fails_its_trial_and_the_study_goes_on(tmp_pat
     # fail_reason is first_line(err) (hpo/store_failures.py): our own errors' message, without a class name
     assert re.match(r"out of memory at batch size 128 on cpu", failed.user_attrs["fail_reason"])
 
+    monkeypatch.chdir(tmp_path)  # MLflow finds the artifacts from the store's folder (README)
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
     run = client.get_run(failed.user_attrs["mlflow_run_id"])
     assert run.info.status == "FAILED" and "out of memory at batch size 128" in run.data.tags["hpo.error"]

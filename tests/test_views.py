@@ -74,7 +74,8 @@ def test_dashboard_links_each_trial_to_its_run_and_shows_its_curves(tiny_run, ml
         server.wait(timeout=30)
 
 
-def test_mlflow_shows_model_training_view_pruning_and_summaries(tiny_run, mlflow_client):
+def test_mlflow_shows_model_training_view_pruning_and_summaries(tiny_run, mlflow_client, monkeypatch):
+    monkeypatch.chdir(tiny_run["dir"])  # MLflow finds the artifacts from the store's folder (README)
     client, experiment = mlflow_client
     assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
     runs = client.search_runs([experiment.experiment_id], max_results=100)
