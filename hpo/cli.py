@@ -416,7 +416,7 @@ def _print_leaderboard(rows, metric: str, results: list[dict], source: str) -> N
     if constant:
         print("  same in all: " + ", ".join(f"{k}={format_value(v)}" for k, v in constant.items()))
     if not results:
-        print("retrains: none recorded")
+        print("retrains: none recorded" + ("" if source == "none" else f" in the study; {source}"))
         return
     print(f"retrains ({'from MLflow' if source == 'mlflow' else 'recorded in the study'}):")
     for line in text_table(*retrain_table(results)):

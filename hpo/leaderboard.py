@@ -107,13 +107,20 @@ def default_tracking_uri(given: str | None) -> str | None:
 
 
 def retrains(study, tracking_uri: str | None) -> tuple[list[dict], str]:
-    """(the study's retrain results, oldest first; where they were read: 'study' or 'mlflow' or 'none')."""
+    """(the study's retrain results, oldest first; where they were read: 'study', 'mlflow' or 'none', or why
+    MLflow could not be read: a report is still worth having without them)."""
     recorded = study.user_attrs.get(RETRAIN_ATTR)
     if recorded:
         return sorted(recorded, key=lambda r: r.get("finished_at") or ""), "study"
     if tracking_uri is None:
         return [], "none"
-    runs = mlflow_retrains(study, tracking_uri)
+    try:
+        runs = mlflow_retrains(study, tracking_uri)
+    except Exception as err:  # a tracking server that is down, a store of another MLflow version
+        from hpo.store_failures import first_line
+        from hpo.urls import masked
+
+        return [], f"MLflow store {masked(tracking_uri)} unreadable ({masked(first_line(err))})"
     return runs, "mlflow" if runs else "none"
 
 

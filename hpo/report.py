@@ -77,6 +77,10 @@ def spec_of(study):
 # --- the sections ------------------------------------------------------------------------------------------
 
 
+def _count(n: int, thing: str) -> str:
+    return f"{n} {thing}{'' if n == 1 else 's'}"
+
+
 def _picture(draw: Callable[..., str], *args, alt: str) -> Block:
     """The plot, or the sentence that says why there is none."""
     try:
@@ -112,8 +116,8 @@ def curves_section(study, rows: list[Row], top: int, metric: str) -> list[Block]
     best = [(r.trial, dict(by_number[r.trial].intermediate_values)) for r in rows if not r.pruned][:top]
     pruned = [(t.number, dict(t.intermediate_values))
               for t in study.get_trials(deepcopy=False, states=(TrialState.PRUNED,)) if t.intermediate_values]
-    text = (f"{metric} after each epoch: the {len(best)} best COMPLETE trials, and the {len(pruned)} PRUNED "
-            f"trials (grey, dashed) up to the epoch they were stopped at.")
+    text = (f"{metric} after each epoch: the best {_count(len(best), 'COMPLETE trial')}, and "
+            f"{_count(len(pruned), 'PRUNED trial')} (grey, dashed) up to the epoch each was stopped at.")
     return [("p", text), _picture(plots.learning_curves, best, pruned, metric, alt="learning curves")]
 
 
@@ -121,8 +125,8 @@ def compute_section(compute: Compute) -> list[Block]:
     c = compute
     blocks: list[Block] = []
     if c.full is None:
-        blocks.append(("p", f"{c.trials} COMPLETE and PRUNED trials trained {c.trained} epochs; the budget's "
-                            f"epochs per trial are unknown (no spec), so the saving cannot be counted."))
+        blocks.append(("p", f"{_count(c.trials, 'COMPLETE or PRUNED trial')} trained {_count(c.trained, 'epoch')}; "
+                            f"the budget's epochs per trial are unknown (no spec), so the saving cannot be counted."))
     else:
         blocks.append(("table", ["", "epochs"], [
             [f"trained by the {c.trials} COMPLETE and PRUNED trials", str(c.trained)],
@@ -139,8 +143,8 @@ def leaderboard_section(rows: list[Row], top: int, metric: str) -> list[Block]:
     if not rows:
         return [("p", "No trial is ranked yet: none is COMPLETE, and no PRUNED trial reported a value.")]
     header, cells, constant = table(rows[:top], metric)
-    blocks: list[Block] = [("p", f"The {len(cells)} best trials: COMPLETE ones by {metric}, then PRUNED ones by "
-                                 f"the last value they reported. FAILED and RUNNING trials are not ranked."),
+    blocks: list[Block] = [("p", f"The best {_count(len(cells), 'trial')}: COMPLETE ones by {metric}, then PRUNED "
+                                 f"ones by the last value they reported. FAILED and RUNNING trials are not ranked."),
                            ("table", header, cells)]
     if constant:
         blocks.append(("p", "Same in all: " + ", ".join(f"{k}={format_value(v)}" for k, v in constant.items())))
@@ -173,10 +177,11 @@ def seeds_section(study) -> list[Block]:
 
 def retrains_section(results: list[dict], source: str, name: str) -> list[Block]:
     if not results:
-        return [("p", f"No retrain recorded (neither in the study nor in an MLflow store); run "
-                      f"`hpo retrain {name}`.")]
+        where = "neither in the study nor in an MLflow store" if source == "none" else f"in the study; {source}"
+        return [("p", f"No retrain recorded ({where}); run `hpo retrain {name}`.")]
     where = "the MLflow retrain runs (the study predates retrain_results)" if source == "mlflow" else "the study"
-    return [("p", f"{len(results)} retrain{'s' if len(results) > 1 else ''}, oldest first, read from {where}."), ("table", *retrain_table(results))]
+    return [("p", f"{_count(len(results), 'retrain')}, oldest first, read from {where}."),
+            ("table", *retrain_table(results))]
 
 
 def spec_section(study) -> list[Block]:
