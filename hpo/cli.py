@@ -1,4 +1,4 @@
-"""The ``hpo`` command line: run, check, show, retrain, promote, evaluate, predict, dashboard.
+"""The ``hpo`` command line: run, check, show, report, retrain, promote, evaluate, predict, dashboard.
 
 Every command parses its input first and fails with one line and exit code 2
 before it touches a store. Heavy modules (torch, MLflow) are imported inside
@@ -118,6 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
                "  hpo run studies/digits.yaml            search, then retrain the best trial\n"
                "  hpo dashboard                          watch it in optuna-dashboard\n"
                "  hpo show digits                        best trial and counts by state\n"
+               "  hpo show digits --top 5                and the 5 best trials, and the retrains\n"
+               "  hpo report digits                      one HTML page: plots, leaderboard, retrains\n"
                "  hpo promote digits                     register in MLflow, export a checkpoint\n"
                "  hpo evaluate checkpoints/digits-v1.pt  test accuracy of that checkpoint\n"
                "  hpo predict checkpoints/digits-v1.pt a.png b.png\n\n"
@@ -166,10 +168,41 @@ def build_parser() -> argparse.ArgumentParser:
 
     show = commands.add_parser(
         "show", help="best trial, its params and trial counts by state", formatter_class=_formatter,
-        epilog="examples:\n  hpo show digits\n  hpo show studies/digits.yaml --json")
+        epilog="examples:\n  hpo show digits\n  hpo show studies/digits.yaml --json\n"
+               "  hpo show digits --top 5      # and the 5 best trials, pruned ones after the finished, and the "
+               "retrains\n  hpo show digits --top 10 --json")
     show.add_argument("study", metavar="STUDY")
     show.add_argument("--json", action="store_true", help="print one JSON object")
+    show.add_argument("--top", type=at_least(1), nargs="?", const=5, metavar="N",
+                      help="also a leaderboard of the N best trials (default N: 5) and the study's retrain results "
+                           "(read from MLflow for studies older than retrain_results)")
     _stores(show, tracking=False)
+    show.add_argument("--tracking-uri", metavar="URI",
+                      help="MLflow store to read retrain runs from with --top (default: $MLFLOW_TRACKING_URI, else "
+                           "sqlite:///mlflow.db when that file is here; never created)")
+
+    report = commands.add_parser(
+        "report", help="one self-contained HTML page (and Markdown) about a study: plots, leaderboard, retrains",
+        formatter_class=_formatter,
+        description="Write one HTML file about the study, from its storage: the study and its budget, the "
+                    "optimization history (by trial and by wall time), parameter importances, parallel-coordinate "
+                    "and slice plots, learning curves of the best and the pruned trials, the epochs the pruner "
+                    "saved, the leaderboard, baseline against best over seeds, the retrain results and the study "
+                    "file. The pictures are inline PNGs and the page loads nothing: mail it, open it offline. The "
+                    "same facts go to a Markdown file beside it (same name, .md).",
+        epilog="examples:\n  hpo report digits                          # report-digits.html and report-digits.md\n"
+               "  hpo report studies/digits.yaml --output reports/digits.html\n"
+               "  hpo report digits --top 10 --storage postgresql+psycopg://hpo@db/hpo")
+    report.add_argument("study", metavar="STUDY")
+    report.add_argument("--output", metavar="PATH", help="the HTML file (default: report-STUDY.html); the Markdown "
+                                                         "goes beside it with the suffix .md")
+    report.add_argument("--top", type=at_least(1), default=5, metavar="K",
+                        help="trials in the leaderboard and the learning curves (default: 5)")
+    _stores(report, tracking=False)
+    report.add_argument("--tracking-uri", metavar="URI",
+                        help="MLflow store to read retrain runs from when the study has no retrain_results "
+                             "(default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db when that file is here; "
+                             "never created)")
 
     retrain = commands.add_parser(
         "retrain", help="retrain the best trial and score it on the test split", formatter_class=_formatter,
@@ -342,10 +375,18 @@ def cmd_show(args) -> int:
 
     check_storage_exists(storage_url(args.storage))  # refused before Optuna loads
     check_storage_url(storage_url(args.storage))
+    tracking = _show_tracking_uri(args.tracking_uri) if args.top is not None else None
     from hpo.study import describe, load_existing_study, open_storage
 
     storage = open_storage(storage_url(args.storage), must_exist=True)
-    report = describe(load_existing_study(study_name(args.study), storage))
+    study = load_existing_study(study_name(args.study), storage)
+    report = describe(study)
+    if args.top is not None:
+        from hpo.leaderboard import leaderboard, retrains
+
+        rows = leaderboard(study, args.top)
+        results, source = retrains(study, tracking)
+        report.update(leaderboard=[row.as_dict() for row in rows], retrains=results, retrains_from=source)
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
@@ -359,6 +400,63 @@ def cmd_show(args) -> int:
           f"({report['direction']}), MLflow run {report['best_mlflow_run_id']}")
     for key, value in report["best_params"].items():
         print(f"  {key:16s} {value}")
+    if args.top is not None:
+        _print_leaderboard(rows, report["metric"], results, source)
+    return 0
+
+
+def _show_tracking_uri(given: str | None) -> str | None:
+    from hpo.leaderboard import default_tracking_uri
+    from hpo.urls import check_tracking_uri
+
+    uri = default_tracking_uri(given)
+    if uri is not None:
+        check_tracking_uri(uri)
+    return uri
+
+
+def _print_leaderboard(rows, metric: str, results: list[dict], source: str) -> None:
+    from hpo.leaderboard import format_value, retrain_table, table, text_table
+
+    header, cells, constant = table(rows, metric)
+    print(f"top {len(rows)} of the ranked trials (COMPLETE by {metric}, then PRUNED by the last value reported):"
+          if rows else "no ranked trial yet (none COMPLETE or PRUNED)")
+    for line in text_table(header, cells) if rows else []:
+        print("  " + line)
+    if constant:
+        print("  same in all: " + ", ".join(f"{k}={format_value(v)}" for k, v in constant.items()))
+    if not results:
+        print("retrains: none recorded" + ("" if source == "none" else f" in the study; {source}"))
+        return
+    print(f"retrains ({'from MLflow' if source == 'mlflow' else 'recorded in the study'}):")
+    for line in text_table(*retrain_table(results)):
+        print("  " + line)
+
+
+def cmd_report(args) -> int:
+    from hpo.spec import study_name
+    from hpo.store_failures import check_writable
+    from hpo.urls import check_storage_exists, check_storage_url, storage_url
+
+    check_storage_exists(storage_url(args.storage))  # refused before Optuna loads
+    check_storage_url(storage_url(args.storage))
+    tracking = _show_tracking_uri(args.tracking_uri)
+    name = study_name(args.study)
+    output = Path(args.output or f"report-{name}.html")
+    if output.is_dir():
+        raise UserError(f"--output: {output} is a folder; name the HTML file, e.g. {output / f'report-{name}.html'}")
+    check_writable(output, "--output")
+    check_writable(output.with_suffix(".md"), "--output")
+    from hpo.study import load_existing_study, open_storage
+
+    study = load_existing_study(name, open_storage(storage_url(args.storage), must_exist=True))
+    from hpo.report import write_report
+
+    print(f"report on study {name!r}:", file=sys.stderr, flush=True)
+    page, markdown = write_report(study, output, tracking, args.top,
+                                  print_line=lambda line: print(line, file=sys.stderr, flush=True))
+    print(f"report written to {page}")
+    print(f"markdown written to {markdown}")
     return 0
 
 
@@ -548,7 +646,7 @@ def _flush_print(line: str) -> None:
     print(masked(line), flush=True)
 
 
-COMMANDS = {"run": cmd_run, "check": cmd_check, "show": cmd_show, "retrain": cmd_retrain, "promote": cmd_promote,
+COMMANDS = {"run": cmd_run, "check": cmd_check, "show": cmd_show, "report": cmd_report, "retrain": cmd_retrain, "promote": cmd_promote,
             "evaluate": cmd_evaluate, "predict": cmd_predict, "lr-find": cmd_lr_find, "bench": cmd_bench,
             "dashboard": cmd_dashboard}
 
