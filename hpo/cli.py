@@ -400,6 +400,8 @@ def cmd_show(args) -> int:
           f"({report['direction']}), MLflow run {report['best_mlflow_run_id']}")
     for key, value in report["best_params"].items():
         print(f"  {key:16s} {value}")
+    if report["seed_verdict"]:
+        print(f"seed comparison: {report['seed_verdict']['sentence']}")
     if args.top is not None:
         _print_leaderboard(rows, report["metric"], results, source)
     return 0

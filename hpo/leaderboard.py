@@ -159,7 +159,7 @@ def _retrain_of(run) -> dict:
             "epochs_trained": whole(metrics.get("epochs_trained")), "seed": whole(params.get("seed")),
             "test_accuracy": metrics.get("test_accuracy"), "test_loss": metrics.get("test_loss"),
             "n_test_images": whole(metrics.get("n_test_images")), "run_id": run.info.run_id,
-            "group": None, "role": None,
+            "group": tags.get("hpo.seed_group"), "role": tags.get("hpo.seed_role"),
             "finished_at": datetime.datetime.fromtimestamp(finished / 1000, datetime.timezone.utc).isoformat(
                 timespec="seconds") if finished else None}
 

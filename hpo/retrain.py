@@ -24,6 +24,7 @@ from hpo.divergence import divergence
 from hpo.hyperparams import Hyperparams
 from hpo.errors import UserError, WorkFailed
 from hpo.interrupts import raise_if_swallowed
+from hpo.leaderboard import RETRAIN_ATTR  # the study's finished retrains, oldest first (RetrainResult.as_record)
 from hpo.locks import store_lock
 from hpo.store_failures import retried
 from hpo.study import url_of
@@ -77,9 +78,6 @@ class RetrainResult:
                 "n_test_images": self.test.n_images, "run_id": self.run_id,
                 "group": self.member.group if self.member else None, "role": self.member.role if self.member else None,
                 "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
-
-
-RESULTS_ATTR = "retrain_results"  # the study's finished retrains, oldest first (RetrainResult.as_record)
 
 
 class TrainingDiverged(WorkFailed):
@@ -196,8 +194,8 @@ def _log_verdict(run, verdict: dict) -> None:
 def _record(ctx: Context, study: optuna.Study, result: RetrainResult) -> None:
     """The finished retrain in the study itself (so hpo show and hpo report have it without MLflow) and in its
     optuna-dashboard note."""
-    kept = list(study.user_attrs.get(RESULTS_ATTR, []))
-    retried("the study storage", study.set_user_attr, RESULTS_ATTR, kept + [result.as_record()])
+    kept = list(study.user_attrs.get(RETRAIN_ATTR, []))
+    retried("the study storage", study.set_user_attr, RETRAIN_ATTR, kept + [result.as_record()])
     views.retrain_noted(ctx, study, result)
 
 

@@ -189,6 +189,7 @@ def describe(study: optuna.Study) -> dict:
         "best_trial": best.number if best else None, "best_value": best.value if best else None,
         "best_params": best.params if best else None,
         "best_mlflow_run_id": best.user_attrs.get("mlflow_run_id") if best else None,
+        "seed_verdict": study.user_attrs.get("seed_verdict"),  # the latest hpo retrain --seeds (hpo/seeds.py)
     }
 
 

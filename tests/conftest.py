@@ -72,6 +72,22 @@ def tiny_run(tmp_path_factory):
     return {"dir": work, "study_file": study_file, "run": run, "promote": promote}
 
 
+def copy_study_folder(source: Path, target: Path) -> Path:
+    """A study's folder copied as a user takes it elsewhere: the databases through SQLite's backup (hpo.db may
+    have a -wal file beside it), the MLflow artifacts as files. Returns ``target``."""
+    import contextlib
+    import shutil
+    import sqlite3
+
+    target.mkdir(parents=True, exist_ok=True)
+    for name in ("hpo.db", "mlflow.db"):
+        with contextlib.closing(sqlite3.connect(source / name)) as db, \
+                contextlib.closing(sqlite3.connect(target / name)) as copy:
+            db.backup(copy)
+    shutil.copytree(source / "mlartifacts", target / "mlartifacts")
+    return target
+
+
 def free_port() -> int:
     import socket
 

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import shutil
 from pathlib import Path
 
 import pytest
 
-from conftest import TINY_STUDY, hpo, write_study
+from conftest import TINY_STUDY, copy_study_folder, hpo, write_study
 
 
 def study_with(change) -> dict:
@@ -188,10 +187,7 @@ def assert_refused(result, *expected: str, code: int = 2) -> None:
 @pytest.fixture
 def stores(tiny_run, tmp_path) -> Path:
     """A folder holding a copy of the tiny study's stores (hpo.db, mlflow.db, mlartifacts/)."""
-    for name in ("hpo.db", "mlflow.db"):
-        shutil.copy(tiny_run["dir"] / name, tmp_path / name)
-    shutil.copytree(tiny_run["dir"] / "mlartifacts", tmp_path / "mlartifacts")
-    return tmp_path
+    return copy_study_folder(tiny_run["dir"], tmp_path)
 
 
 @pytest.mark.parametrize("case", sorted(MALFORMED))

@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from conftest import free_port, hpo, stop_mlflow_server
+from conftest import copy_study_folder, free_port, hpo, stop_mlflow_server
 
 N_IMAGES = 6
 
@@ -86,18 +86,12 @@ def test_a_copied_study_folder_loads_and_promotes_from_its_own_files(champion, t
     """The study's folder copied elsewhere, as a user takes it to another machine: its MLflow store names no path
     of the original folder, and in the copy the registered model loads and predicts, and promote works."""
     import contextlib
-    import shutil
     import sqlite3
 
     import mlflow
 
-    original, copy = champion["dir"], tmp_path / "copied"
-    copy.mkdir()
-    for name in ("hpo.db", "mlflow.db"):  # as SQLite copies a database that may have a -wal file beside it
-        with contextlib.closing(sqlite3.connect(original / name)) as source, \
-                contextlib.closing(sqlite3.connect(copy / name)) as target:
-            source.backup(target)
-    shutil.copytree(original / "mlartifacts", copy / "mlartifacts")
+    original = champion["dir"]
+    copy = copy_study_folder(original, tmp_path / "copied")
 
     def select(db, table: str, columns: str = "*") -> list:
         ours = " where name != 'Default'" if table == "experiments" else ""  # MLflow's own, which hpo never uses

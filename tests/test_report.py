@@ -9,7 +9,6 @@ leaderboard in Optuna's own order, the epochs the pruner saved counted by hand.
 from __future__ import annotations
 
 import re
-import shutil
 
 import optuna
 import pytest
@@ -17,7 +16,7 @@ from optuna.trial import TrialState
 
 import test_browser
 import test_scaling
-from conftest import TINY_STUDY, hpo, hpo_json, write_study
+from conftest import TINY_STUDY, copy_study_folder, hpo, hpo_json, write_study
 from test_browser import WINDOW, _screenshot, _severe_console_errors, _wait
 
 # Fixtures of other modules, each a skip saying what is missing where it cannot run.
@@ -32,11 +31,10 @@ SECTION_IDS = ("study", "history", "importances", "parameters", "curves", "compu
 
 
 @pytest.fixture(scope="module")
-def reported(tmp_path_factory):
-    """The tiny study run with MLflow (search and retrain), one FAILED and one RUNNING trial added, then
-    reported; returns the folder, the study as Optuna reads it, and the report's files."""
-    work = tmp_path_factory.mktemp("report")
-    hpo("run", str(write_study(work, TINY_STUDY)), cwd=work, env=ONE_THREAD)
+def reported(tiny_run, tmp_path_factory):
+    """A copy of the tiny study's folder (its search and retrain, with MLflow), one FAILED and one RUNNING trial
+    added, then reported; returns the folder, the study as Optuna reads it, and the report's files."""
+    work = copy_study_folder(tiny_run["dir"], tmp_path_factory.mktemp("report"))
     study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{work}/hpo.db")
     failed = study.ask()
     study.tell(failed, state=TrialState.FAIL)
@@ -105,9 +103,24 @@ def test_the_leaderboard_is_optunas_ranking_with_only_the_varying_params(reporte
     shown = hpo_json("show", "tiny", "--top", "5", cwd=reported["dir"])
     assert [row["trial"] for row in shown["leaderboard"]] == ranking
     assert {"best_trial", "n_trials_by_state", "best_params"} <= set(shown)  # the keys it had before
-    [retrain] = shown["retrains"]
-    assert shown["retrains_from"] == "mlflow" and retrain["trial"] == study.best_trial.number
-    assert retrain["run_id"] in section(page, "retrains")
+    retrains = shown["retrains"]  # hpo run's, and those other tests of the tiny study ran before the copy
+    assert shown["retrains_from"] == "study" and {r["trial"] for r in retrains} == {study.best_trial.number}
+    assert all(r["run_id"] in section(page, "retrains") for r in retrains)
+
+
+def test_a_study_that_kept_no_retrain_results_reads_them_from_mlflow(tiny_run, tmp_path):
+    """Studies run before hpo kept its retrains in the study: show (and the report) read the MLflow runs."""
+    from mlflow.tracking import MlflowClient
+
+    work = copy_study_folder(tiny_run["dir"], tmp_path / "older")
+    optuna.load_study(study_name="tiny", storage=f"sqlite:///{work}/hpo.db").set_user_attr("retrain_results", [])
+    shown = hpo_json("show", "tiny", "--top", "3", cwd=work)
+    client = MlflowClient(tracking_uri=f"sqlite:///{work}/mlflow.db")
+    runs = client.search_runs([client.get_experiment_by_name("tiny").experiment_id],
+                              "tags.`hpo.role` = 'retrain' and attributes.status = 'FINISHED'")
+    assert shown["retrains_from"] == "mlflow"
+    assert {r["run_id"] for r in shown["retrains"]} == {run.info.run_id for run in runs} != set()
+    assert {r["test_accuracy"] for r in shown["retrains"]} == {run.data.metrics["test_accuracy"] for run in runs}
 
 
 def test_the_compute_section_counts_the_epochs_the_pruner_saved(reported):
@@ -127,28 +140,6 @@ def test_the_markdown_has_the_same_facts_and_no_picture(reported):
     for title in ("## The study", "## Leaderboard", "## Compute", "## Retrain results", "## The study file"):
         assert title in markdown
     assert "data:image" not in markdown and "](" not in markdown
-
-
-def test_recorded_retrains_and_a_seed_verdict_are_shown(reported, tmp_path):
-    """A study that has retrain_results and seed_verdict (hpo retrain --seeds) reports them, without MLflow."""
-    shutil.copy(reported["dir"] / "hpo.db", tmp_path / "hpo.db")
-    study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{tmp_path}/hpo.db")
-    result = {"trial": 0, "epochs": 4, "epochs_trained": 4, "seed": 1, "test_accuracy": 0.9611, "test_loss": 0.12,
-              "n_test_images": 360, "run_id": None, "group": "g1", "role": "best", "finished_at": "2026-11-25T20:00:00"}
-    study.set_user_attr("retrain_results", [result])
-    study.set_user_attr("seed_verdict", {
-        "group": "g1", "epochs": 4, "seeds": [1, 2, 3], "metric": "test_accuracy",
-        "best": {"trial": 0, "values": [0.96, 0.95, 0.97], "mean": 0.96, "std": 0.01, "run_ids": []},
-        "baseline": {"trial": 1, "values": [0.93, 0.94, 0.92], "mean": 0.93, "std": 0.01, "run_ids": []},
-        "difference": {"mean": 0.03, "low": 0.01, "high": 0.05, "confidence": 0.95, "method": "Welch t"},
-        "sentence": "trial 0 beats trial 1 by 0.030 (95% interval 0.010 to 0.050)."})
-    hpo("report", "tiny", "--output", "out/tiny.html", cwd=tmp_path)
-    page = (tmp_path / "out" / "tiny.html").read_text()
-    seeds = section(page, "seeds")
-    assert "trial 0 beats trial 1 by 0.030" in seeds and "Welch t" in seeds and "data:image/png;base64," in seeds
-    assert [row[0] for row in cells(seeds)[1:]] == ["baseline", "best"]
-    assert "0.9611" in section(page, "retrains") and "read from the study" in section(page, "retrains")
-    assert (tmp_path / "out" / "tiny.md").is_file() and not (tmp_path / "mlflow.db").exists()
 
 
 def test_a_no_tracking_study_on_postgresql_is_reported_from_the_storage_alone(request, tmp_path):
@@ -177,7 +168,7 @@ def test_a_no_tracking_study_on_postgresql_is_reported_from_the_storage_alone(re
 
 BAD_INPUT = {
     "an unknown study": (["report", "nosuch"], "no study named 'nosuch'"),
-    "an output folder that is a file": (["report", "tiny", "--output", "study.yaml/r.html"], "is a file, not a folder"),
+    "an output folder that is a file": (["report", "tiny", "--output", "hpo.db/r.html"], "is a file, not a folder"),
     "a leaderboard of none": (["show", "tiny", "--top", "0"], "--top: must be >= 1, got 0"),
     "report --top 0": (["report", "tiny", "--top", "0"], "--top: must be >= 1, got 0"),
 }

@@ -4,7 +4,9 @@ with the same seeds, and its verdict is checked against a hand computation on wh
 from __future__ import annotations
 
 import copy
+import html
 import math
+import re
 import statistics
 
 import optuna
@@ -96,6 +98,23 @@ def test_a_rerun_of_the_study_file_with_the_same_seeds_does_not_train_again(comp
     again = hpo("run", str(compared["study_file"]), "--set", f"budget.retrain.seeds={N_SEEDS}", cwd=compared["dir"])
     assert "seed comparison of trial" in again.stdout and "already done" in again.stdout
     assert "retraining trial" not in again.stdout
+
+
+def test_show_and_the_report_carry_the_verdict(compared):
+    """hpo show and hpo report read the comparison from the study: its sentence, a row per arm, a picture of the
+    seeds' values, and every retrain of the comparison."""
+    verdict = compared["study"].user_attrs["seed_verdict"]
+    shown = hpo("show", "seeds", cwd=compared["dir"]).stdout
+    assert f"seed comparison: {verdict['sentence']}" in shown
+    hpo("report", "seeds", cwd=compared["dir"])
+    page = (compared["dir"] / "report-seeds.html").read_text()
+    seeds = re.search(r'<section id="seeds">(.*?)</section>', page, re.S).group(1)
+    assert html.escape(verdict["sentence"]) in seeds and "data:image/png;base64," in seeds
+    for role in ("best", "baseline"):
+        assert f"{verdict[role]['mean']:.4f}" in seeds
+    retrains = re.search(r'<section id="retrains">(.*?)</section>', page, re.S).group(1)
+    assert all(run_id in retrains for arm in ("best", "baseline") for run_id in verdict[arm]["run_ids"])
+    assert verdict["sentence"] in (compared["dir"] / "report-seeds.md").read_text()
 
 
 @pytest.mark.parametrize("best, baseline, words", [
