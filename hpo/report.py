@@ -18,6 +18,7 @@ from optuna.trial import TrialState
 
 from hpo import report_plots as plots
 from hpo.leaderboard import Row, epochs_trained, format_value, ranked, retrain_table, retrains, table
+from hpo.seeds import VERDICT_ATTR
 from hpo.study import FINISHED, counts_by_state, url_of
 from hpo.urls import masked
 
@@ -25,7 +26,6 @@ SECTIONS = {"study": "The study", "history": "Optimization history", "importance
             "parameters": "Parameters against the metric", "curves": "Learning curves", "compute": "Compute",
             "leaderboard": "Leaderboard", "seeds": "Baseline against best, over seeds",
             "retrains": "Retrain results", "spec": "The study file"}
-SEED_ATTR = "seed_verdict"
 
 # A block: ("p", text) | ("table", header, cells) | ("img", data URI, alt text) | ("pre", text)
 Block = tuple
@@ -152,7 +152,7 @@ def leaderboard_section(rows: list[Row], top: int, metric: str) -> list[Block]:
 
 
 def seeds_section(study) -> list[Block]:
-    verdict = study.user_attrs.get(SEED_ATTR)
+    verdict = study.user_attrs.get(VERDICT_ATTR)
     if not verdict:
         return [("p", f"No seed comparison yet; run `hpo retrain {study.study_name} --seeds 3`.")]
     header = ["", "trial", "seeds", verdict.get("metric", "test_accuracy"), "mean", "std"]

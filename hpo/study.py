@@ -26,6 +26,7 @@ from hpo.interrupts import signals_deferred
 from hpo.locks import store_lock
 from hpo.processes import ProcessId
 from hpo.resume import RETRIES_ATTR, retry_dead_trials
+from hpo.seeds import VERDICT_ATTR
 from hpo.store_failures import (StoreUnavailable, StoreUnwritable, first_line, is_full, is_read_only, retried,
                                  unwritable)
 from hpo.urls import check_storage_exists, check_storage_url, masked, sqlite_path
@@ -189,7 +190,7 @@ def describe(study: optuna.Study) -> dict:
         "best_trial": best.number if best else None, "best_value": best.value if best else None,
         "best_params": best.params if best else None,
         "best_mlflow_run_id": best.user_attrs.get("mlflow_run_id") if best else None,
-        "seed_verdict": study.user_attrs.get("seed_verdict"),  # the latest hpo retrain --seeds (hpo/seeds.py)
+        "seed_verdict": study.user_attrs.get(VERDICT_ATTR),  # the latest hpo retrain --seeds (hpo/seeds.py)
     }
 
 

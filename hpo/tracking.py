@@ -267,12 +267,19 @@ class Tracker:
         runs, logged models and model versions."""
         import sqlite3
 
-        def rewrite():
+        def rewrite() -> bool:
             with contextlib.closing(sqlite3.connect(sqlite_path(self.uri), timeout=30)) as db, db:
+                if not db.execute("select 1 from sqlite_master where name = 'experiments'").fetchone():
+                    return False
                 db.execute("update experiments set artifact_location = ? where experiment_id = ?",
                            (relative, int(experiment.experiment_id)))
+                return True
 
-        retried(f"MLflow ({masked(self.uri)})", rewrite)
+        # MLflow keeps one store per tracking URI for the life of a process: a process that already opened
+        # ``sqlite:///mlflow.db`` in another directory (a test runner, a notebook) writes there, not here.
+        # The file here then has no tables, and the experiment keeps MLflow's absolute location.
+        if not retried(f"MLflow ({masked(self.uri)})", rewrite):
+            return experiment
         return retried(f"MLflow ({masked(self.uri)})", self.client.get_experiment, experiment.experiment_id)
 
     def _check_relative_artifacts(self, location: str) -> None:
