@@ -369,16 +369,24 @@ def cmd_run(args) -> int:
     return run(request, print_line=_flush_print)
 
 
-def cmd_show(args) -> int:
-    from hpo.spec import study_name
+def _existing_storage_url(args) -> str:
+    """--storage (or its default), refused in one line before Optuna loads unless it holds studies already."""
     from hpo.urls import check_storage_exists, check_storage_url, storage_url
 
-    check_storage_exists(storage_url(args.storage))  # refused before Optuna loads
-    check_storage_url(storage_url(args.storage))
+    url = storage_url(args.storage)
+    check_storage_exists(url)
+    check_storage_url(url)
+    return url
+
+
+def cmd_show(args) -> int:
+    from hpo.spec import study_name
+
+    url = _existing_storage_url(args)
     tracking = _show_tracking_uri(args.tracking_uri) if args.top is not None else None
     from hpo.study import describe, load_existing_study, open_storage
 
-    storage = open_storage(storage_url(args.storage), must_exist=True)
+    storage = open_storage(url, must_exist=True)
     study = load_existing_study(study_name(args.study), storage)
     report = describe(study)
     if args.top is not None:
@@ -438,10 +446,8 @@ def _print_leaderboard(rows, metric: str, results: list[dict], source: str) -> N
 def cmd_report(args) -> int:
     from hpo.spec import study_name
     from hpo.store_failures import check_writable
-    from hpo.urls import check_storage_exists, check_storage_url, storage_url
 
-    check_storage_exists(storage_url(args.storage))  # refused before Optuna loads
-    check_storage_url(storage_url(args.storage))
+    url = _existing_storage_url(args)
     tracking = _show_tracking_uri(args.tracking_uri)
     name = study_name(args.study)
     output = Path(args.output or f"report-{name}.html")
@@ -451,7 +457,7 @@ def cmd_report(args) -> int:
     check_writable(output.with_suffix(".md"), "--output")
     from hpo.study import load_existing_study, open_storage
 
-    study = load_existing_study(name, open_storage(storage_url(args.storage), must_exist=True))
+    study = load_existing_study(name, open_storage(url, must_exist=True))
     from hpo.report import write_report
 
     print(f"report on study {name!r}:", file=sys.stderr, flush=True)
@@ -611,13 +617,10 @@ def cmd_bench(args) -> int:
 
 
 def cmd_dashboard(args) -> int:
-    from hpo.urls import check_storage_exists, check_storage_url, storage_url
-
-    check_storage_exists(storage_url(args.storage))  # refused before Optuna loads
-    check_storage_url(storage_url(args.storage))
+    url = _existing_storage_url(args)
     from hpo.study import open_storage
 
-    storage = open_storage(storage_url(args.storage), must_exist=True)
+    storage = open_storage(url, must_exist=True)
     import socket
 
     with socket.socket() as probe:  # optuna-dashboard's own error for a taken port is a 32-line traceback
@@ -630,10 +633,10 @@ def cmd_dashboard(args) -> int:
 
     from hpo.views import artifact_folder, artifact_store
 
-    store = artifact_store(storage_url(args.storage), create=False)  # the trials' pictures, where hpo run put them
+    store = artifact_store(url, create=False)  # the trials' pictures, where hpo run put them
     print(f"optuna-dashboard on {masked(storage.url)}: http://{args.host}:{args.port}  (Ctrl-C to stop)", flush=True)
     if store is None:
-        print(f"no trial pictures: {artifact_folder(storage_url(args.storage))} does not exist (set "
+        print(f"no trial pictures: {artifact_folder(url)} does not exist (set "
               f"HPO_DASHBOARD_ARTIFACTS to where hpo run kept them)", flush=True)
     optuna_dashboard.run_server(storage, host=args.host, port=args.port, artifact_store=store)
     return 0
