@@ -9,11 +9,12 @@ train / validation / test splits every trial and retrain uses.
 ``@register_dataset("name", check=check_options)`` adds the loader's rules for
 its option values, so a study file is refused when it is read, not when the
 loader runs. A loader raises :class:`data.errors.DataError` naming the study
-field at fault; ``data/`` imports nothing from ``hpo/`` (the study file and the
-command line are the caller's business).
+field at fault; the study file and the command line are the caller's business.
+
+May import: hpo.core.
 """
 
-from data.registry import Registry
+from hpo.core.registry import Registry
 
 DATASETS = Registry("dataset")
 register_dataset = DATASETS.register

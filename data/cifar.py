@@ -12,10 +12,10 @@ import pickle
 from pathlib import Path
 
 from data import register_dataset
-from data.folder import load_folder
 from data.errors import DataError
+from data.folder import load_folder
 from data.images import DataSource, LabelledImages
-from data.lazy import lazy
+from hpo.core.lazy import lazy
 
 torch = lazy("torch")
 

@@ -11,7 +11,7 @@ image to the folder's size.
 from __future__ import annotations
 
 from data.errors import DataError
-from data.lazy import lazy
+from hpo.core.lazy import lazy
 
 torch = lazy("torch")
 

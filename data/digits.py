@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from data import register_dataset
-from data.lazy import lazy
 from data.images import DataSource, LabelledImages
+from hpo.core.lazy import lazy
 
 torch = lazy("torch")
 

@@ -41,7 +41,7 @@ from data import register_dataset
 from data.decoding import decode_file, read_header
 from data.errors import DataError
 from data.images import DataSource, LabelledImages
-from data.lazy import lazy
+from hpo.core.lazy import lazy
 
 torch = lazy("torch")
 

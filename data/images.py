@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable, Iterator
 
-from data.lazy import lazy
+from hpo.core.lazy import lazy
 
 torch = lazy("torch")
 

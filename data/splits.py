@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 from data import DATASETS
 from data.errors import DataError
-from data.lazy import lazy
+from hpo.core.lazy import lazy
 
 torch = lazy("torch")
 

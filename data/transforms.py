@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from data.lazy import lazy
+from hpo.core.lazy import lazy
 
 torch = lazy("torch")
 F = lazy("torch.nn.functional")

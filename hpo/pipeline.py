@@ -1,78 +1,46 @@
-"""What ``hpo run`` does, top to bottom (and what ``hpo retrain`` and ``hpo lr-find`` do with a study).
+"""What ``hpo run`` does once its study file and stores are judged good (``hpo.api.run``), top to bottom:
 
-    1. read and validate the study file (before any store is touched)
-    2. load the data onto the device, checking that the model can be built for it
-    3. open the storage and the study, with the study's sampler and pruner
+    1. load the data onto the device, checking that the model can be built for it
+    2. open the storage and the study, with the study's sampler and pruner
        (the same in this process, in every worker and in every rerun)
-    4. set the study's attributes, and end what killed runs left RUNNING
-    5. open the parent MLflow run; search here, or through one worker process per device slot
-    6. judge the search: budget, timeout or grid reached -> retrain the best trial (unless a finished
+    3. record the study's attributes, and end what killed runs left RUNNING
+    4. open the parent MLflow run; search here, or through one worker process per device slot
+    5. judge the search: budget, timeout or grid reached -> retrain the best trial (unless a finished
        retrain of that trial and budget exists) -> exit 0; otherwise exit 1, the parent run FAILED
 
-A worker (``--gpus``) runs steps 1-3 and the search of step 5 under the parent's MLflow run.
-
-Modules are imported where they are first needed, so a bad study file is refused before torch or
-MLflow loads.
+A worker (``--gpus``) runs steps 1-2 and the search of step 4 under the parent's MLflow run.
 """
 
 from __future__ import annotations
 
-import os
+import dataclasses
 import time
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
 
-from hpo.errors import SpecError, UserError, WorkFailed
+import torch
+from optuna.trial import TrialState
+
+from hpo.core.errors import WorkFailed
+from hpo.core.interrupts import interrupts_raise
+from hpo.retrain.best_trial import retrain_best_trial
+from hpo.search.context import NO_PARENT_RUN, Context, RunRequest, load_data, open_tracker, store_flags
+from hpo.search.loop import MAX_FAILURES_IN_A_ROW, SearchEnd, run_search
+from hpo.search.progress import Progress
+from hpo.search.workers import plan_workers, run_workers
+from hpo.stores.urls import storage_url
+from hpo.study.claims import fail_dead_trials
+from hpo.study.record import url_of
+from hpo.study.sampling import points_left
+from hpo.study.storage import count_finished, counts_by_state, open_storage, open_study, record_study, study_lock
+from hpo.track import dashboard
+from hpo.track.best_effort import best_effort
+from hpo.train.device import resolve_device
 
 EXIT_OK, EXIT_FAILED = 0, 1
-NO_PARENT_RUN = "-"  # --worker-of when tracking is off: a worker nested under no MLflow run
 
 
-@dataclass(frozen=True)
-class Stores:
-    """Where a study lives, as given on the command line (None: the environment's or the default)."""
-
-    storage: str | None = None  # Optuna storage URL: $HPO_STORAGE, else sqlite:///hpo.db
-    tracking: str | None = None  # MLflow tracking URI: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db
-    artifacts: str | None = None  # where a new MLflow experiment keeps its artifacts
-    tracking_off: bool = False  # --no-tracking: nothing goes to MLflow
-
-
-@dataclass(frozen=True)
-class RunRequest:
-    """One ``hpo run``, as the command line asked for it."""
-
-    study_file: str
-    stores: Stores
-    overrides: tuple[str, ...] = ()
-    device: str | None = None  # None: the study's
-    gpus: str | None = None  # "0,1" or "cpu": one worker process per slot; None: search in this process
-    trials_per_gpu: int = 1
-    retrain: bool = True
-    invocation: str = "hpo run"  # logged with the parent run
-    worker_of: str | None = None  # set in a worker: the parent's MLflow run id (or NO_PARENT_RUN)
-    worker_threads: int | None = None
-    quiet: bool = False  # --quiet: no bars or epoch lines inside trials (hpo.progress)
-
-
-def run(request: RunRequest, print_line: Callable[[str], None] = print) -> int:
-    """Search a study, then retrain its best trial; returns the exit code (see the module's docstring)."""
-    from hpo.spec import load_study
-
-    spec = load_study(request.study_file, request.overrides)
-    check_stores(request.stores)
-
-    import torch
-
-    from hpo.context import Context
-    from hpo.interrupts import interrupts_raise
-    from hpo.progress import Progress
-    from hpo.study import open_storage, open_study
-    from hpo.urls import storage_url
-    from hpo.trainer import resolve_device
-    from hpo.workers import plan_workers
-
+def run_study(spec, request: RunRequest, print_line: Callable[[str], None] = print) -> int:
+    """Search the study, then retrain its best trial; returns the exit code (see the module's docstring)."""
     with interrupts_raise():  # Ctrl-C and SIGTERM: the running trial FAILED at once, every run ended
         workers = plan_workers(request.gpus, request.trials_per_gpu, torch.cuda.device_count()) \
             if request.gpus else []
@@ -84,19 +52,16 @@ def run(request: RunRequest, print_line: Callable[[str], None] = print) -> int:
         tracker = open_tracker(spec.name, request.stores)
         study = open_study(spec, storage)
         progress = Progress.for_output(request.quiet)  # a worker's output is a pipe: epoch lines, never bars
+        ctx = Context(spec, splits, device, tracker, None, print_line, progress)
         if request.worker_of:
             parent = None if request.worker_of == NO_PARENT_RUN else request.worker_of
-            end = _search(Context(spec, splits, device, tracker, parent, print_line, progress), study, [], request)
+            end = _search(dataclasses.replace(ctx, parent_run_id=parent), study, [], request)
             return EXIT_OK if end.reached else EXIT_FAILED
-        return _lead(request, Context(spec, splits, device, tracker, None, print_line, progress), study, workers)
+        return _lead(request, ctx, study, workers)
 
 
-def _lead(request: RunRequest, ctx, study, workers: list[str]) -> int:
-    """The process the user started: steps 4-6."""
-    from hpo import views
-    from hpo.retrain import retrain_best_trial
-    from hpo.study import count_finished, counts_by_state, record_study, url_of
-
+def _lead(request: RunRequest, ctx: Context, study, workers: list[str]) -> int:
+    """The process the user started: steps 3-5."""
     spec, tracker, print_line = ctx.spec, ctx.tracker, ctx.print_line
     record_study(study, spec, tracker.experiment_id)
     _reconcile(ctx, study)
@@ -115,10 +80,10 @@ def _lead(request: RunRequest, ctx, study, workers: list[str]) -> int:
                    f"raise it with --trials to search more")
     started = time.time()
     with tracker.study_run(spec, request.invocation) as parent:
-        ctx = _with_parent(ctx, parent.run_id)
-        views.study_started(ctx, study)
+        ctx = dataclasses.replace(ctx, parent_run_id=parent.run_id)
+        _note_study(ctx, study)
         end = _search(ctx, study, workers, request)
-        views.search_done(ctx, study, parent)
+        _table_of_trials(ctx, study, parent)
         _reconcile(ctx, study)  # e.g. a worker that was killed
         summary = counts_by_state(study)
         parent.log_metrics({f"n_{state.lower()}": count for state, count in summary.items()})
@@ -135,13 +100,8 @@ def _lead(request: RunRequest, ctx, study, workers: list[str]) -> int:
     return EXIT_OK
 
 
-def _search(ctx, study, workers: list[str], request: RunRequest):
+def _search(ctx: Context, study, workers: list[str], request: RunRequest) -> SearchEnd:
     """Trials until the budget: in this process, or in one worker process per device slot."""
-    from hpo.search import SearchEnd, run_search
-    from hpo.study import count_finished, url_of
-    from hpo.study_sampler import points_left
-    from hpo.workers import run_workers
-
     if not workers:
         return run_search(ctx, study)
     started = time.time()
@@ -171,13 +131,8 @@ def _search(ctx, study, workers: list[str], request: RunRequest):
     return SearchEnd("workers", f"the workers stopped short of the budget (exit codes {codes})")
 
 
-def _failure(spec, study, end) -> str:
+def _failure(spec, study, end: SearchEnd) -> str:
     """Why this search counts as failed, or "" when it did what was asked."""
-    from optuna.trial import TrialState
-
-    from hpo.search import MAX_FAILURES_IN_A_ROW
-    from hpo.study import counts_by_state
-
     if end.reason == "workers":
         return end.last_error
     if end.reason == "failures":
@@ -188,131 +143,35 @@ def _failure(spec, study, end) -> str:
     return ""
 
 
-def _said(end) -> str:
+def _said(end: SearchEnd) -> str:
     return {"budget": "budget reached", "timeout": "timeout reached",
             "grid": "every point of the grid has run"}.get(end.reason, end.reason)
 
 
-def _reconcile(ctx, study) -> None:
+def _reconcile(ctx: Context, study) -> None:
     """End what killed processes of this machine left behind: RUNNING trials (with the result their MLflow
     run logged, if it finished), and RUNNING MLflow runs."""
-    from hpo.study import fail_dead_trials, study_lock, url_of
-
     with study_lock(url_of(study), study.study_name):
         lines = fail_dead_trials(study, lambda trial: ctx.tracker.logged_result(trial, ctx.spec.metric))
     for line in lines + ctx.tracker.reconcile(study):
         ctx.print_line(line)
 
 
-def _with_parent(ctx, run_id):
-    import dataclasses
-    return dataclasses.replace(ctx, parent_run_id=run_id)
+def _note_study(ctx: Context, study) -> None:
+    """The study's optuna-dashboard note before its first trial of this ``hpo run`` (with the best so far)."""
+    with best_effort("writing the study's note in optuna-dashboard", ctx.print_line):
+        try:
+            best = (study.best_trial.number, study.best_value)
+        except ValueError:
+            best = None
+        dashboard.write_study_note(ctx.spec, study, best)
 
 
-def check_stores(stores: Stores, trains: bool = True) -> None:
-    """Refuse store URLs that cannot work, and local stores that cannot be written (read-only, full), before
-    any store is created or any data is loaded; when the command ``trains``, also the folders it writes
-    artifacts and training state to."""
-    from hpo.resume import state_folder
-    from hpo.store_failures import check_writable
-    from hpo.urls import (artifact_root, check_storage_url, check_tracking_uri, local_path, normalized, sqlite_path,
-                          storage_url, tracking_uri)
-
-    storage = storage_url(stores.storage)
-    tracking = None if stores.tracking_off else tracking_uri(stores.tracking)
-    if tracking and normalized(tracking) == normalized(storage):
-        raise UserError(f"the study storage and MLflow are both {tracking}; give each a file of its own "
-                        f"(default: sqlite:///hpo.db and sqlite:///mlflow.db)")
-    check_storage_url(storage)
-    if tracking:
-        check_tracking_uri(tracking)
-    for url, what in ((storage, "--storage / HPO_STORAGE"), (tracking, "--tracking-uri / MLFLOW_TRACKING_URI")):
-        path = local_path(url) if url else None
-        if path is not None:
-            check_writable(path, what)
-    if trains:
-        check_writable(state_folder(), "HPO_STATE")  # where running trials keep their training state
-    if tracking and trains:  # the folder a new experiment keeps its artifacts in: given, or a new store's
-        new_store = sqlite_path(tracking) is not None and not sqlite_path(tracking).exists()
-        if stores.artifacts or os.environ.get("HPO_ARTIFACTS") or new_store:
-            check_writable(artifact_root(stores.artifacts), "--artifacts / HPO_ARTIFACTS")
-
-
-def open_tracker(study_name: str, stores: Stores):
-    """MLflow's experiment for the study, or the tracker that logs nothing (``--no-tracking``)."""
-    if stores.tracking_off:
-        from hpo.null_tracker import NullTracker
-        return NullTracker()
-    from hpo.tracking import Tracker
-    from hpo.urls import sqlite_path, storage_url
-    return Tracker(study_name, stores.tracking, stores.artifacts,
-                   several_machines=sqlite_path(storage_url(stores.storage)) is None)
-
-
-def retrain_study(study_arg: str, stores: Stores, overrides: tuple[str, ...] = (), device: str | None = None,
-                  print_line: Callable[[str], None] = print) -> list:
-    """``hpo retrain``: retrain the best trial of a stored study, always (even when a retrain exists)."""
-    from hpo.spec import is_study_file, load_study
-    from hpo.urls import storage_url
-
-    spec = load_study(study_arg, overrides) if is_study_file(study_arg) else None  # a bad file: refused at once
-    check_stores(stores)
-
-    from hpo.context import Context
-    from hpo.interrupts import interrupts_raise
-    from hpo.retrain import retrain_best_trial
-    from hpo.study import load_existing_study, open_storage, resolve_spec
-    from hpo.trainer import resolve_device
-
-    storage = open_storage(storage_url(stores.storage), must_exist=True)
-    spec = spec or resolve_spec(study_arg, storage, overrides)
-    study = load_existing_study(spec.name, storage)
-    device = resolve_device(device or spec.device)
-    ctx = Context(spec, load_data(spec, device), device, open_tracker(spec.name, stores), None, print_line)
-    with interrupts_raise():  # the retrain run ends KILLED, not RUNNING
-        return retrain_best_trial(ctx, study)
-
-
-def lr_find_study(spec, device: str | None, start_lr: float, end_lr: float, steps: int,
-                  print_line: Callable[[str], None] = print):
-    """``hpo lr-find``: the LR range test on the study's model and training split, with the hyperparameters
-    of its first enqueued trial (its recipe) over the fixed values and defaults."""
-    from hpo.lr_find import lr_range_test
-    from hpo.trainer import resolve_device, seed_everything
-
-    device = resolve_device(device or spec.device)
-    splits = load_data(spec)
-    hp = spec.search.resolve(spec.enqueue[0] if spec.enqueue else {})
-    seed_everything(spec.seed)
-    model = spec.model.build(splits)
-    print_line(f"LR range test: {spec.model.name} on {spec.data.name}, {hp.optimizer}, batch {hp.batch_size}, "
-               f"lr {start_lr:g} -> {end_lr:g} over {steps} steps")
-    return lr_range_test(model, splits.train, hp, mean=splits.mean, std=splits.std, device=device,
-                         seed=spec.seed, start_lr=start_lr, end_lr=end_lr, steps=steps)
-
-
-def load_data(spec, device=None):
-    """The study's splits (on ``device``), after checking that its model can be built for them."""
-    from data.errors import DataError
-    from data.splits import load_splits
-
-    d = spec.data
-    pretrained = spec.model.args.get("pretrained")
-    if pretrained and not Path(pretrained).is_file():
-        raise UserError(f"{spec.source}: model.pretrained: no such weights file {pretrained!r}; download the weights "
-                        f"once where there is a network and point model.pretrained at the file")
-    try:
-        splits = load_splits(d.name, d.args, d.val_fraction, d.test_fraction, d.split_seed, d.normalize)
-    except DataError as err:  # a data field the loader judged: name the file too
-        raise (SpecError(spec.source, err.field, err.message) if err.field else UserError(err.message)) from None
-    try:  # a model argument only the constructor can judge (a stem, an image too small) fails here, once
-        spec.model.build(splits)
-    except (ValueError, TypeError, RuntimeError) as err:
-        raise UserError(f"{spec.source}: model: {spec.model.name} cannot be built for {splits.channels}x"
-                        f"{splits.image_size[0]}x{splits.image_size[1]} images: {str(err).splitlines()[0]}") from None
-    return splits.to(device) if device is not None else splits
-
-
-def store_flags(stores: Stores) -> str:
-    """The store options a follow-up command needs to find the same MLflow store."""
-    return f" --tracking-uri {stores.tracking}" if stores.tracking else ""
+def _table_of_trials(ctx: Context, study, parent) -> None:
+    """The parent run's table of every trial (``trials.csv``), when MLflow is on."""
+    if parent.run_id is None:
+        return
+    with best_effort("writing trials.csv to the parent run", ctx.print_line):
+        table = study.trials_dataframe(attrs=("number", "state", "value", "params", "user_attrs",
+                                              "datetime_start", "datetime_complete", "duration"))
+        parent.log_text(table.to_csv(index=False), "trials.csv")

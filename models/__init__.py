@@ -1,6 +1,6 @@
 """Model architectures: ``@register_model`` functions, built by ``create_model``.
 
-The model modules bind torch lazily (``data/lazy.py``): the study validator
+The model modules bind torch lazily (``hpo/core/lazy.py``): the study validator
 reads the registry's names and arguments without loading torch.
 
 Every model function takes ``num_classes``, ``in_channels`` and
@@ -8,13 +8,15 @@ Every model function takes ``num_classes``, ``in_channels`` and
 study's ``model`` fields)::
 
     model = create_model("digits_cnn", num_classes=10, in_channels=1, image_size=(8, 8), width=32)
+
+May import: hpo.core.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from data.registry import Registry
+from hpo.core.registry import Registry
 
 if TYPE_CHECKING:
     import torch.nn as nn

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from data.lazy import lazy
+from hpo.core.lazy import lazy
 from models import register_model
 
 nn = lazy("torch.nn")

@@ -8,7 +8,7 @@ shrink to 8x8 before the first block.
 
 from __future__ import annotations
 
-from data.lazy import lazy
+from hpo.core.lazy import lazy
 from models import register_model
 
 nn = lazy("torch.nn")
@@ -18,7 +18,7 @@ STEMS = ("imagenet", "cifar")
 
 
 def check_stem(stem: str = "imagenet", **others) -> None:
-    """The study validator's check of a ResNet's arguments (see data/registry.py)."""
+    """The study validator's check of a ResNet's arguments (see hpo/core/registry.py)."""
     if stem not in STEMS:
         raise ValueError(f"stem must be one of {', '.join(STEMS)}, got {stem!r}")
 

@@ -9,7 +9,7 @@ write-up gives no widths; ``width`` w gives w, w, 2w, 2w, 4w, 4w, 8w channels.
 
 from __future__ import annotations
 
-from data.lazy import lazy
+from hpo.core.lazy import lazy
 from models import register_model
 
 nn = lazy("torch.nn")

@@ -3,7 +3,7 @@
 Global average pool -> FC -> ReLU -> FC -> sigmoid gives one weight per
 channel. Used by ``models/se_prelu_net.py``; a module of its own because a
 class deriving from ``nn.Module`` loads torch when it is defined, and the
-model registry is read without torch (``data/lazy.py``).
+model registry is read without torch (``hpo/core/lazy.py``).
 """
 
 from __future__ import annotations

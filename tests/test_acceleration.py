@@ -11,8 +11,9 @@ import torch.nn as nn
 from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 from data.splits import load_splits
-from hpo.hyperparams import Hyperparams
-from hpo.trainer import Acceleration, fit, seed_everything
+from hpo.train.device import Acceleration, seed_everything
+from hpo.train.hyperparams import Hyperparams
+from hpo.train.trainer import Setup, fit
 from models import create_model
 
 CPU = torch.device("cpu")
@@ -44,8 +45,8 @@ def train_and_watch(splits, hp, acceleration):
     hooks = [conv.register_forward_hook(on_conv) for conv in convs]
     hooks.append(register_optimizer_step_pre_hook(on_step))
     try:
-        results = list(fit(model, splits.train, hp, 2, mean=splits.mean, std=splits.std, device=CPU, seed=0,
-                           val=splits.val, acceleration=acceleration))
+        results = list(fit(model, splits.train, hp, 2, Setup(CPU, splits.mean, splits.std, 0,
+                           acceleration=acceleration), val=splits.val))
     finally:
         for hook in hooks:
             hook.remove()

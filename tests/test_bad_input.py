@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import TINY_STUDY, copy_study_folder, hpo, write_study
+from helpers import TINY_STUDY, copy_study_folder, hpo, write_study
 
 
 def study_with(change) -> dict:

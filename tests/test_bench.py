@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import math
 
-from conftest import hpo
 from datagen import write_image_folder
+from helpers import hpo
 
 
 def test_bench_on_cpu_reports_every_part(tmp_path_factory, monkeypatch):
@@ -31,7 +31,7 @@ def test_bench_on_cpu_reports_every_part(tmp_path_factory, monkeypatch):
 def test_storage_bench_times_real_workers():
     """hpo bench --storage's measurement, scaled down: real worker processes on a real SQLite file in hpo's
     mode, a row per worker count, each with both study sizes."""
-    from hpo.storage_bench import local_storages, storage_overhead
+    from hpo.bench.storage import local_storages, storage_overhead
 
     lines: list[str] = []
     [wal] = [storage for storage in local_storages() if storage.sqlite_mode == "wal"]

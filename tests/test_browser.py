@@ -24,7 +24,7 @@ import optuna
 import pytest
 from mlflow.tracking import MlflowClient
 
-from conftest import REPO, free_port
+from helpers import REPO, free_port
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 WINDOW = (1400, 900)  # wide enough that neither UI folds its side panels away

@@ -9,7 +9,7 @@ import sys
 import time
 import urllib.request
 
-from conftest import free_port
+from helpers import free_port
 
 
 def test_dashboard_lists_the_study(tiny_run):

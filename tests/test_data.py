@@ -6,10 +6,11 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import hpo, write_study
-from datagen import write_cifar, write_image_folder
 from data.errors import DataError
 from data.splits import load_splits
+
+from datagen import write_cifar, write_image_folder
+from helpers import hpo, write_study
 
 
 @pytest.fixture(autouse=True)
@@ -120,7 +121,7 @@ def test_normalize_choices(tmp_path):
 
 def test_hpo_run_on_an_unseen_grayscale_folder(tmp_path):
     """A folder nobody here has seen: grayscale, mixed sizes, one tree: the study runs and reports accuracy."""
-    from conftest import hpo, write_study
+    from helpers import hpo, write_study
 
     write_image_folder(tmp_path / "scans", ["benign", "malignant", "normal"], 12,
                        sizes=((30, 24), (24, 30), (28, 28)), mode="L", suffix=".png")

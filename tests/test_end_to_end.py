@@ -11,7 +11,7 @@ import torch
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
-from conftest import TINY_STUDY, hpo, hpo_json, write_study
+from helpers import TINY_STUDY, hpo, hpo_json, write_study
 
 
 def stored_study(directory, name="tiny"):

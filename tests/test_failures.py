@@ -7,9 +7,10 @@ import torch.nn as nn
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
-from conftest import TINY_STUDY, write_study
 from hpo.cli import main
 from models import MODELS, register_model
+
+from helpers import TINY_STUDY, write_study
 
 constructions = {"count": 0}
 
@@ -81,7 +82,7 @@ def test_failing_every_trial_stops_with_exit_1(tmp_path, monkeypatch, capsys):
 
 def test_runs_of_trials_whose_worker_died_are_closed(tmp_path):
     """A trial failed by Optuna (its worker stopped) whose run still shows RUNNING: reconcile ends the run."""
-    from hpo.tracking import Tracker
+    from hpo.track.tracker import Tracker
 
     study = optuna.create_study(storage=f"sqlite:///{tmp_path}/s.db", study_name="orphans")
     tracker = Tracker("orphans", f"sqlite:///{tmp_path}/m.db", str(tmp_path / "art"))

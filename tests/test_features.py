@@ -10,8 +10,9 @@ from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from data.splits import load_splits
 from data.transforms import Augmentation
-from hpo.hyperparams import Hyperparams
-from hpo.trainer import fit, head_of, seed_everything
+from hpo.train.device import seed_everything
+from hpo.train.hyperparams import Hyperparams
+from hpo.train.trainer import Setup, fit, head_of
 from models import create_model
 
 CPU = torch.device("cpu")
@@ -26,8 +27,7 @@ def run(splits, epochs=3, **changes):
     seed_everything(0)
     model = create_model("digits_cnn", num_classes=10, in_channels=1, image_size=(8, 8), width=8)
     hp = Hyperparams(lr=3e-3, **changes)
-    results = list(fit(model, splits.train, hp, epochs, mean=splits.mean, std=splits.std, device=CPU, seed=0,
-                       val=splits.val))
+    results = list(fit(model, splits.train, hp, epochs, Setup(CPU, splits.mean, splits.std, 0), val=splits.val))
     return model, results
 
 
@@ -48,8 +48,8 @@ def test_head_phase_trains_only_the_head(splits):
     model = create_model("digits_cnn", num_classes=10, in_channels=1, image_size=(8, 8), width=8)
     body = [p.detach().clone() for p in model[0].parameters()]
     head = head_of(model).weight.detach().clone()
-    steps = fit(model, splits.train, Hyperparams(head_epochs=1, head_lr=1e-2), 2, mean=splits.mean, std=splits.std,
-                device=CPU, seed=0, val=splits.val)
+    steps = fit(model, splits.train, Hyperparams(head_epochs=1, head_lr=1e-2), 2, Setup(CPU, splits.mean, splits.std,
+                0), val=splits.val)
     next(steps)  # after the head-only epoch
     assert all(torch.equal(a, b) for a, b in zip(body, model[0].parameters()))
     assert not torch.equal(head, head_of(model).weight)
@@ -74,8 +74,8 @@ def test_swa_ends_with_the_mean_of_the_epoch_end_weights_from_swa_start(splits):
     after_step, stop = weights_after_every_step(model)
     end_of_epoch = []
     try:
-        for _ in fit(model, splits.train, Hyperparams(lr=3e-3, swa_start=2, swa_lr=1e-3), 4, mean=splits.mean,
-                     std=splits.std, device=CPU, seed=0):
+        for _ in fit(model, splits.train, Hyperparams(lr=3e-3, swa_start=2, swa_lr=1e-3), 4, Setup(CPU, splits.mean,
+                     splits.std, 0)):
             end_of_epoch.append(after_step[-1])  # raw: at the last yield the model holds the average
     finally:
         stop()
@@ -94,8 +94,8 @@ def test_ema_ends_with_the_moving_average_of_every_step(splits):
     model = create_model("digits_cnn", num_classes=10, in_channels=1, image_size=(8, 8), width=8)
     after_step, stop = weights_after_every_step(model)
     try:
-        list(fit(model, splits.train, Hyperparams(lr=3e-3, ema_decay=decay), 2, mean=splits.mean, std=splits.std,
-                 device=CPU, seed=0))
+        list(fit(model, splits.train, Hyperparams(lr=3e-3, ema_decay=decay), 2, Setup(CPU, splits.mean, splits.std,
+                 0)))
     finally:
         stop()
     average = dict(after_step[0])  # the first update copies the weights
@@ -130,8 +130,8 @@ def test_compiled_training_matches_eager(splits):
     def train(mode):
         seed_everything(0)
         model = create_model("mlp", num_classes=10, in_channels=1, image_size=(8, 8), hidden=32, depth=1)
-        return list(fit(model, splits.train, Hyperparams(lr=3e-3), 1, mean=splits.mean, std=splits.std, device=CPU,
-                        seed=0, val=splits.val, compile_mode=mode))[-1]
+        return list(fit(model, splits.train, Hyperparams(lr=3e-3), 1, Setup(CPU, splits.mean, splits.std, 0,
+                        compile_mode=mode), val=splits.val))[-1]
     eager, compiled = train("off"), train("default")
     assert compiled.val_accuracy == pytest.approx(eager.val_accuracy, abs=0.01)
     assert compiled.train_loss == pytest.approx(eager.train_loss, rel=1e-3)

@@ -8,9 +8,10 @@ import pytest
 import torch
 
 from data.splits import load_splits
-from hpo.hyperparams import Hyperparams
-from hpo.lr_find import lr_range_test
-from hpo.trainer import Acceleration, fit, seed_everything
+from hpo.train.device import Acceleration, seed_everything
+from hpo.train.hyperparams import Hyperparams
+from hpo.train.lr_find import lr_range_test
+from hpo.train.trainer import Setup, fit
 from models import create_model
 
 CPU = torch.device("cpu")
@@ -34,23 +35,20 @@ def test_a_range_test_step_is_a_training_step(splits, acceleration):
     hp = Hyperparams(lr=0.01, optimizer="adamw", weight_decay=0.01, batch_size=64, label_smoothing=0.1,
                      crop_padding=1, jitter=0.5)
     trained, probed = new_model(), new_model()
-    list(fit(trained, one_batch, hp, 1, mean=splits.mean, std=splits.std, device=CPU, seed=3,
-             acceleration=acceleration))
-    lr_range_test(probed, one_batch, hp, mean=splits.mean, std=splits.std, device=CPU, seed=3, start_lr=hp.lr,
-                  end_lr=hp.lr, steps=1, acceleration=acceleration)
+    list(fit(trained, one_batch, hp, 1, Setup(CPU, splits.mean, splits.std, 3, acceleration=acceleration)))
+    lr_range_test(probed, one_batch, hp, Setup(CPU, splits.mean, splits.std, 3, acceleration=acceleration),
+                  start_lr=hp.lr, end_lr=hp.lr, steps=1)
     for (name, a), b in zip(trained.state_dict().items(), probed.state_dict().values()):
         assert torch.equal(a, b), name
     unaugmented = new_model()
-    lr_range_test(unaugmented, one_batch, Hyperparams(**{**hp.as_dict(), "jitter": 0.0}), mean=splits.mean,
-                  std=splits.std, device=CPU, seed=3, start_lr=hp.lr, end_lr=hp.lr, steps=1,
-                  acceleration=acceleration)
+    lr_range_test(unaugmented, one_batch, Hyperparams(**{**hp.as_dict(), "jitter": 0.0}), Setup(CPU, splits.mean,
+                  splits.std, 3, acceleration=acceleration), start_lr=hp.lr, end_lr=hp.lr, steps=1)
     assert not torch.equal(unaugmented[0][0].weight, probed[0][0].weight), "the comparison sees augmentation"
 
 
 def test_one_lr_per_step_and_a_stop_at_divergence(splits):
-    result = lr_range_test(new_model("mlp"), splits.train, Hyperparams(optimizer="sgd", momentum=0.9),
-                           mean=splits.mean, std=splits.std, device=CPU, seed=0, start_lr=1e-4, end_lr=1e4,
-                           steps=81)
+    result = lr_range_test(new_model("mlp"), splits.train, Hyperparams(optimizer="sgd", momentum=0.9), Setup(CPU,
+                           splits.mean, splits.std, 0), start_lr=1e-4, end_lr=1e4, steps=81)
     ratios = [b / a for a, b in zip(result.lrs, result.lrs[1:])]
     assert result.lrs[0] == pytest.approx(1e-4) and ratios == pytest.approx([10 ** 0.1] * len(ratios))
     assert 10 < len(result.lrs) < 81, "sgd at lr 1e4 diverges: the test stops before its last step"

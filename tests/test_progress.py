@@ -1,4 +1,4 @@
-"""What `hpo run` shows while it runs (hpo/progress.py): epoch lines and no carriage return when its output is a
+"""What `hpo run` shows while it runs (hpo/search/progress.py): epoch lines and no carriage return when its output is a
 file or a pipe, tqdm bars on a terminal, neither with --quiet; and the study's status with an ETA after each trial."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import subprocess
 import sys
 import termios
 
-from conftest import TINY_STUDY, hpo, write_study
+from helpers import TINY_STUDY, hpo, write_study
 
 # Three trials of two epochs, none pruned (the pruner starts after three): seconds on 2 cores.
 STUDY = copy.deepcopy(TINY_STUDY)

@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from conftest import copy_study_folder, free_port, hpo, stop_mlflow_server
+from helpers import copy_study_folder, free_port, hpo, stop_mlflow_server
 
 N_IMAGES = 6
 

@@ -12,12 +12,12 @@ import re
 
 import optuna
 import pytest
-from optuna.trial import TrialState
-
 import test_browser
 import test_scaling
-from conftest import TINY_STUDY, copy_study_folder, hpo, hpo_json, write_study
+from optuna.trial import TrialState
 from test_browser import WINDOW, _screenshot, _severe_console_errors, _wait
+
+from helpers import TINY_STUDY, copy_study_folder, hpo, hpo_json, write_study
 
 # Fixtures of other modules, each a skip saying what is missing where it cannot run.
 postgres = test_scaling.postgres  # a real PostgreSQL server

@@ -14,8 +14,9 @@ import pytest
 import torch
 
 from data.splits import load_splits
-from hpo.hyperparams import Hyperparams
-from hpo.trainer import fit, seed_everything
+from hpo.train.device import seed_everything
+from hpo.train.hyperparams import Hyperparams
+from hpo.train.trainer import Setup, fit
 from models import create_model
 
 EPOCHS = 4
@@ -39,8 +40,8 @@ def splits():
 def training(splits, hp, **kwargs):
     seed_everything(3)
     model = create_model("digits_cnn", num_classes=10, in_channels=1, image_size=(8, 8), width=8, dropout=0.2)
-    return model, fit(model, splits.train, hp, EPOCHS, mean=splits.mean, std=splits.std,
-                      device=torch.device("cpu"), seed=3, val=splits.val, **kwargs)
+    return model, fit(model, splits.train, hp, EPOCHS, Setup(torch.device("cpu"), splits.mean, splits.std, 3),
+                      val=splits.val, **kwargs)
 
 
 def through_a_file(state: dict) -> dict:
@@ -64,8 +65,8 @@ def test_a_resumed_fit_ends_exactly_where_an_uninterrupted_one_does(config, stop
     resumed_model = create_model("digits_cnn", num_classes=10, in_channels=1, image_size=(8, 8), width=8,
                                  dropout=0.2)
     torch.manual_seed(12345)  # whatever the new process's generators hold, the state replaces it
-    rest = fit(resumed_model, splits.train, hp, EPOCHS, mean=splits.mean, std=splits.std, device=torch.device("cpu"),
-               seed=3, val=splits.val, resume=through_a_file(states[-1]))
+    rest = fit(resumed_model, splits.train, hp, EPOCHS, Setup(torch.device("cpu"), splits.mean, splits.std, 3),
+               val=splits.val, resume=through_a_file(states[-1]))
     got += [(r.epoch, r.train_loss, r.val_loss, r.lr) for r in rest]
 
     assert states[-1]["epoch"] == stop_after
@@ -85,8 +86,8 @@ def test_without_a_saved_state_the_resumed_fit_would_differ(splits):
         pass
     wrong = dict(through_a_file(states[-1]), generator=through_a_file(states[0])["generator"])
     model = create_model("digits_cnn", num_classes=10, in_channels=1, image_size=(8, 8), width=8, dropout=0.2)
-    rest = fit(model, splits.train, hp, EPOCHS, mean=splits.mean, std=splits.std, device=torch.device("cpu"),
-               seed=3, val=splits.val, resume=wrong)
+    rest = fit(model, splits.train, hp, EPOCHS, Setup(torch.device("cpu"), splits.mean, splits.std, 3),
+               val=splits.val, resume=wrong)
     assert [r.train_loss for r in rest] != expected
 
 
@@ -141,7 +142,7 @@ def test_a_study_killed_five_times_finishes_as_if_it_never_was(tmp_path):
     import optuna
     from mlflow.tracking import MlflowClient
 
-    from conftest import hpo, write_study
+    from helpers import hpo, write_study
 
     reference, killed = tmp_path / "reference", tmp_path / "killed"
     for work in (reference, killed):

@@ -6,7 +6,7 @@ import json
 
 from mlflow.tracking import MlflowClient
 
-from conftest import TINY_STUDY, hpo, write_study
+from helpers import TINY_STUDY, hpo, write_study
 
 
 def test_retrain_budgets_checkpoints_and_keep_best(tmp_path, monkeypatch):

@@ -20,7 +20,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-from conftest import TINY_STUDY, free_port, start_mlflow_server, stop_mlflow_server, write_study
+from helpers import TINY_STUDY, free_port, start_mlflow_server, stop_mlflow_server, write_study
 
 
 def postgres_binary(name: str) -> str | None:

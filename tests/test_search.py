@@ -14,7 +14,7 @@ import optuna
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
-from conftest import REPO, hpo, write_study
+from helpers import hpo, write_study
 
 # Every trial is random start-up sampling (n_startup_trials > budget), and nothing is pruned: what a trial
 # proposes may depend only on the study seed and its number.
@@ -252,9 +252,10 @@ def test_a_trial_whose_run_finished_before_optuna_heard_keeps_its_result(tmp_pat
 def test_a_signal_while_a_trial_is_claimed_fails_that_trial(tmp_path):
     """Ctrl-C between Optuna creating a trial and the trial naming its process would leave a RUNNING trial no
     rerun could tell was dead (and every later run waiting for it): the signal waits, then fails the trial."""
-    from hpo.interrupts import Interrupted, interrupts_raise
-    from hpo.spec import load_study
-    from hpo.study import claim_trial, open_storage, open_study
+    from hpo.core.interrupts import Interrupted, interrupts_raise
+    from hpo.spec.study_file import load_study
+    from hpo.study.claims import claim_trial
+    from hpo.study.storage import open_storage, open_study
 
     spec = load_study(write_study(tmp_path, RANDOM_START))
     study = open_study(spec, open_storage(f"sqlite:///{tmp_path}/hpo.db"))
@@ -275,10 +276,3 @@ def test_a_signal_while_a_trial_is_claimed_fails_that_trial(tmp_path):
             raise AssertionError("the signal was lost")
     [trial] = stored(tmp_path, "startup").trials
     assert trial.state == TrialState.FAIL and trial.user_attrs["hpo.pid"] == str(os.getpid())
-
-
-def test_cli_holds_no_study_logic():
-    source = (REPO / "hpo" / "cli.py").read_text()
-    for name in ("import optuna\n", "create_study", "claim_trial", "run_search", "retrain_best_trial",
-                 "Tracker(spec", "load_splits", "study.tell", "study.ask"):
-        assert name not in source, f"hpo/cli.py: {name} belongs in the pipeline"

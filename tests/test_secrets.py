@@ -14,8 +14,9 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from conftest import TINY_STUDY, free_port, hpo, start_mlflow_server, stop_mlflow_server, write_study
-from hpo.urls import masked
+from hpo.core.masking import masked
+
+from helpers import TINY_STUDY, free_port, hpo, start_mlflow_server, stop_mlflow_server, write_study
 
 SECRET = "s3cr3t-pw"
 

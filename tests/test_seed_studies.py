@@ -9,9 +9,10 @@ import pytest
 import torch
 import torchvision
 
-from conftest import REPO, hpo
+from hpo.spec.study_file import load_study
+
 from datagen import write_cifar, write_image_folder
-from hpo.spec import load_study
+from helpers import REPO, hpo
 
 STUDIES = sorted(p.name for p in (REPO / "studies").glob("*.yaml"))
 

@@ -1,4 +1,4 @@
-"""The seed comparison (hpo/seeds.py): ``hpo retrain STUDY --seeds N`` retrains the best trial and the baseline
+"""The seed comparison (hpo/retrain/seeds.py): ``hpo retrain STUDY --seeds N`` retrains the best trial and the baseline
 with the same seeds, and its verdict is checked against a hand computation on what MLflow logged."""
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ import pytest
 from mlflow.tracking import MlflowClient
 from scipy import stats
 
-from conftest import TINY_STUDY, hpo, write_study
-from hpo.seeds import judge, median_member, welch_interval
+from hpo.retrain.verdict import judge, median_member, welch_interval
+
+from helpers import TINY_STUDY, hpo, write_study
 
 # The tiny study with a poor recipe as its baseline (trial 0: plain SGD at a small lr), so the best is another
 # trial and the comparison has two arms.

@@ -7,14 +7,15 @@ import copy
 import optuna
 import pytest
 
-from conftest import TINY_STUDY
-from hpo.errors import SpecError
-from hpo.pruners import PRUNERS
-from hpo.samplers import SAMPLERS
-from hpo.study_sampler import points_left
-from hpo.hyperparams import Hyperparams
-from hpo.space import Choice, FloatRange, IntRange, parse_search
-from hpo.spec import parse_study
+from hpo.core.errors import SpecError
+from hpo.spec.space import Choice, FloatRange, IntRange, parse_search
+from hpo.spec.study_file import parse_study
+from hpo.study.pruners import PRUNERS
+from hpo.study.samplers import SAMPLERS
+from hpo.study.sampling import points_left
+from hpo.train.hyperparams import Hyperparams
+
+from helpers import TINY_STUDY
 
 SOURCE = "test.yaml"
 

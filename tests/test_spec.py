@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from conftest import REPO, TINY_STUDY
-from hpo.errors import SpecError, UserError
-from hpo.spec import apply_overrides, load_study, parse_study
+from hpo.core.errors import SpecError, UserError
+from hpo.spec.study_file import apply_overrides, load_study, parse_study
+
+from helpers import REPO, TINY_STUDY
 
 
 def test_defaults():
@@ -54,7 +55,7 @@ def test_file_errors(tmp_path):
 
 
 def test_missing_required_registry_argument():
-    from models import register_model, MODELS
+    from models import MODELS, register_model
     if "needs_depth_for_tests" not in MODELS:
         @register_model("needs_depth_for_tests")
         def needs_depth(num_classes, in_channels, image_size, depth):
@@ -77,7 +78,7 @@ def test_loader_options_checked_with_the_file_not_the_data(tmp_path):
 
 
 def test_registry_check_runs_the_registered_rule():
-    from data.registry import Registry
+    from hpo.core.registry import Registry
 
     calls = []
     things = Registry("thing")

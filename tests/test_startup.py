@@ -1,6 +1,6 @@
 """Bad input is refused before torch, torchvision, MLflow or Optuna is imported (``python -X importtime``).
 
-The registries the study validator reads bind those libraries lazily (data/lazy.py), argument types
+The registries the study validator reads bind those libraries lazily (hpo/core/lazy.py), argument types
 refuse bad values inside argparse, and every command checks its input before it imports what does the
 work. Each case here would still give the right message with a slow import in the way, so only the
 import record can tell: it is the list of modules the interpreter loaded.
@@ -14,7 +14,7 @@ import sys
 
 import pytest
 
-from conftest import TINY_STUDY, write_study
+from helpers import TINY_STUDY, write_study
 
 HEAVY = ("torch", "torchvision", "mlflow", "optuna")
 
@@ -107,7 +107,7 @@ def test_help_imports_nothing_heavy(tmp_path):
 
 
 def test_the_startup_benchmark_times_every_command_against_its_references():
-    from hpo.startup import startup_times
+    from hpo.bench.startup import startup_times
 
     lines = []
     times = startup_times(repeat=1, print_line=lines.append)

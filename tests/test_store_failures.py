@@ -16,9 +16,9 @@ from pathlib import Path
 import optuna
 import pytest
 from mlflow.tracking import MlflowClient
-
-from conftest import TINY_STUDY, free_port, start_mlflow_server, stop_mlflow_server, write_study
 from test_bad_input import assert_refused, store_state
+
+from helpers import TINY_STUDY, free_port, start_mlflow_server, stop_mlflow_server, write_study
 
 
 @contextlib.contextmanager
@@ -73,7 +73,7 @@ def test_a_locked_database_is_retried_until_it_is_free(tmp_path):
     import sqlite3
     import threading
 
-    from hpo.store_failures import retried
+    from hpo.stores.retry import retried
 
     db = tmp_path / "locked.db"
     with sqlite3.connect(db) as setup:
@@ -98,7 +98,7 @@ def test_a_locked_database_is_retried_until_it_is_free(tmp_path):
 def test_a_lock_that_outlasts_the_retries_is_one_clear_error(tmp_path, monkeypatch):
     import sqlite3
 
-    from hpo import store_failures
+    from hpo.stores import retry as store_failures
 
     monkeypatch.setattr(store_failures, "DELAYS_S", (0.01, 0.01))
     db = tmp_path / "locked.db"
@@ -120,7 +120,7 @@ def test_a_lock_that_outlasts_the_retries_is_one_clear_error(tmp_path, monkeypat
 def test_a_full_disk_is_not_retried_and_other_errors_are_raised_as_they_are():
     import errno
 
-    from hpo.store_failures import StoreUnwritable, retried
+    from hpo.stores.retry import StoreUnwritable, retried
 
     calls = []
 
@@ -182,7 +182,7 @@ def test_a_full_disk_is_refused_before_any_work(tiny_run, tmp_path):
 
 
 def _is_progress(line: str) -> bool:
-    """A progress line on stderr (hpo/progress.py): a trial's epoch, or the retrain's."""
+    """A progress line on stderr (hpo/search/progress.py): a trial's epoch, or the retrain's."""
     return re.match(r"\s*(trial \d+ )?epoch ", line) is not None
 
 

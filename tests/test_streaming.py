@@ -7,11 +7,12 @@ import re
 import pytest
 import torch
 
-from conftest import hpo, write_study
-from datagen import write_image_folder
 from data.batches import evaluation_batches, training_batches
 from data.splits import load_splits
 from data.streaming import ImageFiles
+
+from datagen import write_image_folder
+from helpers import hpo, write_study
 
 CLASSES = ["ants", "bees", "wasps"]
 

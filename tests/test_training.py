@@ -9,8 +9,9 @@ import torch
 
 from data.splits import load_splits
 from data.transforms import color_jitter
-from hpo.hyperparams import Hyperparams
-from hpo.trainer import evaluate, fit, seed_everything
+from hpo.train.device import seed_everything
+from hpo.train.hyperparams import Hyperparams
+from hpo.train.trainer import Setup, evaluate, fit
 from models import MODELS, create_model
 
 
@@ -31,8 +32,8 @@ def test_splits_are_stratified_disjoint_and_fixed(splits):
 def train(splits, hp, epochs=3, seed=0, model="digits_cnn"):
     seed_everything(seed)
     net = create_model(model, num_classes=10, in_channels=1, image_size=(8, 8))
-    results = list(fit(net, splits.train, hp, epochs, mean=splits.mean, std=splits.std,
-                       device=torch.device("cpu"), seed=seed, val=splits.val))
+    results = list(fit(net, splits.train, hp, epochs, Setup(torch.device("cpu"), splits.mean, splits.std, seed),
+                       val=splits.val))
     return net, results
 
 
@@ -57,7 +58,7 @@ def test_same_seed_same_training(splits):
 
 def test_mlp_and_evaluate(splits):
     net, results = train(splits, Hyperparams(lr=3e-3), model="mlp")
-    scores = evaluate(net, splits.val, mean=splits.mean, std=splits.std, device=torch.device("cpu"))
+    scores = evaluate(net, splits.val, Setup(torch.device("cpu"), splits.mean, splits.std))
     assert scores.accuracy == pytest.approx(results[-1].val_accuracy)
     assert scores.n_images == 288
     assert set(MODELS.names()) >= {"digits_cnn", "mlp"}

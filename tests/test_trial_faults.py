@@ -2,7 +2,7 @@
 that trial with a one-line cause, and the study goes on.
 
 A CUDA out-of-memory error (torch.OutOfMemoryError) takes the same path as the CPU allocator's refusal tested
-here (hpo/trainer.py: out_of_memory), but needs a GPU to happen for real: no test here makes one.
+here (hpo/train/device.py: out_of_memory), but needs a GPU to happen for real: no test here makes one.
 """
 
 from __future__ import annotations
@@ -23,13 +23,14 @@ import torch.nn as nn
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
-from conftest import write_study
-from datagen import write_image_folder
 from data.splits import load_splits
-from hpo.errors import OutOfMemory
-from hpo.hyperparams import Hyperparams
-from hpo.lr_find import lr_range_test
-from hpo.trainer import fit
+from hpo.core.errors import OutOfMemory
+from hpo.train.hyperparams import Hyperparams
+from hpo.train.lr_find import lr_range_test
+from hpo.train.trainer import Setup, fit
+
+from datagen import write_image_folder
+from helpers import write_study
 
 CPU = torch.device("cpu")
 IMPOSSIBLE_FLOATS = 2**55  # 128 PiB: more than any machine's address space, so the allocator always refuses
@@ -40,7 +41,7 @@ HEADROOM_BYTES = 512 * 2**20
 
 
 def start_hpo(*args: str, cwd, stderr_file) -> subprocess.Popen:
-    """``hpo ARGS`` as conftest.hpo runs it, but running on: its stdout is read line by line as it comes."""
+    """``hpo ARGS`` as helpers.hpo runs it, but running on: its stdout is read line by line as it comes."""
     env = {k: v for k, v in os.environ.items() if k not in ("HPO_STORAGE", "MLFLOW_TRACKING_URI", "HPO_ARTIFACTS")}
     env.update(PYTHONUNBUFFERED="1", HPO_CACHE=str(cwd / "cache"),
                OMP_NUM_THREADS="2")  # as many threads (and their stacks and arenas) on any machine
@@ -118,7 +119,7 @@ def test_a_batch_that_does_not_fit_fails_its_trial_and_the_study_goes_on(tmp_pat
     assert [t.state for t in stored.trials] == [TrialState.COMPLETE, TrialState.FAIL, TrialState.COMPLETE]
     failed = stored.trials[1]
     assert failed.params["batch_size"] == 128
-    # fail_reason is first_line(err) (hpo/store_failures.py): our own errors' message, without a class name
+    # fail_reason is first_line(err) (hpo/stores/retry.py): our own errors' message, without a class name
     assert re.match(r"out of memory at batch size 128 on cpu", failed.user_attrs["fail_reason"])
 
     monkeypatch.chdir(tmp_path)  # MLflow finds the artifacts from the store's folder (README)
@@ -170,9 +171,8 @@ def test_out_of_memory_is_raised_with_the_training_state_released(digits, phase,
 
     try:
         with pytest.raises(OutOfMemory) as raised:
-            for _ in fit(model, digits.train, Hyperparams(lr=1e-3, batch_size=64, ema_decay=0.9), 3,
-                         mean=digits.mean, std=digits.std, device=CPU, seed=0, val=digits.val,
-                         keep_state=keep_state):
+            for _ in fit(model, digits.train, Hyperparams(lr=1e-3, batch_size=64, ema_decay=0.9), 3, Setup(CPU,
+                         digits.mean, digits.std, 0), val=digits.val, keep_state=keep_state):
                 pass
     finally:
         hungry_in.clear()
@@ -186,8 +186,8 @@ def test_the_lr_range_test_runs_out_of_memory_in_one_line(digits):
     hungry_in.add("training")
     try:
         with pytest.raises(OutOfMemory, match=r"^out of memory at batch size 32 on cpu, allocating 128.00 PiB"):
-            lr_range_test(Hungry(), digits.train, Hyperparams(batch_size=32), mean=digits.mean, std=digits.std,
-                          device=CPU, seed=0, steps=5)
+            lr_range_test(Hungry(), digits.train, Hyperparams(batch_size=32), Setup(CPU, digits.mean, digits.std, 0),
+                          steps=5)
     finally:
         hungry_in.clear()
 

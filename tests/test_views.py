@@ -1,4 +1,4 @@
-"""Where users look (hpo/views.py): what optuna-dashboard and MLflow show of the tiny study's real run."""
+"""Where users look (hpo/track/dashboard.py, hpo/track/tracker.py): what optuna-dashboard and MLflow show of the tiny study's real run."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
-from conftest import free_port
+from helpers import free_port
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -114,7 +114,7 @@ def test_mlflow_shows_model_training_view_pruning_and_summaries(tiny_run, mlflow
 
 
 def test_run_url_is_the_tracking_server_or_mlflow_ui(monkeypatch):
-    from hpo.views import run_url
+    from hpo.track.tracker import run_url
 
     monkeypatch.delenv("HPO_MLFLOW_UI", raising=False)
     assert run_url("sqlite:///mlflow.db", "1", "abc") == "http://127.0.0.1:5000/#/experiments/1/runs/abc"

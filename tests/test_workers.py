@@ -9,9 +9,10 @@ import pytest
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
-from conftest import REPO, TINY_STUDY, hpo, write_study
-from hpo.errors import UserError
-from hpo.workers import plan_workers
+from hpo.core.errors import UserError
+from hpo.search.workers import plan_workers
+
+from helpers import REPO, TINY_STUDY, hpo, write_study
 
 
 def test_plan_workers():
@@ -76,7 +77,7 @@ def test_workers_without_mlflow(tmp_path):
 
 
 def test_four_workers_finish_160_trials_on_the_default_local_storage(tmp_path):
-    """4 workers x 40 trials each on the default storage (SQLite in WAL mode, hpo.study.SQLITE_JOURNAL):
+    """4 workers x 40 trials each on the default storage (SQLite in WAL mode, hpo.study.storage.SQLITE_JOURNAL):
     every trial number once, exactly the budget, one MLflow child run per trial, nothing left RUNNING."""
     study = dict(TINY_STUDY, name="many", model={"name": "digits_cnn", "width": 4}, enqueue=[],
                  budget={"trials": 160, "epochs": 1, "retrain": {"epochs": 1}},

@@ -1,0 +1,363 @@
+"""The Python API: every ``hpo`` command's work as a function that takes plain values and returns plain values.
+
+The command line (``hpo/cli.py``) parses its arguments, calls one of these and prints what it returns; a
+notebook or a script calls them directly::
+
+    from hpo import api
+
+    spec = api.check("studies/digits.yaml", ["budget.trials=5"])
+    code = api.run(api.RunRequest("studies/digits.yaml", api.Stores(), ("budget.trials=5",)))
+    summary, lines = api.show("digits")
+
+Each function judges its input first and refuses bad input with :class:`hpo.core.errors.UserError` (one
+line) before it touches a store; torch, Optuna and MLflow are imported inside the functions, after that
+judgement, so a refusal is instant.
+"""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from hpo.core.errors import UserError
+from hpo.search.context import RunRequest, Stores, check_stores, store_flags
+
+__all__ = ["RunRequest", "Stores", "check", "run", "show", "report", "retrain", "promote", "evaluate", "predict",
+           "lr_find", "bench", "bench_storage", "bench_startup", "dashboard", "study_name", "check_device",
+           "check_gpus", "next_promote"]
+
+PrintLine = Callable[[str], None]
+
+
+# --- judging arguments (for argparse too) ---------------------------------------------------------------------
+
+def check_device(value: str) -> str:
+    """A device name a study or ``--device`` may give: auto, cpu, cuda or cuda:N."""
+    from hpo.spec.study_file import DEVICE_PATTERN
+
+    if not DEVICE_PATTERN.match(value):
+        raise UserError(f"{value!r} is not a device; use auto, cpu, cuda or cuda:N")
+    return value
+
+
+def check_gpus(value: str) -> str:
+    """``--gpus``: GPU numbers like 0,1, or the word cpu."""
+    from hpo.search.workers import parse_gpus
+
+    parse_gpus(value)
+    return value
+
+
+def study_name(study: str) -> str:
+    """STUDY on the command line (a study file or a stored study's name) as the study's name."""
+    from hpo.spec.study_file import study_name as name_of
+
+    return name_of(study)
+
+
+def next_promote(study: str, stores: Stores) -> str:
+    """The command that promotes what ``retrain`` made, with the store options it needs."""
+    return f"hpo promote {study_name(study)}" + store_flags(stores)
+
+
+# --- the commands ---------------------------------------------------------------------------------------------
+
+def check(study_file: str, overrides=()):
+    """The study file, read and validated (with ``--set`` overrides): a :class:`hpo.spec.study_file.StudySpec`."""
+    from hpo.spec.study_file import load_study
+
+    return load_study(study_file, list(overrides))
+
+
+def run(request: RunRequest, print_line: PrintLine = print) -> int:
+    """``hpo run``: search the study, then retrain its best trial (``hpo/pipeline.py``); returns the exit code."""
+    from hpo.spec.study_file import load_study
+
+    spec = load_study(request.study_file, request.overrides)
+    check_stores(request.stores)
+    from hpo.pipeline import run_study
+
+    return run_study(spec, request, print_line)
+
+
+def _existing_storage(storage: str | None) -> str:
+    """--storage (or its default), refused in one line before Optuna loads unless it holds studies already."""
+    from hpo.stores.urls import check_storage_exists, check_storage_url, storage_url
+
+    url = storage_url(storage)
+    check_storage_exists(url)
+    check_storage_url(url)
+    return url
+
+
+def _stored_study(study: str, url: str):
+    """The named study (or a study file's) in the storage at ``url``, opened for reading: never created here."""
+    from hpo.study.storage import load_existing_study, open_storage
+
+    return load_existing_study(study_name(study), open_storage(url, must_exist=True))
+
+
+def _reading_tracking_uri(given: str | None) -> str | None:
+    from hpo.stores.urls import check_tracking_uri, existing_tracking_uri
+
+    uri = existing_tracking_uri(given)
+    if uri is not None:
+        check_tracking_uri(uri)
+    return uri
+
+
+def show(study: str, storage: str | None = None, top: int | None = None,
+         tracking_uri: str | None = None) -> tuple[dict, list[str]]:
+    """``hpo show``: the study's summary (a dict, what ``--json`` prints) and its text lines; with ``top``, also
+    the leaderboard of the ``top`` best trials and the retrain results."""
+    url = _existing_storage(storage)
+    tracking = _reading_tracking_uri(tracking_uri) if top is not None else None
+    stored = _stored_study(study, url)
+    from hpo.report.summary import describe, summary_lines
+
+    summary = describe(stored)
+    lines = summary_lines(summary)
+    if top is not None:
+        from hpo.report.leaderboard import leaderboard, leaderboard_lines, retrains
+
+        rows = leaderboard(stored, top)
+        results, source = retrains(stored, tracking)
+        summary.update(leaderboard=[row.as_dict() for row in rows], retrains=results, retrains_from=source)
+        if summary["best_trial"] is not None:
+            lines += leaderboard_lines(rows, summary["metric"], results, source)
+    return summary, lines
+
+
+def report(study: str, output: str | None = None, top: int = 5, storage: str | None = None,
+           tracking_uri: str | None = None, print_line: PrintLine = print) -> tuple[Path, Path]:
+    """``hpo report``: one self-contained HTML page about the study and its Markdown twin; returns their paths."""
+    from hpo.stores.retry import check_writable
+
+    url = _existing_storage(storage)
+    tracking = _reading_tracking_uri(tracking_uri)
+    name = study_name(study)
+    page = Path(output or f"report-{name}.html")
+    if page.is_dir():
+        raise UserError(f"--output: {page} is a folder; name the HTML file, e.g. {page / f'report-{name}.html'}")
+    check_writable(page, "--output")
+    check_writable(page.with_suffix(".md"), "--output")
+    stored = _stored_study(study, url)
+    from hpo.report.page import write_report
+
+    print_line(f"report on study {name!r}:")
+    return write_report(stored, page, tracking, top, print_line=print_line)
+
+
+def retrain(study: str, stores: Stores, overrides=(), device: str | None = None, print_line: PrintLine = print):
+    """``hpo retrain``: retrain the best trial of a stored study, always (even when a retrain exists); returns
+    the :class:`hpo.retrain.retrain.RetrainResult` of each retrain."""
+    from hpo.spec.study_file import apply_overrides, is_study_file, load_study, parse_study
+
+    spec = load_study(study, list(overrides)) if is_study_file(study) else None  # a bad file: refused at once
+    check_stores(stores)
+    from hpo.core.interrupts import interrupts_raise
+    from hpo.retrain.best_trial import retrain_best_trial
+    from hpo.search.context import Context, load_data, open_tracker
+    from hpo.stores.urls import storage_url
+    from hpo.study.record import StudyRecord
+    from hpo.study.storage import load_existing_study, open_storage
+    from hpo.train.device import resolve_device
+
+    storage = open_storage(storage_url(stores.storage), must_exist=True)
+    if spec is None:  # a study's name: the spec its storage kept when it was run
+        raw = StudyRecord(load_existing_study(study, storage)).spec
+        if raw is None:
+            raise UserError(f"study {study!r} was not created by hpo run; pass its study file instead")
+        spec = parse_study(apply_overrides(raw, overrides), f"study {study!r} in {storage.url}")
+    stored = load_existing_study(spec.name, storage)
+    torch_device = resolve_device(device or spec.device)
+    ctx = Context(spec, load_data(spec, torch_device), torch_device, open_tracker(spec.name, stores), None,
+                  print_line)
+    with interrupts_raise():  # the retrain run ends KILLED, not RUNNING
+        return retrain_best_trial(ctx, stored)
+
+
+def promote(study: str, stores: Stores, run_id: str | None = None, output: str | None = None,
+            alias: str = "champion"):
+    """``hpo promote``: register a retrain run in the MLflow Model Registry and write the final checkpoint;
+    returns a :class:`hpo.serve.promote.Promotion`."""
+    from hpo.stores.retry import check_writable
+
+    name = study_name(study)
+    check_stores(stores, trains=False)  # it reads the retrain's artifacts; the checkpoint goes to --output
+    check_writable(Path(output or "checkpoints"), "--output")
+    from hpo.serve.promote import promote as register
+    from hpo.track.tracker import Tracker
+
+    return register(Tracker(name, stores.tracking, stores.artifacts, create=False), output, alias, run_id)
+
+
+@dataclass(frozen=True)
+class Evaluated:
+    """``hpo evaluate``'s answer: the checkpoint's test scores, and the accuracy logged when it was made."""
+
+    checkpoint: str
+    data: str
+    accuracy: float
+    top5: float | None
+    loss: float
+    n_images: int
+    logged_test_accuracy: float | None
+
+
+def evaluate(checkpoint: str, device: str | None = None, data_root: str | None = None) -> Evaluated:
+    """``hpo evaluate``: the checkpoint's accuracy on the test split of the data set it was trained on."""
+    from hpo.serve.inference import evaluate_checkpoint
+    from hpo.train.checkpoint import load_checkpoint
+    from hpo.train.device import resolve_device
+
+    loaded = load_checkpoint(checkpoint)
+    result = evaluate_checkpoint(loaded, resolve_device(device or "auto"), data_root)
+    return Evaluated(checkpoint, loaded["data"]["name"], result.accuracy, result.top5, result.loss, result.n_images,
+                     loaded["metrics"].get("test_accuracy"))
+
+
+def predict(checkpoint: str, files: list[str], device: str | None = None) -> list:
+    """``hpo predict``: a class and its probability for each image file (:class:`hpo.serve.inference.Prediction`)."""
+    from hpo.serve.inference import predict_files
+    from hpo.train.checkpoint import load_checkpoint
+    from hpo.train.device import resolve_device
+
+    return predict_files(load_checkpoint(checkpoint), files, resolve_device(device or "auto"))
+
+
+def lr_find(study_file: str, overrides=(), device: str | None = None, start: float = 1e-7, end: float = 10.0,
+            steps: int = 100, output: str | None = None, print_line: PrintLine = print):
+    """``hpo lr-find``: the LR range test on the study's model and training split, with the hyperparameters of
+    its first enqueued trial (its recipe) over the fixed values and defaults; returns (result, plot path)."""
+    from hpo.stores.retry import check_writable
+
+    if not 0 < start < end:
+        raise UserError(f"--start and --end: need 0 < start < end, got {start:g} and {end:g}")
+    if steps < 3:
+        raise UserError(f"--steps: need at least 3, got {steps}")
+    spec = check(study_file, overrides)
+    plot = Path(output or f"lr-find-{spec.name}.png")
+    check_writable(plot, "--output")
+    from hpo.search.context import load_data
+    from hpo.train.device import resolve_device, seed_everything
+    from hpo.train.lr_find import lr_range_test, save_plot
+    from hpo.train.trainer import Setup
+
+    torch_device = resolve_device(device or spec.device)
+    splits = load_data(spec)
+    hp = spec.search.resolve(spec.enqueue[0] if spec.enqueue else {})
+    seed_everything(spec.seed)
+    model = spec.model.build(splits)
+    print_line(f"LR range test: {spec.model.name} on {spec.data.name}, {hp.optimizer}, batch {hp.batch_size}, "
+               f"lr {start:g} -> {end:g} over {steps} steps")
+    result = lr_range_test(model, splits.train, hp, Setup(torch_device, splits.mean, splits.std, spec.seed),
+                           start_lr=start, end_lr=end, steps=steps)
+    return result, save_plot(result, plot, f"LR range test: {spec.name}")
+
+
+# hpo bench's sizes where the command line gives none: a GPU run, and one that ends in minutes on 2 cores.
+BENCH_DEFAULTS = {"cuda": {"model": "resnet18", "batch_size": 256, "steps": 30, "packed": 4, "study_trials": 12,
+                           "study_epochs": 6},
+                  "cpu": {"model": "simple_cnn", "batch_size": 64, "steps": 8, "packed": 2, "study_trials": 6,
+                          "study_epochs": 2}}
+
+
+def bench(device: str | None = None, model: str | None = None, stem: str = "cifar", image_size: int = 32,
+          channels: int = 3, batch_size: int | None = None, steps: int | None = None, packed: int | None = None,
+          study_trials: int | None = None, study_epochs: int | None = None, folder: str | None = None,
+          print_line: PrintLine | None = print) -> dict:
+    """``hpo bench``: the trainer against a plain PyTorch loop and the device's ceiling, packed workers, and a
+    short study with and without pruning (``hpo/bench/training.py``); the numbers as a dict."""
+    from models import MODELS
+
+    if model is not None and model not in MODELS:
+        raise UserError(f"--model: unknown model {model!r}; allowed: {', '.join(MODELS.names())}")
+    if folder and not Path(folder).is_dir():
+        raise UserError(f"--folder: {folder} is not a folder; point it at an image folder")
+    from hpo.bench.training import BenchConfig, run_bench
+    from hpo.train.device import resolve_device
+
+    torch_device = resolve_device(device or "auto")
+    given = {"model": model, "batch_size": batch_size, "steps": steps, "packed": packed,
+             "study_trials": study_trials, "study_epochs": study_epochs}
+    sizes = {k: v if v is not None else BENCH_DEFAULTS["cuda" if torch_device.type == "cuda" else "cpu"][k]
+             for k, v in given.items()}
+    model_args = (("stem", stem),) if sizes["model"].startswith("resnet") else ()
+    config = BenchConfig(str(torch_device), sizes["model"], model_args, image_size, channels, 10,
+                         sizes["batch_size"], sizes["steps"], sizes["packed"], sizes["study_trials"],
+                         sizes["study_epochs"], folder)
+    return run_bench(config, print_line=print_line or (lambda line: None))
+
+
+def bench_storage(postgres: str | None = None, print_line: PrintLine = print) -> dict:
+    """``hpo bench --storage``: what the study storage costs per trial (``hpo/bench/storage.py``)."""
+    from hpo.bench.storage import Storage, local_storages, storage_overhead
+
+    storages = local_storages() + ([Storage("postgresql", lambda folder: postgres)] if postgres else [])
+    numbers = storage_overhead(storages, print_line=print_line)
+    if not postgres:
+        print_line("  postgresql: not measured (pass --postgres URL)")
+    return numbers
+
+
+def bench_startup(print_line: PrintLine = print) -> dict:
+    """``hpo bench --startup``: how long ``hpo`` takes to answer, timed in fresh processes."""
+    from hpo.bench.startup import startup_times
+
+    return startup_times(print_line=print_line)
+
+
+def dashboard(storage: str | None = None, host: str = "127.0.0.1", port: int = 8080,
+              print_line: PrintLine = print) -> None:
+    """``hpo dashboard``: optuna-dashboard on the study storage (and the trials' pictures), until Ctrl-C."""
+    url = _existing_storage(storage)
+    from hpo.study.storage import open_storage
+
+    opened = open_storage(url, must_exist=True)
+    with socket.socket() as probe:  # optuna-dashboard's own error for a taken port is a 32-line traceback
+        try:
+            probe.bind((host, port))
+        except OSError as err:
+            raise UserError(f"--port {port}: cannot listen on {host}:{port} ({err.strerror}); pick another with "
+                            f"--port") from None
+    import optuna_dashboard
+
+    from hpo.core.masking import masked
+    from hpo.track.dashboard import artifact_folder, artifact_store
+
+    store = artifact_store(url, create=False)  # the trials' pictures, where hpo run put them
+    print_line(f"optuna-dashboard on {masked(opened.url)}: http://{host}:{port}  (Ctrl-C to stop)")
+    if store is None:
+        print_line(f"no trial pictures: {artifact_folder(url)} does not exist (set HPO_DASHBOARD_ARTIFACTS to "
+                   f"where hpo run kept them)")
+    optuna_dashboard.run_server(opened, host=host, port=port, artifact_store=store)
+
+
+# --- how a command failed --------------------------------------------------------------------------------------
+
+EXIT_USAGE, EXIT_FAILED = 2, 1
+
+
+def explain(err: BaseException) -> tuple[str, str, int] | None:
+    """(kind, one line, exit code) for a failure a user should read as a sentence: bad input ("error", 2) or
+    work that could not be done ("failed", 1); None for a bug, whose traceback is worth more."""
+    import sys
+
+    from hpo.core.errors import WorkFailed
+
+    if isinstance(err, UserError):
+        return "error", str(err), EXIT_USAGE
+    if isinstance(err, WorkFailed):
+        return "failed", str(err), EXIT_FAILED
+    data_errors = sys.modules.get("data.errors")  # loaded with any loader; importing it here would load torch
+    if data_errors is not None and isinstance(err, data_errors.DataError):  # outside a study file (--data-root)
+        return "error", f"{err.field}: {err.message}" if err.field else err.message, EXIT_USAGE
+    if data_errors is not None and isinstance(err, data_errors.DataFailed):  # a DataLoader worker killed
+        return "failed", str(err), EXIT_FAILED
+    retry = sys.modules.get("hpo.stores.retry")  # a store that filled up or turned read-only where no call named it
+    if retry is not None and isinstance(err, Exception) and (retry.is_full(err) or retry.is_read_only(err)):
+        return "failed", str(retry.unwritable("a store", err)), EXIT_FAILED
+    return None

@@ -1,0 +1,41 @@
+"""What ``hpo show`` prints of a study: its trials by state and its best trial (``--json`` prints it as it is)."""
+
+from __future__ import annotations
+
+import optuna
+
+from hpo.core.masking import masked
+from hpo.study.record import StudyRecord, TrialRecord, url_of
+from hpo.study.storage import counts_by_state
+
+
+def describe(study: optuna.Study) -> dict:
+    """The study's summary: counts by state, the best trial and the latest seed comparison's verdict."""
+    try:
+        best = study.best_trial
+    except ValueError:
+        best = None
+    record = StudyRecord(study)
+    return {
+        "study": study.study_name, "storage": masked(url_of(study)), "direction": study.direction.name.lower(),
+        "metric": record.metric, "n_trials": len(study.trials), "n_trials_by_state": counts_by_state(study),
+        "best_trial": best.number if best else None, "best_value": best.value if best else None,
+        "best_params": best.params if best else None,
+        "best_mlflow_run_id": TrialRecord(best).mlflow_run_id if best else None,
+        "seed_verdict": record.seed_verdict,  # the latest hpo retrain --seeds (hpo/retrain/seeds.py)
+    }
+
+
+def summary_lines(summary: dict) -> list[str]:
+    """``hpo show``'s text: the study, its counts by state, its best trial and params, the seed verdict."""
+    counts = summary["n_trials_by_state"]
+    lines = [f"study {summary['study']!r} in {summary['storage']}: {summary['n_trials']} trials "
+             f"({', '.join(f'{k} {v}' for k, v in counts.items())})"]
+    if summary["best_trial"] is None:
+        return lines + ["no COMPLETE trial yet"]
+    lines.append(f"best: trial {summary['best_trial']}, {summary['metric']} {summary['best_value']:.4f} "
+                 f"({summary['direction']}), MLflow run {summary['best_mlflow_run_id']}")
+    lines += [f"  {key:16s} {value}" for key, value in summary["best_params"].items()]
+    if summary["seed_verdict"]:
+        lines.append(f"seed comparison: {summary['seed_verdict']['sentence']}")
+    return lines

@@ -1,0 +1,140 @@
+"""What a process works with while it runs trials or retrains: the study's spec, its data on the device, its
+MLflow experiment; and how the command line's stores are checked before any of them is opened.
+
+The command line imports this module (through ``hpo.api``) before it has judged its input, so torch, MLflow
+and the data sets are imported inside the functions that need them.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Union
+
+from hpo.core.errors import SpecError, UserError
+from hpo.search.progress import Progress
+from hpo.stores.retry import check_writable
+from hpo.stores.urls import (artifact_root, check_storage_url, check_tracking_uri, local_path, normalized, sqlite_path,
+                             storage_url, tracking_uri)
+from hpo.train.state import state_folder
+
+NO_PARENT_RUN = "-"  # --worker-of when tracking is off: a worker nested under no MLflow run
+
+if TYPE_CHECKING:  # types only: importing them here would load torch and MLflow before they are needed
+    import torch
+
+    from data.splits import Splits
+    from hpo.spec.study_file import StudySpec
+    from hpo.track.null_tracker import NullTracker
+    from hpo.track.tracker import Tracker
+    from hpo.train.trainer import Setup
+
+
+@dataclass(frozen=True)
+class Context:
+    spec: StudySpec
+    splits: Splits  # already on ``device``
+    device: torch.device
+    tracker: Union[Tracker, NullTracker]  # NullTracker with --no-tracking
+    parent_run_id: str | None = None  # the MLflow run that trial and retrain runs nest under
+    print_line: Callable[[str], None] = print
+    progress: Progress = field(default_factory=Progress)  # inside trials: bars, epoch lines (the default) or quiet
+
+    def setup(self, seed: int) -> Setup:
+        """What a training of this study with ``seed`` is given (hpo/train/trainer.py)."""
+        from hpo.train.trainer import Setup
+
+        return Setup(self.device, self.splits.mean, self.splits.std, seed, compile_mode=self.spec.compile)
+
+    def build_model(self):
+        """The study's model, freshly initialised for its data."""
+        return self.spec.model.build(self.splits)
+
+
+@dataclass(frozen=True)
+class Stores:
+    """Where a study lives, as given on the command line (None: the environment's or the default)."""
+
+    storage: str | None = None  # Optuna storage URL: $HPO_STORAGE, else sqlite:///hpo.db
+    tracking: str | None = None  # MLflow tracking URI: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db
+    artifacts: str | None = None  # where a new MLflow experiment keeps its artifacts
+    tracking_off: bool = False  # --no-tracking: nothing goes to MLflow
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """One ``hpo run``, as the command line asked for it."""
+
+    study_file: str
+    stores: Stores
+    overrides: tuple[str, ...] = ()
+    device: str | None = None  # None: the study's
+    gpus: str | None = None  # "0,1" or "cpu": one worker process per slot; None: search in this process
+    trials_per_gpu: int = 1
+    retrain: bool = True
+    invocation: str = "hpo run"  # logged with the parent run
+    worker_of: str | None = None  # set in a worker: the parent's MLflow run id (or NO_PARENT_RUN)
+    worker_threads: int | None = None
+    quiet: bool = False  # --quiet: no bars or epoch lines inside trials (hpo/search/progress.py)
+
+
+def check_stores(stores: Stores, trains: bool = True) -> None:
+    """Refuse store URLs that cannot work, and local stores that cannot be written (read-only, full), before
+    any store is created or any data is loaded; when the command ``trains``, also the folders it writes
+    artifacts and training state to."""
+    storage = storage_url(stores.storage)
+    tracking = None if stores.tracking_off else tracking_uri(stores.tracking)
+    if tracking and normalized(tracking) == normalized(storage):
+        raise UserError(f"the study storage and MLflow are both {tracking}; give each a file of its own "
+                        f"(default: sqlite:///hpo.db and sqlite:///mlflow.db)")
+    check_storage_url(storage)
+    if tracking:
+        check_tracking_uri(tracking)
+    for url, what in ((storage, "--storage / HPO_STORAGE"), (tracking, "--tracking-uri / MLFLOW_TRACKING_URI")):
+        path = local_path(url) if url else None
+        if path is not None:
+            check_writable(path, what)
+    if trains:
+        check_writable(state_folder(), "HPO_STATE")  # where running trials keep their training state
+    if tracking and trains:  # the folder a new experiment keeps its artifacts in: given, or a new store's
+        new_store = sqlite_path(tracking) is not None and not sqlite_path(tracking).exists()
+        if stores.artifacts or os.environ.get("HPO_ARTIFACTS") or new_store:
+            check_writable(artifact_root(stores.artifacts), "--artifacts / HPO_ARTIFACTS")
+
+
+def store_flags(stores: Stores) -> str:
+    """The store options a follow-up command needs to find the same MLflow store."""
+    return f" --tracking-uri {stores.tracking}" if stores.tracking else ""
+
+
+def open_tracker(study_name: str, stores: Stores):
+    """MLflow's experiment for the study, or the tracker that logs nothing (``--no-tracking``)."""
+    if stores.tracking_off:
+        from hpo.track.null_tracker import NullTracker
+        return NullTracker()
+    from hpo.track.tracker import Tracker  # MLflow: loaded once the command's input is judged good
+    return Tracker(study_name, stores.tracking, stores.artifacts,
+                   several_machines=sqlite_path(storage_url(stores.storage)) is None)
+
+
+def load_data(spec, device=None):
+    """The study's splits (on ``device``), after checking that its model can be built for them."""
+    from data.errors import DataError
+    from data.splits import load_splits
+
+    d = spec.data
+    pretrained = spec.model.args.get("pretrained")
+    if pretrained and not Path(pretrained).is_file():
+        raise UserError(f"{spec.source}: model.pretrained: no such weights file {pretrained!r}; download the weights "
+                        f"once where there is a network and point model.pretrained at the file")
+    try:
+        splits = load_splits(d.name, d.args, d.val_fraction, d.test_fraction, d.split_seed, d.normalize)
+    except DataError as err:  # a data field the loader judged: name the file too
+        raise (SpecError(spec.source, err.field, err.message) if err.field else UserError(err.message)) from None
+    try:  # a model argument only the constructor can judge (a stem, an image too small) fails here, once
+        spec.model.build(splits)
+    except (ValueError, TypeError, RuntimeError) as err:
+        raise UserError(f"{spec.source}: model: {spec.model.name} cannot be built for {splits.channels}x"
+                        f"{splits.image_size[0]}x{splits.image_size[1]} images: {str(err).splitlines()[0]}") from None
+    return splits.to(device) if device is not None else splits

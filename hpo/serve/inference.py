@@ -1,0 +1,82 @@
+"""Using a final checkpoint: score it on its test split, or classify image files."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from data.splits import load_splits
+from hpo.core.errors import UserError
+from hpo.train.checkpoint import model_from_checkpoint
+from hpo.train.trainer import Evaluation, Setup, evaluate, predict
+
+
+def _setup(checkpoint: dict, device: torch.device) -> Setup:
+    """The checkpoint's normalisation on ``device``: what scoring and predicting with it are given."""
+    prep = checkpoint["preprocessing"]
+    return Setup(device, tuple(prep["mean"]), tuple(prep["std"]))
+
+
+def evaluate_checkpoint(checkpoint: dict, device: torch.device, data_root: str | None = None) -> Evaluation:
+    """Accuracy on the test split of the data set it was trained on (rebuilt from its data fields);
+    ``data_root`` points at the data where it lies on this machine."""
+    from data import DATASETS
+
+    data = checkpoint["data"]
+    if data_root and "root" not in DATASETS.arguments(data["name"]):
+        raise UserError(f"--data-root: the checkpoint's data set {data['name']!r} reads no files (it takes no "
+                        f"root); leave --data-root out")
+    args = {**data["args"], **({"root": data_root} if data_root else {})}
+    splits = load_splits(data["name"], args, data["val_fraction"], data["test_fraction"], data["split_seed"],
+                         data.get("normalize", "auto"))
+    return evaluate(model_from_checkpoint(checkpoint), splits.test, _setup(checkpoint, device))
+
+
+@dataclass(frozen=True)
+class Prediction:
+    file: str
+    label: str
+    probability: float
+
+
+def read_image(path: str | Path, channels: int, image_size) -> torch.Tensor:
+    """An image file as uint8 (C, H, W) with the checkpoint's channels and size."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no such image file")
+    return decode_image_file(path.read_bytes(), channels, image_size, str(path))
+
+
+def decode_image_file(contents: bytes, channels: int, image_size, name: str = "image") -> torch.Tensor:
+    """The bytes of an image file (JPEG, PNG, WebP or GIF) as uint8 (C, H, W) with the checkpoint's channels
+    and size; ``name`` says which image in the error. ``hpo predict`` and the registered model both read
+    images here, so both see the same pixels."""
+    from torchvision.io import ImageReadMode, decode_image
+    from torchvision.transforms.v2 import functional as F
+
+    mode = ImageReadMode.GRAY if channels == 1 else ImageReadMode.RGB
+    try:  # bytearray: torch.frombuffer warns about a read-only buffer
+        image = decode_image(torch.frombuffer(bytearray(contents), dtype=torch.uint8), mode=mode)
+    except (RuntimeError, ValueError):
+        raise UserError(f"{name}: cannot be read as an image (JPEG, PNG, WebP or GIF)") from None
+    if tuple(image.shape[1:]) != tuple(image_size):  # as data/folder.py: shorter side, then the centre
+        image = F.center_crop(F.resize(image, min(image_size), antialias=True), list(image_size))
+    return image
+
+
+def class_probabilities(model: torch.nn.Module, checkpoint: dict, images: torch.Tensor,
+                        device: torch.device) -> torch.Tensor:
+    """(N, classes) float32 probabilities on the CPU for uint8 images already at the checkpoint's size."""
+    logits = predict(model, images, _setup(checkpoint, device))
+    return logits.softmax(dim=1).cpu()
+
+
+def predict_files(checkpoint: dict, files: list[str], device: torch.device) -> list[Prediction]:
+    prep = checkpoint["preprocessing"]
+    images = torch.stack([read_image(f, prep["channels"], prep["image_size"]) for f in files])
+    probabilities = class_probabilities(model_from_checkpoint(checkpoint), checkpoint, images, device)
+    best = probabilities.argmax(dim=1)
+    names = checkpoint["class_names"]
+    return [Prediction(str(f), names[i], probabilities[n, i].item()) for n, (f, i) in enumerate(zip(files, best.tolist()))]

@@ -1,0 +1,385 @@
+"""Study files: read and validated once into frozen dataclasses.
+
+Nothing past this module reads raw YAML. Every problem becomes a
+:class:`hpo.core.errors.SpecError` naming the file, the field path and what is
+allowed, which the CLI prints as one line with exit code 2. The format is
+documented in README.md ("Study files").
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from data import DATASETS
+from data.errors import DataError
+from data.splits import NORMALIZATIONS
+from hpo.core.errors import SpecError, UserError, shown
+from hpo.core.registry import Registry
+from hpo.spec.space import SearchSpace, check_enqueued, parse_search
+from hpo.study.pruners import PRUNERS
+from hpo.study.pruners import RESERVED as PRUNER_RESERVED
+from hpo.study.samplers import RESERVED as SAMPLER_RESERVED
+from hpo.study.samplers import SAMPLERS
+from models import DATA_ARGUMENTS, MODELS
+
+NORMALIZE_CHOICES = ("auto", "measured", *NORMALIZATIONS)
+METRICS = {"val_accuracy": "maximize", "val_loss": "minimize"}  # metric -> its natural direction
+DIRECTIONS = ("maximize", "minimize")
+MAX_TRIALS = 100_000  # far above any study we know of (write-ups: tens to hundreds); a typo, not a plan
+MAX_SEEDS = 100  # retrains per trial in a seed comparison
+MAX_EPOCHS = 10_000  # write-up 000's longest budget is 600
+MAX_SEED = 2**32 - 1  # NumPy and Optuna samplers take seeds below 2**32
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?|mps)$")
+COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune")  # torch.compile modes; reduce-overhead adds
+# CUDA graphs
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    name: str
+    val_fraction: float = 0.2  # of the train part, held out to score trials
+    test_fraction: float = 0.2  # of the whole set, when it has no test part of its own
+    split_seed: int = 0  # fixes the splits independently of the study seed
+    normalize: str = "auto"  # auto, measured, imagenet or half (data/splits.py)
+    args: Mapping[str, Any] = field(default_factory=dict)  # the data set loader's own arguments
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    args: Mapping[str, Any] = field(default_factory=dict)
+
+    def build(self, splits):
+        """This model, freshly initialised, for the classes, channels and image size of ``splits``."""
+        from models import create_model
+
+        return create_model(self.name, num_classes=splits.num_classes, in_channels=splits.channels,
+                            image_size=splits.image_size, **self.args)
+
+
+@dataclass(frozen=True)
+class RetrainSpec:
+    epochs: tuple[int, ...]  # one retrain run per budget (write-up 000: 50, 100, 600)
+    checkpoint_every: int = 0  # save the training state every N epochs (0 = never)
+    keep_best: bool = False  # end with the weights of the best validation epoch
+    early_stopping: int = 0  # stop after N epochs without a better validation score (0 = never)
+    seeds: int = 1  # > 1: the best trial and the baseline (trial 0) each retrained with this many seeds (hpo/retrain/seeds.py)
+
+    @property
+    def monitors_validation(self) -> bool:
+        """keep_best and early stopping need a validation split, so the retrain then trains on train only."""
+        return self.keep_best or self.early_stopping > 0
+
+
+@dataclass(frozen=True)
+class BudgetSpec:
+    trials: int  # finished trials in total (a rerun resumes towards this number)
+    epochs: int  # per trial, the pruner's max resource
+    retrain: RetrainSpec
+    timeout_s: float | None = None
+    retries: int = 2  # times a trial whose process died is retried from its last epoch (hpo/study/retries.py)
+
+
+@dataclass(frozen=True)
+class ComponentSpec:
+    """A registry name and the user's arguments for it (sampler, pruner)."""
+
+    name: str
+    args: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StudySpec:
+    name: str
+    seed: int
+    metric: str
+    direction: str
+    device: str
+    compile: str  # torch.compile mode of the training forward pass, or off
+    data: DataSpec
+    model: ModelSpec
+    budget: BudgetSpec
+    search: SearchSpace
+    sampler: ComponentSpec
+    pruner: ComponentSpec
+    enqueue: tuple[Mapping[str, Any], ...]
+    source: str  # the file it came from, for messages
+    raw: Mapping[str, Any]  # the validated document (after --set), logged with the study
+
+    def build_sampler(self):
+        return SAMPLERS.get(self.sampler.name)(space=self.search, seed=self.seed, **self.sampler.args)
+
+    def build_pruner(self):
+        return PRUNERS.get(self.pruner.name)(epochs=self.budget.epochs, **self.pruner.args)
+
+    def trial_seed(self, trial_number: int) -> int:
+        """Each trial's training seed (init, batch order, augmentation): the same study seed gives every
+        trial, and the retrain of a trial, the same run."""
+        return self.seed + trial_number
+
+
+TOP_LEVEL = ("name", "seed", "metric", "direction", "device", "compile", "data", "model", "budget", "search",
+             "sampler", "pruner", "enqueue")
+
+
+def load_study(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> StudySpec:
+    """Read, override (``--set a.b=value``) and validate a study file."""
+    source = str(path)
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{source}: is a folder, not a study file" if path.is_dir() else f"{source}: no such study file")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark else ""
+        raise UserError(f"{source}: {where}invalid YAML: {getattr(err, 'problem', None) or err}") from None
+    except UnicodeDecodeError:
+        raise UserError(f"{source}: not a text file") from None
+    if not isinstance(raw, dict):
+        raise SpecError(source, "", f"must be a YAML mapping with the fields {', '.join(TOP_LEVEL)}")
+    raw = apply_overrides(raw, overrides)
+    if overrides:
+        source = f"{source} (with --set {' '.join(overrides)})"
+    return parse_study(raw, source)
+
+
+def apply_overrides(raw: dict, overrides) -> dict:
+    raw = copy.deepcopy(raw)
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key or any(not part for part in key.split(".")):
+            raise UserError(f"--set {item}: expected FIELD.PATH=VALUE, e.g. --set budget.trials=5")
+        try:
+            value = yaml.safe_load(value) if value else None
+        except yaml.YAMLError:
+            raise UserError(f"--set {item}: the value is not valid YAML") from None
+        node = raw
+        *parents, leaf = key.split(".")
+        for i, part in enumerate(parents):
+            child = node.get(part)
+            if child is None or isinstance(child, str) and part in ("sampler", "pruner", "data", "model"):
+                child = {"name": child} if isinstance(child, str) else {}
+                node[part] = child
+            if not isinstance(child, dict):
+                raise UserError(f"--set {item}: {'.'.join(parents[:i + 1])} is not a mapping")
+            node = child
+        node[leaf] = value
+    return raw
+
+
+def parse_study(raw: dict, source: str) -> StudySpec:
+    _no_unknown(raw, TOP_LEVEL, source, "")
+    name = _required(raw, "name", source, "")
+    if not isinstance(name, str) or not NAME_PATTERN.match(name):
+        raise SpecError(source, "name", f"must be 1-100 letters, digits, '_', '.' or '-', got {shown(name)}")
+    seed = _int(raw.get("seed", 0), source, "seed", low=0, high=MAX_SEED)
+    metric = raw.get("metric", "val_accuracy")
+    if metric not in METRICS:
+        raise SpecError(source, "metric", f"must be one of {', '.join(METRICS)}, got {shown(metric)}")
+    direction = raw.get("direction", METRICS[metric])
+    if direction not in DIRECTIONS:
+        raise SpecError(source, "direction", f"must be one of {', '.join(DIRECTIONS)}, got {shown(direction)}")
+    device = raw.get("device", "auto")
+    if not isinstance(device, str) or not DEVICE_PATTERN.match(device):
+        raise SpecError(source, "device", f"must be auto, cpu, cuda or cuda:N, got {shown(device)}")
+    budget = _parse_budget(raw.get("budget"), source)
+    search = parse_search(raw.get("search"), source)
+    spec = StudySpec(
+        name=name, seed=seed, metric=metric, direction=direction, device=device,
+        compile=_choice(_compile_mode(raw.get("compile", "off")), COMPILE_MODES, source, "compile"),
+        data=_parse_data(raw.get("data"), source),
+        model=_parse_model(raw.get("model"), source),
+        budget=budget, search=search,
+        sampler=_parse_component(raw.get("sampler"), SAMPLERS, SAMPLER_RESERVED, source, "sampler", default="tpe"),
+        pruner=_parse_component(raw.get("pruner"), PRUNERS, PRUNER_RESERVED, source, "pruner", default="median"),
+        enqueue=_parse_enqueue(raw.get("enqueue"), search, source),
+        source=source, raw=raw)
+    for part, build in (("sampler", spec.build_sampler), ("pruner", spec.build_pruner)):
+        try:  # the constructors check their arguments' values; building is cheap and touches no storage
+            build()
+        except (ValueError, TypeError) as err:
+            raise SpecError(source, part, str(err).splitlines()[0]) from None
+    return spec
+
+
+def is_study_file(value: str) -> bool:
+    """STUDY on the command line is a study file (``*.yaml``, or any existing file) or a stored study's name."""
+    return value.endswith((".yaml", ".yml")) or Path(value).is_file()
+
+
+def study_name(study_arg: str) -> str:
+    """The study's name, read from the file when STUDY is a study file."""
+    return load_study(study_arg).name if is_study_file(study_arg) else study_arg
+
+
+def _compile_mode(value: Any) -> Any:
+    """YAML reads a bare ``off`` as false (and ``on`` as true): take them as the words they were meant as."""
+    return {False: "off", True: "default"}.get(value, value) if isinstance(value, bool) else value
+
+
+def _parse_data(raw: Any, source: str) -> DataSpec:
+    if raw is None:
+        raise SpecError(source, "data", f"is missing; give at least data.name, one of {', '.join(DATASETS.names())}")
+    raw = _mapping({"name": raw} if isinstance(raw, str) else raw, source, "data")
+    common = ("name", "val_fraction", "test_fraction", "split_seed", "normalize")
+    component = _parse_component({k: v for k, v in raw.items() if k not in common[1:]}, DATASETS, (),
+                                 source, "data", default=None)
+    try:  # the loader's own rules for its option values (stream, workers, ...); the data is not opened here
+        DATASETS.check(component.name, component.args)
+    except DataError as err:
+        raise SpecError(source, err.field or "data", err.message) from None
+    return DataSpec(
+        name=component.name,
+        val_fraction=_fraction(raw.get("val_fraction", 0.2), source, "data.val_fraction"),
+        test_fraction=_fraction(raw.get("test_fraction", 0.2), source, "data.test_fraction"),
+        split_seed=_int(raw.get("split_seed", 0), source, "data.split_seed", low=0),
+        normalize=_choice(raw.get("normalize", "auto"), NORMALIZE_CHOICES, source, "data.normalize"),
+        args=component.args)
+
+
+def _parse_model(raw: Any, source: str) -> ModelSpec:
+    """A registered model and its arguments, plus ``pretrained``: a local weights file (never downloaded)."""
+    raw = {"name": raw} if isinstance(raw, str) else raw
+    pretrained = raw.get("pretrained") if isinstance(raw, dict) else None
+    rest = {k: v for k, v in raw.items() if k != "pretrained"} if isinstance(raw, dict) else raw
+    component = _parse_component(rest, MODELS, DATA_ARGUMENTS, source, "model", default=None)
+    try:  # the model's own rules for its argument values; nothing is built here
+        MODELS.check(component.name, component.args)
+    except ValueError as err:
+        raise SpecError(source, "model", str(err)) from None
+    if pretrained is None:
+        return ModelSpec(component.name, component.args)
+    if not isinstance(pretrained, str) or not pretrained:
+        raise SpecError(source, "model.pretrained", f"must be the path of a local weights file, got {shown(pretrained)}")
+    # The file itself is checked when the model is built (hpo run), so a study file validates anywhere.
+    return ModelSpec(component.name, {**component.args, "pretrained": str(Path(pretrained).expanduser())})
+
+
+def _parse_budget(raw: Any, source: str) -> BudgetSpec:
+    raw = _mapping(raw if raw is not None else {}, source, "budget")
+    _no_unknown(raw, ("trials", "epochs", "timeout_s", "retries", "retrain"), source, "budget")
+    epochs = _int(raw.get("epochs", 10), source, "budget.epochs", low=1, high=MAX_EPOCHS)
+    retrain = _mapping(raw.get("retrain") or {}, source, "budget.retrain")
+    _no_unknown(retrain, ("epochs", "checkpoint_every", "keep_best", "early_stopping", "seeds"), source,
+                "budget.retrain")
+    retrain_epochs = retrain.get("epochs", epochs)
+    retrain_epochs = retrain_epochs if isinstance(retrain_epochs, list) and retrain_epochs else [retrain_epochs]
+    keep_best = retrain.get("keep_best", False)
+    if not isinstance(keep_best, bool):
+        raise SpecError(source, "budget.retrain.keep_best", f"must be true or false, got {shown(keep_best)}")
+    timeout_s = raw.get("timeout_s")
+    if timeout_s is not None and (isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float))
+                                  or timeout_s <= 0):
+        raise SpecError(source, "budget.timeout_s", f"must be a number of seconds > 0 or null, got {shown(timeout_s)}")
+    return BudgetSpec(
+        trials=_int(raw.get("trials", 20), source, "budget.trials", low=1, high=MAX_TRIALS),
+        epochs=epochs,
+        retrain=RetrainSpec(
+            epochs=tuple(_int(e, source, "budget.retrain.epochs", low=1, high=MAX_EPOCHS) for e in retrain_epochs),
+            checkpoint_every=_int(retrain.get("checkpoint_every", 0), source, "budget.retrain.checkpoint_every", low=0),
+            keep_best=keep_best,
+            early_stopping=_int(retrain.get("early_stopping", 0), source, "budget.retrain.early_stopping", low=0),
+            seeds=_int(retrain.get("seeds", 1), source, "budget.retrain.seeds", low=1, high=MAX_SEEDS)),
+        timeout_s=None if timeout_s is None else float(timeout_s),
+        retries=_int(raw.get("retries", 2), source, "budget.retries", low=0, high=100))
+
+
+def _parse_component(raw: Any, registry: Registry, reserved, source: str, field: str, default) -> ComponentSpec:
+    """``name`` or ``{name: ..., arg: value, ...}``; arguments are checked against the constructor's signature."""
+    if raw is None:
+        raw = default
+    if raw is None:
+        raise SpecError(source, f"{field}.name", f"is missing; allowed: {', '.join(registry.names())}")
+    if isinstance(raw, str):
+        raw = {"name": raw}
+    raw = _mapping(raw, source, field)
+    name = raw.get("name")
+    if name not in registry:
+        what = "is missing" if name is None else f"unknown {registry.kind} {shown(name)}"
+        raise SpecError(source, f"{field}.name", f"{what}; allowed: {', '.join(registry.names())}")
+    args = {k: v for k, v in raw.items() if k != "name"}
+    allowed = registry.arguments(name, reserved)
+    for key in args:
+        if key not in allowed:
+            takes = f"takes {', '.join(allowed)}" if allowed else "takes no arguments"
+            raise SpecError(source, f"{field}.{key}", f"unknown argument; {registry.kind} {shown(name)} {takes}")
+    for param in inspect.signature(registry.get(name)).parameters.values():
+        if param.name not in allowed:
+            continue
+        if param.default is inspect.Parameter.empty and param.name not in args:
+            raise SpecError(source, f"{field}.{param.name}", f"is required by {registry.kind} {shown(name)}")
+        if param.name in args:
+            _check_type(args[param.name], param.default, source, f"{field}.{param.name}")
+    return ComponentSpec(name, args)
+
+
+def _check_type(value: Any, default: Any, source: str, field: str) -> None:
+    """Arguments must have their default's type (an int where a float is expected is fine). A default of
+    None or "auto" stands for several types (``channels: auto | 1 | 3``): the registered check (or the
+    constructor) judges those values."""
+    if default is None or default is inspect.Parameter.empty or default == "auto":
+        return
+    expected = type(default)
+    ok = (isinstance(value, bool) if expected is bool
+          else isinstance(value, (int, float)) and not isinstance(value, bool) if expected is float
+          else isinstance(value, expected) and not isinstance(value, bool) if expected is int
+          else isinstance(value, expected))
+    if not ok:
+        names = {bool: "true or false", int: "an integer", float: "a number", str: "a string",
+                 list: "a list", tuple: "a list", dict: "a mapping"}
+        raise SpecError(source, field, f"must be {names.get(expected, expected.__name__)}, got {shown(value)}")
+
+
+def _parse_enqueue(raw: Any, space: SearchSpace, source: str) -> tuple[dict, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise SpecError(source, "enqueue", f"must be a list of hyperparameter mappings, got {shown(raw)}")
+    return tuple(check_enqueued(item, space, source, f"enqueue[{i}]") for i, item in enumerate(raw))
+
+
+def _mapping(raw: Any, source: str, field: str) -> dict:
+    if not isinstance(raw, dict):
+        raise SpecError(source, field, f"must be a mapping, got {shown(raw)}")
+    return raw
+
+
+def _required(raw: dict, key: str, source: str, parent: str) -> Any:
+    if raw.get(key) is None:
+        raise SpecError(source, f"{parent}.{key}".lstrip("."), "is required")
+    return raw[key]
+
+
+def _no_unknown(raw: dict, allowed, source: str, parent: str) -> None:
+    for key in raw:
+        if key not in allowed:
+            field = f"{parent}.{key}".lstrip(".")
+            raise SpecError(source, field, f"unknown field; allowed: {', '.join(allowed)}")
+
+
+def _int(value: Any, source: str, field: str, low: int, high: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low or high is not None and value > high:
+        allowed = f">= {low}" if high is None else f"from {low} to {high:,}"
+        raise SpecError(source, field, f"must be an integer {allowed}, got {shown(value)}")
+    return value
+
+
+def _choice(value: Any, allowed, source: str, field: str) -> Any:
+    if value not in allowed:
+        raise SpecError(source, field, f"must be one of {', '.join(map(str, allowed))}, got {shown(value)}")
+    return value
+
+
+def _fraction(value: Any, source: str, field: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
+        raise SpecError(source, field, f"must be a number between 0 and 1 (exclusive), got {shown(value)}")
+    return float(value)

@@ -1,0 +1,60 @@
+"""Optuna samplers by name. Each entry takes the search space and the study seed, then the study's arguments.
+
+How a study seeds them (afresh for each trial) is ``hpo/study/sampling.py``.
+"""
+
+from __future__ import annotations
+
+from hpo.core.lazy import lazy
+from hpo.core.registry import Registry
+
+optuna = lazy("optuna")  # the study validator reads this registry without loading Optuna
+
+SAMPLERS = Registry("sampler")
+RESERVED = ("space", "seed")  # filled by hpo from the study, never by the user
+
+
+@SAMPLERS.register("tpe")
+def tpe(space, seed, n_startup_trials: int = 10, multivariate: bool = True, group: bool = True,
+        constant_liar: bool = True, n_ei_candidates: int = 24):
+    # multivariate + group model lr jointly with the optimizer it belongs to, and handle the
+    # conditional momentum; constant_liar keeps parallel workers from sampling the same point.
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=n_startup_trials, multivariate=multivariate,
+                                      group=group, constant_liar=constant_liar, n_ei_candidates=n_ei_candidates)
+
+
+@SAMPLERS.register("random")
+def random(space, seed):
+    return optuna.samplers.RandomSampler(seed=seed)
+
+
+@SAMPLERS.register("grid")
+def grid(space, seed):
+    """Every combination of the searched values; ranges need a ``step``."""
+    from hpo.study.grid import GridSampler  # a subclass of Optuna's: it loads Optuna, which checking a file need not
+
+    return GridSampler(space.grid(), seed=seed)
+
+
+@SAMPLERS.register("cmaes")
+def cmaes(space, seed, n_startup_trials: int = 1, sigma0: float | None = None, restart_strategy: str | None = None,
+          popsize: int | None = None, use_separable_cma: bool = False, with_margin: bool = False,
+          consider_pruned_trials: bool = False):
+    # Categorical parameters (optimizer, scheduler) fall back to random sampling inside CMA-ES.
+    return optuna.samplers.CmaEsSampler(seed=seed, n_startup_trials=n_startup_trials, sigma0=sigma0,
+                                        restart_strategy=restart_strategy, popsize=popsize,
+                                        use_separable_cma=use_separable_cma, with_margin=with_margin,
+                                        consider_pruned_trials=consider_pruned_trials,
+                                        warn_independent_sampling=False)
+
+
+@SAMPLERS.register("gp")
+def gp(space, seed, n_startup_trials: int = 10, deterministic_objective: bool = False):
+    return optuna.samplers.GPSampler(seed=seed, n_startup_trials=n_startup_trials,
+                                     deterministic_objective=deterministic_objective, warn_independent_sampling=False)
+
+
+@SAMPLERS.register("qmc")
+def qmc(space, seed, qmc_type: str = "sobol", scramble: bool = True):
+    return optuna.samplers.QMCSampler(seed=seed, qmc_type=qmc_type, scramble=scramble,
+                                      warn_independent_sampling=False, warn_asynchronous_seeding=False)

@@ -1,0 +1,111 @@
+"""What optuna-dashboard shows of a study besides Optuna's own plots: links, pictures and the study's note.
+
+    each trial   a note (Markdown, so the link is clickable) with its MLflow run's URL, also kept as the user
+                 attribute ``mlflow_run_url``; its learning curves as ``curves.png`` in Optuna's artifact store
+                 (``artifact_folder``: beside an SQLite study file), shown on the trial page
+    the study    a note with the study file, data, model, budget and best trial so far, rewritten when a trial
+                 becomes the best; each retrain's test result and a seed comparison's verdict are added to it
+
+Optuna refuses attributes and artifacts on a finished trial, so a trial's part is written just before its
+result is told (``hpo/search/trial.py``). Callers make these in ``best_effort`` blocks
+(``hpo/track/best_effort.py``): a note that cannot be written never costs a trial.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from optuna.trial import TrialState
+
+from hpo.stores.urls import sqlite_path
+from hpo.study.record import TrialRecord, stored, url_of
+
+ARTIFACT_FOLDER = "hpo-artifacts"  # beside the default stores; $HPO_DASHBOARD_ARTIFACTS moves it
+
+
+def artifact_folder(storage_url: str) -> Path:
+    """Where Optuna's artifact store (the dashboard's pictures) keeps files: $HPO_DASHBOARD_ARTIFACTS, else
+    ``hpo-artifacts/`` beside an SQLite study file (so ``hpo dashboard --storage`` finds them with it), else
+    ./hpo-artifacts (a database server: see docs/scaling.md for several machines)."""
+    given = os.environ.get("HPO_DASHBOARD_ARTIFACTS")
+    study_file = sqlite_path(storage_url)
+    if given:
+        return Path(given).resolve()
+    return (study_file.parent if study_file is not None else Path()).resolve() / ARTIFACT_FOLDER
+
+
+def artifact_store(storage_url: str, create: bool = True):
+    """Optuna's file-system artifact store in ``artifact_folder(storage_url)``; None when it does not exist
+    and ``create`` is False (``hpo dashboard`` creates nothing)."""
+    from optuna.artifacts import FileSystemArtifactStore
+
+    folder = artifact_folder(storage_url)
+    if create:
+        folder.mkdir(parents=True, exist_ok=True)
+    return FileSystemArtifactStore(folder) if folder.is_dir() else None
+
+
+def link_run(trial, url: str) -> None:
+    """The trial's link to its MLflow run: a user attribute and the trial's note."""
+    from optuna_dashboard import save_note
+
+    TrialRecord(trial).set_mlflow_run_url(url)
+    stored("", save_note, trial, f"[MLflow run trial-{trial.number}]({url})\n")
+
+
+def attach_picture(study, trial, path: Path) -> None:
+    """A picture on the trial's page (before its result is told)."""
+    from optuna.artifacts import upload_artifact
+
+    stored("", upload_artifact, artifact_store=artifact_store(url_of(study)), file_path=str(path),
+           study_or_trial=trial)
+
+
+def best_so_far(direction: str, study, trial, state, value) -> tuple[int, float] | None:
+    """(number, value) of the best COMPLETE trial, counting ``trial`` about to be told."""
+    done = [(t.number, t.value) for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
+    if state == TrialState.COMPLETE and value is not None:
+        done.append((trial.number, value))
+    if not done:
+        return None
+    pick = max if direction == "maximize" else min
+    return pick(done, key=lambda pair: pair[1])
+
+
+def write_study_note(spec, study, best: tuple[int, float] | None) -> None:
+    """The study's note (rewritten whole: the dashboard keeps one note per study)."""
+    from optuna_dashboard import save_note
+
+    def args(values) -> str:
+        return f" ({', '.join(f'{k}={v}' for k, v in values.items())})" if values else ""
+
+    budget = spec.budget
+    lines = [f"## {spec.name}", "",
+             f"- study file: `{Path(spec.source).resolve()}`",
+             f"- data: {spec.data.name}{args(spec.data.args)}",
+             f"- model: {spec.model.name}{args(spec.model.args)}",
+             f"- budget: {budget.trials} trials of up to {budget.epochs} epochs; retrain "
+             f"{', '.join(map(str, budget.retrain.epochs))} epochs"
+             + (f"; timeout {budget.timeout_s:g} s" if budget.timeout_s is not None else ""),
+             f"- sampler {spec.sampler.name}, pruner {spec.pruner.name}, seed {spec.seed}"]
+    if best is not None:
+        number, value = best
+        url = _trial_url(study, number)
+        lines.append(f"- best so far: {spec.metric} {value:.4f}, trial {number}"
+                     + (f" ([MLflow run]({url}))" if url else ""))
+    else:
+        lines.append("- best so far: none (no trial completed yet)")
+    stored("", save_note, study, "\n".join(lines) + "\n")
+
+
+def add_to_study_note(study, line: str) -> None:
+    """``line`` (Markdown) appended to the study's note."""
+    from optuna_dashboard import get_note, save_note
+
+    stored("", save_note, study, get_note(study).rstrip("\n") + "\n" + line + "\n")
+
+
+def _trial_url(study, number: int) -> str | None:
+    trials = study.get_trials(deepcopy=False)
+    return TrialRecord(trials[number]).mlflow_run_url if number < len(trials) else None
