@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
+
+# Every test process trains on one thread, and so do the hpo processes the tests start (they inherit it):
+# two test files run at once on a 2-core machine, and more threads only fight over the cores.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from helpers import TINY_STUDY, hpo, write_study
 

@@ -4,11 +4,43 @@ from __future__ import annotations
 
 import json
 import math
+import queue
+import threading
+
+import pytest
+import torch
 
 from datagen import write_image_folder
 from helpers import hpo
 
 
+def test_the_trainer_and_the_plain_loop_are_timed_on_the_same_work():
+    """Part 1's two measurements and part 2's FLOP count, in process, on a tiny model (the fast lane's share)."""
+    from hpo.bench.training import (BenchConfig, reference_images_per_s, synthetic_data, trainer_images_per_s,
+                                    training_flops_per_image)
+
+    cpu = torch.device("cpu")
+    config = BenchConfig("cpu", "digits_cnn", (), image_size=8, channels=1, batch_size=16, steps=2)
+    data = synthetic_data(config, cpu)
+    assert len(data) == 32
+    assert trainer_images_per_s(config, data, cpu) > 0 and reference_images_per_s(config, data, cpu) > 0
+    assert training_flops_per_image(config, cpu) > 0
+
+
+def test_one_storage_worker_and_the_reference_time_their_trials(tmp_path):
+    """What each worker of hpo bench --storage does, in this process, on a study holding 3 trials."""
+    from hpo.bench.storage import _fill, _worker, reference
+
+    url = f"sqlite:///{tmp_path}/bench.db"
+    _fill(url, "wal", "fast", 3)
+    results = queue.Queue()
+    _worker(url, "wal", "fast", 5, 0, threading.Barrier(1), results)
+    times = results.get_nowait()
+    assert len(times) == 2 and min(times) > 0
+    assert reference(timed=2) > 0
+
+
+@pytest.mark.slow  # the benchmarks: many studies and worker processes
 def test_bench_on_cpu_reports_every_part(tmp_path_factory, monkeypatch):
     data = tmp_path_factory.mktemp("data")
     monkeypatch.setenv("HPO_CACHE", str(data / "cache"))
@@ -28,6 +60,7 @@ def test_bench_on_cpu_reports_every_part(tmp_path_factory, monkeypatch):
     assert list(tmp_path.iterdir()) == [], "the bench leaves no stores behind"
 
 
+@pytest.mark.slow  # worker processes
 def test_storage_bench_times_real_workers():
     """hpo bench --storage's measurement, scaled down: real worker processes on a real SQLite file in hpo's
     mode, a row per worker count, each with both study sizes."""

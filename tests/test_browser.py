@@ -26,6 +26,8 @@ from mlflow.tracking import MlflowClient
 
 from helpers import REPO, free_port
 
+pytestmark = pytest.mark.slow  # headless Chromium and two servers
+
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 WINDOW = (1400, 900)  # wide enough that neither UI folds its side panels away
 TALL_WINDOW_HEIGHT = 1350  # a trial's page down to its artifacts
@@ -112,9 +114,13 @@ def _screenshot(driver, tmp_path: Path, name: str) -> Path:
 
 
 def _wait(driver, condition, what: str):
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(driver, WAIT_S, poll_frequency=0.25).until(condition, f"not seen within {WAIT_S} s: {what}")
+    # An element read while the page re-renders it goes stale: look again at the next poll.
+    return WebDriverWait(driver, WAIT_S, poll_frequency=0.25,
+                         ignored_exceptions=(NoSuchElementException, StaleElementReferenceException)).until(
+        condition, f"not seen within {WAIT_S} s: {what}")
 
 
 def _texts(driver, css: str) -> list[str]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import json
 import os
 import subprocess
@@ -10,6 +12,8 @@ import time
 import urllib.request
 
 from helpers import free_port
+
+pytestmark = pytest.mark.slow  # an optuna-dashboard server
 
 
 def test_dashboard_lists_the_study(tiny_run):

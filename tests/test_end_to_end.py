@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import json
 import sqlite3
 
@@ -143,6 +145,7 @@ def test_retrain_alone_by_study_name(tiny_run):
     assert any(r.data.tags["hpo.epochs"] == "2" and r.info.status == "FINISHED" for r in retrains)
 
 
+@pytest.mark.slow  # several hpo run
 def test_resume_counts_trials_in_total(tmp_path):
     study = dict(TINY_STUDY, name="resume", enqueue=[], budget={"trials": 3, "epochs": 1, "retrain": {"epochs": 1}})
     study_file = write_study(tmp_path, study)
@@ -168,6 +171,7 @@ def test_same_seed_gives_same_trial_params(tmp_path, tiny_run):
     assert first == second
 
 
+@pytest.mark.slow  # several hpo run
 def test_stores_default_to_current_directory_and_env_overrides(tmp_path):
     """No option: the stores are made in the current directory. HPO_STORAGE, MLFLOW_TRACKING_URI and
     HPO_ARTIFACTS move them; --storage, --tracking-uri and --artifacts beat the environment."""

@@ -131,6 +131,7 @@ def post(port: int, body: dict) -> tuple[int, dict]:
         return err.code, json.load(err)
 
 
+@pytest.mark.slow  # mlflow models serve
 def test_mlflow_models_serve_answers_images_over_http(champion, tmp_path):
     port = free_port()
     log = open(tmp_path / "serve.log", "wb")  # a file, not a pipe: a server that logs much never blocks on it

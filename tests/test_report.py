@@ -142,6 +142,7 @@ def test_the_markdown_has_the_same_facts_and_no_picture(reported):
     assert "data:image" not in markdown and "](" not in markdown
 
 
+@pytest.mark.slow  # a PostgreSQL server
 def test_a_no_tracking_study_on_postgresql_is_reported_from_the_storage_alone(request, tmp_path):
     """No MLflow at all, and the study on a PostgreSQL server (on SQLite where PostgreSQL is not installed:
     one study run is the test's cost, so one study covers both)."""
@@ -180,6 +181,7 @@ def test_bad_input_is_one_line_and_exit_2(reported, args, message):
     assert result.returncode == 2 and message in result.stderr and len(result.stderr.splitlines()) == 1
 
 
+@pytest.mark.slow  # headless Chromium
 def test_the_report_opens_offline_in_a_browser(reported, browser, tmp_path):
     """Opened from the disk in headless Chromium: every section and picture shows, and the console is clean."""
     browser.set_window_size(WINDOW[0], 2400)  # the study, the history and the importances in the screenshot

@@ -138,6 +138,7 @@ def _state(work, trial, epoch) -> bool:
         return False
 
 
+@pytest.mark.slow  # six hpo run, five of them killed
 def test_a_study_killed_five_times_finishes_as_if_it_never_was(tmp_path):
     import optuna
     from mlflow.tracking import MlflowClient

@@ -22,6 +22,8 @@ import pytest
 
 from helpers import TINY_STUDY, free_port, start_mlflow_server, stop_mlflow_server, write_study
 
+pytestmark = pytest.mark.slow  # a PostgreSQL server, an MLflow server and several hpo run at once
+
 
 def postgres_binary(name: str) -> str | None:
     found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))

@@ -3,6 +3,8 @@ and budget. Everything runs the real ``hpo`` CLI in subprocesses on digits."""
 
 from __future__ import annotations
 
+import pytest
+
 import os
 import signal
 import sqlite3
@@ -56,6 +58,7 @@ def running_mlflow_runs(directory) -> list:
             client.search_runs([e.experiment_id], "attributes.status = 'RUNNING'")]
 
 
+@pytest.mark.slow  # several hpo processes, signals and kills
 def test_resumed_and_parallel_runs_propose_what_one_run_proposes(tmp_path):
     one, pieces, together = (tmp_path / n for n in ("one", "pieces", "together"))
     for d in (one, pieces, together):
@@ -82,6 +85,7 @@ def test_resumed_and_parallel_runs_propose_what_one_run_proposes(tmp_path):
     assert stored(one, "startup").metric_names == ["val_accuracy"]  # optuna-dashboard's axis label
 
 
+@pytest.mark.slow  # several hpo processes, signals and kills
 def test_workers_use_the_study_sampler_and_pruner(tmp_path):
     """pruner none and a seeded random sampler, in --gpus workers: nothing pruned, the same proposals by trial
     number as one process with the same study."""
@@ -112,6 +116,7 @@ GRID = {
 }
 
 
+@pytest.mark.slow  # three hpo run of one study
 def test_grid_studies_end_cleanly_and_a_finished_study_is_not_retrained_again(tmp_path):
     exact = write_study(tmp_path, GRID, "exact.yaml")
     first = hpo("run", str(exact), cwd=tmp_path)
@@ -172,6 +177,7 @@ def assert_nothing_left_running(directory, name) -> list:
     return trials
 
 
+@pytest.mark.slow  # several hpo processes, signals and kills
 def test_sigint_and_sigterm_fail_the_trial_at_once_and_a_rerun_finishes_the_budget(tmp_path):
     study_file = write_study(tmp_path, SLOW)
     for sig, code in ((signal.SIGINT, 130), (signal.SIGTERM, 143)):
@@ -194,6 +200,7 @@ def test_sigint_and_sigterm_fail_the_trial_at_once_and_a_rerun_finishes_the_budg
     assert [t.state for t in trials].count(TrialState.COMPLETE) == 3
 
 
+@pytest.mark.slow  # several hpo processes, signals and kills
 def test_a_killed_worker_trial_is_failed_at_once_by_the_rerun(tmp_path):
     study_file = write_study(tmp_path, dict(SLOW, name="killed", budget=dict(SLOW["budget"], trials=4)))
     process = start("run", str(study_file), "--gpus", "cpu", "--trials-per-gpu", "2", cwd=tmp_path,

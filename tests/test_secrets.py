@@ -48,6 +48,7 @@ def tracking_server(tmp_path_factory):
     stop_mlflow_server(server)
 
 
+@pytest.mark.slow  # an MLflow server
 def test_a_password_in_the_tracking_uri_is_never_shown(tracking_server, tmp_path):
     study = dict(TINY_STUDY, name="secret", budget={"trials": 4, "epochs": 2, "retrain": {"epochs": 1}})
     study_file = write_study(tmp_path, study)

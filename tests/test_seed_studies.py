@@ -92,7 +92,12 @@ def tiny_data(tmp_path_factory):
     return root
 
 
-@pytest.mark.parametrize("name", [n for n in STUDIES if n != "digits.yaml"])
+# The fast lane runs two of them (CIFAR, a model of each kind of module); the others are slow, a full hpo run each.
+FAST = ("cifar10_simple_cnn_cpu.yaml", "seed004_cifar10_se_prelu.yaml")
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=() if n in FAST else pytest.mark.slow)
+                                  for n in STUDIES if n != "digits.yaml"])
 def test_tiny_version_runs_on_cpu(name, tiny_data, tmp_path, monkeypatch):
     monkeypatch.setenv("HPO_CACHE", str(tmp_path / "cache"))
     spec = load_study(REPO / "studies" / name)

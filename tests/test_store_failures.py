@@ -186,6 +186,7 @@ def _is_progress(line: str) -> bool:
     return re.match(r"\s*(trial \d+ )?epoch ", line) is not None
 
 
+@pytest.mark.slow  # a search, then a rerun
 def test_a_disk_that_fills_during_the_search_stops_it_in_one_line_and_a_rerun_finishes(tmp_path):
     study = dict(TINY_STUDY, name="fills", budget={"trials": 5, "epochs": 3, "retrain": {"epochs": 1}})
     study_file = write_study(tmp_path, study)
@@ -246,6 +247,7 @@ def test_an_artifact_disk_that_fills_stops_the_retrain_in_one_line_with_every_ru
     assert sum(n.startswith("trial-") for n in status) == 4
 
 
+@pytest.mark.slow  # an MLflow server stopped mid-search
 def test_the_tracking_server_going_away_loses_no_trial(tmp_path):
     """MLflow's server stops in the middle of the search and comes back: every trial still reaches Optuna
     with its result, the console says which run lost its logging, and that run says so once MLflow answers."""

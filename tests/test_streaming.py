@@ -73,6 +73,7 @@ def trial_values(directory) -> list[float]:
     return [t.value for t in study.trials]
 
 
+@pytest.mark.slow  # two studies, streamed by DataLoader workers
 def test_hpo_run_streamed_matches_resident(jpeg_folder, tmp_path):
     """The same study, seed and augmentations through both paths: the same trials and the same test result."""
     results = {}

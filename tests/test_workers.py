@@ -25,6 +25,7 @@ def test_plan_workers():
             plan_workers(gpus, per_gpu, cuda_devices=2)
 
 
+@pytest.mark.slow  # worker processes
 def test_workers_share_one_study_and_finish_exactly_the_budget(tmp_path):
     study = dict(TINY_STUDY, name="parallel", budget={"trials": 7, "epochs": 2, "retrain": {"epochs": 1}})
     study_file = write_study(tmp_path, study)
@@ -54,6 +55,7 @@ def test_workers_share_one_study_and_finish_exactly_the_budget(tmp_path):
     assert len(stored.trials) == 9
 
 
+@pytest.mark.slow  # worker processes
 def test_workers_without_mlflow(tmp_path):
     """--no-tracking (a GPU machine that carries only Optuna): MLflow is not even importable, the workers
     still finish exactly the budget in the storage, and the retrain still reports its test accuracy."""
@@ -76,6 +78,7 @@ def test_workers_without_mlflow(tmp_path):
     assert not (tmp_path / "mlflow.db").exists()
 
 
+@pytest.mark.slow  # worker processes
 def test_four_workers_finish_160_trials_on_the_default_local_storage(tmp_path):
     """4 workers x 40 trials each on the default storage (SQLite in WAL mode, hpo.study.storage.SQLITE_JOURNAL):
     every trial number once, exactly the budget, one MLflow child run per trial, nothing left RUNNING."""
