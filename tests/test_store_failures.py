@@ -98,9 +98,9 @@ def test_a_locked_database_is_retried_until_it_is_free(tmp_path):
 def test_a_lock_that_outlasts_the_retries_is_one_clear_error(tmp_path, monkeypatch):
     import sqlite3
 
-    from hpo.stores import retry as store_failures
+    from hpo.stores import retry
 
-    monkeypatch.setattr(store_failures, "DELAYS_S", (0.01, 0.01))
+    monkeypatch.setattr(retry, "DELAYS_S", (0.01, 0.01))
     db = tmp_path / "locked.db"
     with sqlite3.connect(db) as setup:
         setup.execute("create table t (x)")
@@ -111,10 +111,32 @@ def test_a_lock_that_outlasts_the_retries_is_one_clear_error(tmp_path, monkeypat
         with sqlite3.connect(db, timeout=0.01) as connection:
             connection.execute("insert into t values (1)")
 
-    with pytest.raises(store_failures.StoreUnavailable, match="a test database: still failing after 0.02 s of "
-                                                              "retries .OperationalError: database is locked"):
-        store_failures.retried("a test database", write)
+    with pytest.raises(retry.StoreUnavailable, match="a test database: still failing after 0.02 s of "
+                                                     "retries .OperationalError: database is locked"):
+        retry.retried("a test database", write)
     holder.close()
+
+
+def test_only_the_outermost_retry_waits(monkeypatch):
+    """A step retried as a whole (a claim, under its lock) whose writes are retried too: a passing failure
+    inside goes out to the whole step's retry, which starts it again, instead of waiting inside it."""
+    from hpo.stores import retry
+
+    monkeypatch.setattr(retry, "DELAYS_S", (0.01, 0.01, 0.01))
+    calls = {"step": 0, "write": 0}
+
+    def write():
+        calls["write"] += 1
+        if calls["write"] < 3:
+            raise OSError("database is locked")
+        return "written"
+
+    def step():
+        calls["step"] += 1
+        return retry.retried("a write", write)
+
+    assert retry.retried("a step", step) == "written"
+    assert calls == {"step": 3, "write": 3}
 
 
 def test_a_full_disk_is_not_retried_and_other_errors_are_raised_as_they_are():

@@ -157,12 +157,12 @@ def _train(ctx: Context, training: Training, run, number: int, epochs: int):
                     since_best += 1
             training.keep(best_score=best_score, best_state=best_state, since_best=since_best)
             if settings.early_stopping and since_best >= settings.early_stopping:
-                ctx.print_line(f"  early stop after epoch {result.epoch}: no better {spec.metric} for "
-                               f"{since_best} epochs")
-                training.stop()
+                training.stop()  # after this epoch's state is saved
     except Diverged as diverged:
         raise TrainingDiverged(f"retrain of trial {number}: {diverged.reason}; lower the learning rate or "
                                f"retrain another trial") from None
+    if settings.early_stopping and since_best >= settings.early_stopping and trained > training.resumed_after:
+        ctx.print_line(f"  early stop after epoch {trained}: no better {spec.metric} for {since_best} epochs")
     model = training.model
     if settings.keep_best and best_state is not None:
         model.load_state_dict(best_state)

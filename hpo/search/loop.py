@@ -105,7 +105,7 @@ def run_search(ctx: Context, study: optuna.Study) -> SearchEnd:
 @dataclass
 class ProgressPrinter:
     """One line per finished trial: number, state, value, best so far, time, and the study's status
-    (``hpo.progress.study_status``: done by state, elapsed, ETA)."""
+    (``hpo.search.progress.study_status``: done by state, elapsed, ETA)."""
 
     spec: object
     started: float

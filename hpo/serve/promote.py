@@ -2,7 +2,7 @@
 
 The run is the one given (``hpo promote --run RUN_ID``) or else the study's latest finished retrain run (the
 newest by start time, whatever its budget); of a seed comparison, its best-trial run with the median test
-accuracy (:func:`default_run`). What is registered is the pyfunc of ``hpo.pyfunc_model``: it
+accuracy (:func:`default_run`). What is registered is the pyfunc of ``hpo/serve/pyfunc.py``: it
 loads with ``mlflow.pyfunc.load_model("models:/STUDY@champion")`` and serves with ``mlflow models serve``.
 """
 

@@ -5,7 +5,7 @@
     mlflow.pyfunc.load_model("models:/digits@champion").predict(pandas.DataFrame({"image": [png_bytes]}))
     mlflow models serve -m models:/digits@champion --env-manager local -p 5001
 
-classify images with the same decoding, resizing and normalisation as ``hpo predict`` (``hpo.inference``).
+classify images with the same decoding, resizing and normalisation as ``hpo predict`` (``hpo/serve/inference.py``).
 Its one artifact is the retrain run's self-contained checkpoint; it carries the ``hpo``, ``data`` and
 ``models`` packages as code, so it loads wherever torch, torchvision and MLflow are installed.
 

@@ -25,7 +25,7 @@ from typing import Any, Callable, Mapping, Union
 
 from data.transforms import MAX_JITTER
 from hpo.core.errors import SpecError, shown
-from hpo.train.hyperparams import Hyperparams  # the fields the knobs below describe; hpo.space.Hyperparams still works
+from hpo.train.hyperparams import Hyperparams  # the fields the knobs below describe
 from hpo.train.optim import MOMENTUM_OPTIMIZERS, OPTIMIZERS, SCHEDULERS
 
 

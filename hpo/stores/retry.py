@@ -21,6 +21,7 @@ from __future__ import annotations
 import errno
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -96,14 +97,31 @@ def unwritable(what: str, err: BaseException) -> StoreUnwritable:
                            f"command again (hpo run goes on where it stopped)")
 
 
+_nesting = threading.local()  # how deep this thread is in retried() calls
+
+
 def retried(what: str, call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     """``call(*args, **kwargs)``, again after each of DELAYS_S while it fails in a passing way. A full or
     read-only store raises StoreUnwritable naming ``what``; a passing failure that outlasts the retries
-    raises StoreUnavailable; any other failure is raised as it is."""
+    raises StoreUnavailable; any other failure is raised as it is.
+
+    Only the outermost ``retried`` of a thread retries: inside it (a claim retried as a whole, whose steps
+    write through ``hpo/study/record.py``) a failure goes straight out to it, so a retry starts the whole
+    step again, after the locks it took were released, rather than waiting inside them."""
+    if getattr(_nesting, "depth", 0):
+        return call(*args, **kwargs)
+    _nesting.depth = 1
+    try:
+        return _retried(what, call, *args, **kwargs)
+    finally:
+        _nesting.depth = 0
+
+
+def _retried(what: str, call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     for delay in (*DELAYS_S, None):
         try:
             return call(*args, **kwargs)
-        except (StoreUnwritable, StoreUnavailable):  # a store called inside ``call`` was retried already
+        except (StoreUnwritable, StoreUnavailable):  # a store that hpo gave up on already (its own retry)
             raise
         except Exception as err:
             if is_full(err) or is_read_only(err):

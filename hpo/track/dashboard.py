@@ -107,5 +107,8 @@ def add_to_study_note(study, line: str) -> None:
 
 
 def _trial_url(study, number: int) -> str | None:
-    trials = study.get_trials(deepcopy=False)
-    return TrialRecord(trials[number]).mlflow_run_url if number < len(trials) else None
+    """The trial's MLflow run, or None (not linked, or not readable now: the note goes without it)."""
+    try:
+        return TrialRecord(study.get_trials(deepcopy=False)[number]).mlflow_run_url
+    except Exception:
+        return None

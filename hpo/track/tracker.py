@@ -286,7 +286,7 @@ class Tracker:
         return experiment
 
     def _relocate(self, experiment, relative: str):
-        """The new experiment with its artifact location rewritten to ``relative`` (hpo.urls.
+        """The new experiment with its artifact location rewritten to ``relative`` (hpo.stores.urls.
         relative_artifact_location) in the SQLite store, under the store's lock.
 
         MLflow's SQL store makes every local location absolute when it creates an experiment
@@ -330,7 +330,6 @@ class Tracker:
         if parent_run_id:
             tags["mlflow.parentRunId"] = parent_run_id
         log = RunLog.create(self.client, self.experiment_id, name, {k: str(v) for k, v in tags.items()})
-        log.shares_state = self.shares_state
         error: BaseException | None = None
         try:
             if params:
@@ -361,6 +360,7 @@ class Tracker:
         with self._run(f"trial-{number}", {"hpo.role": "trial", "hpo.trial": number},
                        params={**hyperparams, "seed": seed}, parent_run_id=parent_run_id) as run:
             run.names_outcome = True
+            run.shares_state = self.shares_state  # a trial's state, for its retry on another machine
             yield run
 
     def run_url(self, run_id: str) -> str:
@@ -376,7 +376,7 @@ class Tracker:
     @contextlib.contextmanager
     def retrain_run(self, trial_number: int, hyperparams: Mapping[str, Any], seed: int, epochs: int,
                     parent_run_id: str | None, member=None) -> Iterator[RunLog]:
-        """A retrain run; ``member`` (a :class:`hpo.retrain.SeedMember`) when it is one of a seed comparison's,
+        """A retrain run; ``member`` (a :class:`hpo.retrain.retrain.SeedMember`) when it is one of a seed comparison's,
         nested under the comparison's run."""
         tags = {"hpo.role": "retrain", "hpo.retrain_of_trial": trial_number, "hpo.epochs": epochs}
         name = f"retrain-trial-{trial_number}-{epochs}ep"
@@ -522,7 +522,7 @@ class Tracker:
 
     def register(self, run, model_name: str, alias: str, model_id: str):
         """A new Model Registry version from the logged model ``model_id`` (the pyfunc of ``run``'s checkpoint,
-        ``hpo.pyfunc_model``), with ``alias`` pointed at it."""
+        ``hpo/serve/pyfunc.py``), with ``alias`` pointed at it."""
         from mlflow.exceptions import MlflowException
         try:
             self.client.get_registered_model(model_name)

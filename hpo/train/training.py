@@ -13,7 +13,8 @@ What every training of a study does around :func:`hpo.train.trainer.fit`, in ord
 
 Example (a retrain's loop, without its early stopping)::
 
-    training = Training(lambda: spec.model.build(splits), splits.train_and_val(), hp, 30, setup, state)
+    training = Training(lambda: spec.model.build(splits), splits.train_and_val(), hp, 30, setup, state,
+                        num_classes=splits.num_classes)
     for result in training.epochs(run):
         print(result.epoch, result.train_loss)
     model = training.model
