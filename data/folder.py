@@ -165,7 +165,7 @@ def load_folder(root: str | Path, size: int | None = None, channels="auto", skip
     root = Path(root).expanduser()
     check_options(size=size, channels=channels, stream=stream, workers=workers, decode=decode)
     if not root.is_dir():
-        raise DataError(f"{root} is not a folder; point it at an image folder (see README, Data sets)", "data.root")
+        raise DataError(f"{root} is not a folder; point it at an image folder (see docs/models-and-data.md)", "data.root")
     split_dirs = {name: root / name for name in ("train", "val", "test") if (root / name).is_dir()}
     if "train" in split_dirs:
         train, classes = find_images(split_dirs["train"], class_names)

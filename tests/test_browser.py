@@ -1,9 +1,9 @@
 """Seen in a real browser: optuna-dashboard and the MLflow UI on the tiny study's stores, opened in headless Chromium.
 
-What the README promises a user sees, checked where the user sees it: the history plot's axis named after the
+What the docs (docs/views.md) promise a user sees, checked where the user sees it: the history plot's axis named after the
 metric, a trial's curves picture and its link to MLflow, the trials nested under the study's parent run in MLflow's
 training view, and the registered model with its alias. Screenshots land in tmp_path; with HPO_SAVE_SCREENSHOTS=1
-they are also copied to docs/screenshots/ (the README's pictures).
+they are also copied to docs/screenshots/ (the docs' pictures).
 
 Needs the OS packages ``chromium`` and ``chromium-driver`` and Selenium (the ``test`` extra); skipped without them.
 Selenium is told where both are, so it never tries to download a browser.

@@ -42,7 +42,7 @@ def test_run_finishes_every_trial_and_prunes(tiny_run):
 
 
 def test_mlflow_has_parent_nested_trials_and_retrain(tiny_run, monkeypatch):
-    monkeypatch.chdir(tiny_run["dir"])  # MLflow finds the artifacts from the store's folder (README)
+    monkeypatch.chdir(tiny_run["dir"])  # MLflow finds the artifacts from the store's folder (docs/stores.md)
     client = mlflow_client(tiny_run["dir"])
     experiment = client.get_experiment_by_name("tiny")
     runs = client.search_runs([experiment.experiment_id], max_results=100)

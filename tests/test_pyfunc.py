@@ -104,7 +104,7 @@ def test_a_copied_study_folder_loads_and_promotes_from_its_own_files(champion, t
     assert not [row for table in rows.values() for row in table if str(original) in repr(row)]
     assert all(location == "mlartifacts" or location.startswith("mlartifacts/") for location in locations), locations
 
-    monkeypatch.chdir(copy)  # what the README says: work from the study's folder
+    monkeypatch.chdir(copy)  # what docs/stores.md says: work from the study's folder
     # (its absolute path: MLflow keeps one store per URI for the process, and sqlite:///mlflow.db may be another's)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{copy}/mlflow.db")
     client = MlflowClient()
@@ -151,7 +151,7 @@ def test_mlflow_models_serve_answers_images_over_http(champion, tmp_path):
                     pytest.fail(f"mlflow models serve did not answer /ping:\n"
                                 f"{(tmp_path / 'serve.log').read_text()[-2000:]}")
                 time.sleep(0.5)
-        # The request format of the README: a dataframe_split with one column of base64 image files.
+        # The request format of docs/retrain-and-serve.md: a dataframe_split with one column of base64 image files.
         images = [[base64.b64encode(open(f, "rb").read()).decode()] for f in champion["files"]]
         status, answer = post(port, {"dataframe_split": {"columns": ["image"], "data": images}})
         assert status == 200, answer

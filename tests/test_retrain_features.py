@@ -16,7 +16,7 @@ def test_retrain_budgets_checkpoints_and_keep_best(tmp_path, monkeypatch):
                                      "early_stopping": 1}})
     result = hpo("run", str(write_study(tmp_path, study)), cwd=tmp_path)
     assert "on train (1149 images) for 2 epochs" in result.stdout  # keep_best watches val, so train only
-    monkeypatch.chdir(tmp_path)  # MLflow finds the artifacts from the store's folder (README)
+    monkeypatch.chdir(tmp_path)  # MLflow finds the artifacts from the store's folder (docs/stores.md)
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
     experiment = client.get_experiment_by_name("budgets")
     runs = client.search_runs([experiment.experiment_id], "tags.`hpo.role` = 'retrain'")

@@ -2,7 +2,7 @@
 
 Each "machine" is an `hpo run` in a folder of its own, with a temp folder and a state folder of its own,
 so no file lock is shared: the exact budget can only come from the database's advisory lock. The
-commands are the README's "Scaling out". Where PostgreSQL is not installed the tests skip with the
+commands are docs/scaling.md's. Where PostgreSQL is not installed the tests skip with the
 reason; `.ci/run` installs it.
 """
 
@@ -77,7 +77,7 @@ def postgres(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def tracking_server(postgres, tmp_path_factory):
-    """``mlflow server`` backed by PostgreSQL, serving artifacts: the README's command."""
+    """``mlflow server`` backed by PostgreSQL, serving artifacts: docs/scaling.md's command."""
     root = tmp_path_factory.mktemp("mlflow-server")
     port = free_port()
     server = start_mlflow_server(root, port, backend_store_uri=f"{postgres}/mlflow")

@@ -8,7 +8,7 @@
 4. a short study with its pruner vs without: epochs trained and the best value of each.
 
 Importable without MLflow (parts 3 and 4 run ``hpo run`` in subprocesses). Nothing here asserts a
-speed: the numbers are printed for a person to read (README, "Benchmarks").
+speed: the numbers are printed for a person to read (docs/benchmarks.md).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Nothing past this module reads raw YAML. Every problem becomes a
 :class:`hpo.core.errors.SpecError` naming the file, the field path and what is
 allowed, which the CLI prints as one line with exit code 2. The format is
-documented in README.md ("Study files").
+documented in docs/study-files.md.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from typing import Any
 
 @dataclass(frozen=True)
 class Hyperparams:
-    """Everything a trial's training depends on that a study may search (README: "Hyperparameters")."""
+    """Everything a trial's training depends on that a study may search (docs/study-files.md: the hyperparameters)."""
 
     # Optimisation
     lr: float = 1e-3  # learning rate (the peak for onecycle; where step and cosine start)
