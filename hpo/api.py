@@ -16,6 +16,7 @@ judgement, so a refusal is instant.
 
 from __future__ import annotations
 
+import re
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +27,7 @@ from hpo.search.context import RunRequest, Stores, check_stores, store_flags
 
 __all__ = ["RunRequest", "Stores", "check", "run", "show", "report", "retrain", "promote", "evaluate", "predict",
            "lr_find", "bench", "bench_storage", "bench_startup", "dashboard", "study_name", "check_device",
-           "check_gpus", "next_promote"]
+           "check_gpus", "check_alias", "check_run_id", "next_promote", "explain", "crashed"]
 
 PrintLine = Callable[[str], None]
 
@@ -47,6 +48,29 @@ def check_gpus(value: str) -> str:
     from hpo.search.workers import parse_gpus
 
     parse_gpus(value)
+    return value
+
+
+# MLflow's rules for a registered model's alias (mlflow/utils/validation.py: _validate_model_alias_name and
+# _validate_model_alias_name_reserved): checked before a version is registered, so a refused alias leaves none.
+ALIAS = re.compile(r"^[\w\-]{1,255}$")
+RESERVED_ALIAS = re.compile(r"^([vV]\d+|[lL][aA][tT][eE][sS][tT])$")
+
+
+def check_alias(value: str) -> str:
+    """An alias of the Model Registry: letters, digits, ``_`` and ``-``, not ``latest`` nor ``v`` + a number."""
+    if not ALIAS.match(value):
+        raise UserError(f"--alias: {value!r} is not an alias MLflow takes: 1-255 letters, digits, '_' or '-'")
+    if RESERVED_ALIAS.match(value):
+        raise UserError(f"--alias: {value!r} is reserved by MLflow (latest, and v followed by a number, name "
+                        f"versions); e.g. champion or staging")
+    return value
+
+
+def check_run_id(value: str) -> str:
+    """``--run``: a run id (32 hex digits in MLflow's stores; any non-empty word elsewhere)."""
+    if not value.strip() or any(c.isspace() for c in value):
+        raise UserError(f"--run: {value!r} is not a run id; leave --run out to promote the latest retrain run")
     return value
 
 
@@ -133,7 +157,7 @@ def show(study: str, storage: str | None = None, top: int | None = None,
 def report(study: str, output: str | None = None, top: int = 5, storage: str | None = None,
            tracking_uri: str | None = None, print_line: PrintLine = print) -> tuple[Path, Path]:
     """``hpo report``: one self-contained HTML page about the study and its Markdown twin; returns their paths."""
-    from hpo.stores.retry import check_writable
+    from hpo.stores.outputs import check_output
 
     url = _existing_storage(storage)
     tracking = _reading_tracking_uri(tracking_uri)
@@ -141,8 +165,8 @@ def report(study: str, output: str | None = None, top: int = 5, storage: str | N
     page = Path(output or f"report-{name}.html")
     if page.is_dir():
         raise UserError(f"--output: {page} is a folder; name the HTML file, e.g. {page / f'report-{name}.html'}")
-    check_writable(page, "--output")
-    check_writable(page.with_suffix(".md"), "--output")
+    check_output(page, "--output", "report")
+    check_output(page.with_suffix(".md"), "--output (its Markdown twin)", "report")
     stored = _stored_study(study, url)
     from hpo.report.page import write_report
 
@@ -183,11 +207,18 @@ def promote(study: str, stores: Stores, run_id: str | None = None, output: str |
             alias: str = "champion"):
     """``hpo promote``: register a retrain run in the MLflow Model Registry and write the final checkpoint;
     returns a :class:`hpo.serve.promote.Promotion`."""
+    from hpo.stores.outputs import check_output
     from hpo.stores.retry import check_writable
 
+    check_alias(alias)
+    if run_id is not None:
+        check_run_id(run_id)
     name = study_name(study)
     check_stores(stores, trains=False)  # it reads the retrain's artifacts; the checkpoint goes to --output
-    check_writable(Path(output or "checkpoints"), "--output")
+    if output:
+        check_output(output, "--output", "checkpoint")
+    else:
+        check_writable(Path("checkpoints"), "--output")
     from hpo.serve.promote import promote as register
     from hpo.track.tracker import Tracker
 
@@ -232,15 +263,14 @@ def lr_find(study_file: str, overrides=(), device: str | None = None, start: flo
             steps: int = 100, output: str | None = None, print_line: PrintLine = print):
     """``hpo lr-find``: the LR range test on the study's model and training split, with the hyperparameters of
     its first enqueued trial (its recipe) over the fixed values and defaults; returns (result, plot path)."""
-    from hpo.stores.retry import check_writable
+    from hpo.stores.outputs import check_output
 
     if not 0 < start < end:
         raise UserError(f"--start and --end: need 0 < start < end, got {start:g} and {end:g}")
     if steps < 3:
         raise UserError(f"--steps: need at least 3, got {steps}")
     spec = check(study_file, overrides)
-    plot = Path(output or f"lr-find-{spec.name}.png")
-    check_writable(plot, "--output")
+    plot = check_output(output or f"lr-find-{spec.name}.png", "--output", "plot")
     from hpo.search.context import load_data
     from hpo.train.device import resolve_device, seed_everything
     from hpo.train.lr_find import lr_range_test, save_plot
@@ -361,3 +391,27 @@ def explain(err: BaseException) -> tuple[str, str, int] | None:
     if retry is not None and isinstance(err, Exception) and (retry.is_full(err) or retry.is_read_only(err)):
         return "failed", str(retry.unwritable("a store", err)), EXIT_FAILED
     return None
+
+
+def crashed(err: BaseException, command: str) -> tuple[str, str, int]:
+    """The last resort for a failure hpo has no sentence for (a bug): its traceback goes to a crash file
+    ($HPO_CRASH_DIR, else hpo-crashes/ in the temp folder), and the console gets one line naming it (exit 1).
+    The tests fail on any crash file, so this hides nothing."""
+    import os
+    import tempfile
+    import time
+    import traceback
+
+    from hpo.core.masking import masked
+
+    folder = Path(os.environ.get("HPO_CRASH_DIR") or Path(tempfile.gettempdir()) / "hpo-crashes")
+    text = masked("".join(traceback.format_exception(err)))
+    first = (str(err).splitlines() or [""])[0][:200]
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"hpo-{command}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.txt"
+        path.write_text(text)
+        where = f"the traceback is in {path}"
+    except OSError:
+        where = "the traceback could not be written: " + text.strip().splitlines()[-1]
+    return "crashed", f"{type(err).__name__}: {first}; this is a bug in hpo: {where}", EXIT_FAILED

@@ -80,6 +80,20 @@ def gpu_list(value: str) -> str:
         raise argparse.ArgumentTypeError(str(err).removeprefix("--gpus: ")) from None
 
 
+def alias_name(value: str) -> str:
+    try:
+        return api.check_alias(value)
+    except UserError as err:
+        raise argparse.ArgumentTypeError(str(err).removeprefix("--alias: ")) from None
+
+
+def run_id(value: str) -> str:
+    try:
+        return api.check_run_id(value)
+    except UserError as err:
+        raise argparse.ArgumentTypeError(str(err).removeprefix("--run: ")) from None
+
+
 def port(value: str) -> int:
     number = at_least(1)(value)
     if number > 65535:
@@ -204,7 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="examples:\n  hpo retrain digits\n  hpo retrain studies/digits.yaml --epochs 50\n"
                "  hpo retrain digits --seeds 3      # best vs baseline, 3 seeds each: is the win real?")
     retrain.add_argument("study", metavar="STUDY")
-    retrain.add_argument("--epochs", type=int, metavar="N", help="epochs (default: the study's budget.retrain.epochs)")
+    retrain.add_argument("--epochs", type=at_least(1), metavar="N", help="epochs (default: the study's budget.retrain.epochs)")
     retrain.add_argument("--seeds", type=at_least(1), metavar="N",
                          help="retrain the best trial and the baseline with N seeds each and compare them "
                               "(= --set budget.retrain.seeds=N; default: the study's, else 1: no comparison)")
@@ -226,10 +240,10 @@ def build_parser() -> argparse.ArgumentParser:
                "                                        is refused with a line that lists them)\n\n"
                "then:\n  mlflow models serve -m models:/digits@champion --env-manager local -p 5001")
     promote.add_argument("study", metavar="STUDY")
-    promote.add_argument("--run", metavar="RUN_ID", help="the retrain run to register (default: the latest "
+    promote.add_argument("--run", type=run_id, metavar="RUN_ID", help="the retrain run to register (default: the latest "
                                                          "finished retrain run of the study)")
     promote.add_argument("--output", metavar="PATH", help="checkpoint path (default: checkpoints/STUDY-vN.pt)")
-    promote.add_argument("--alias", default="champion", help="registry alias to point at the new version "
+    promote.add_argument("--alias", type=alias_name, default="champion", help="registry alias to point at the new version "
                                                              "(default: champion)")
     _stores(promote)
 

@@ -120,8 +120,14 @@ def cmd_predict(args) -> int:
         if args.json:
             print(json.dumps({"file": p.file, "class": p.label, "probability": p.probability}))
         else:
-            print(f"{p.file}\t{p.label}\t{p.probability:.3f}")
+            print(f"{_tsv(p.file)}\t{_tsv(p.label)}\t{p.probability:.3f}")
     return 0
+
+
+def _tsv(text: str) -> str:
+    """A field of a tab-separated line: a tab, a newline or a backslash in a file or class name cannot start
+    a field or a line of its own (escaped as \\t, \\n, \\r and \\\\)."""
+    return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
 
 
 def cmd_lr_find(args) -> int:
@@ -174,9 +180,7 @@ def main(argv: list[str] | None = None) -> int:
               + ("; rerun the same command to resume" if args.command == "run" else ""), file=sys.stderr)
         return getattr(stop, "exit_code", 130)
     except Exception as err:
-        verdict = api.explain(err)
-        if verdict is None:
-            raise
+        verdict = api.explain(err) or api.crashed(err, args.command)
         kind, message, code = verdict
         # The one line a failed command ends with, on stderr: whitespace folded, passwords masked.
         print(f"hpo {args.command}: {kind}: {masked(' '.join(message.split()))}", file=sys.stderr)

@@ -163,6 +163,26 @@ MALFORMED = {
                                          "enqueue[0].lr: must be a number > 0, got 'high'"),
     "enqueued trial outside the space": (setitem("enqueue", [{"lr": 10.0}]),
                                          "enqueue[0].lr: must be within [0.001, 3] (the search space), got 10.0"),
+    # 10/13: what a list, a mapping, a date or a number that is not finite does where a name or a number belongs
+    "metric a list": (setitem("metric", ["val_accuracy"]), "metric: must be one of val_accuracy, val_loss, got "
+                                                           "['val_accuracy']"),
+    "sampler name a list": (setitem("sampler", {"name": ["tpe"]}), "sampler.name: unknown sampler ['tpe']; allowed:"),
+    "pruner name a mapping": (setitem("pruner", {"name": {"a": 1}}), "pruner.name: unknown pruner {'a': 1}; allowed:"),
+    "model name a list": (setitem("model", {"name": ["mlp"]}), "model.name: unknown model ['mlp']; allowed:"),
+    "a number as a key": (setitem("search", 3, [1, 2]), "search: keys must be names, got 3"),
+    "a timeout of nan": (setitem("budget", "timeout_s", float("nan")), "budget.timeout_s: must be a finite number"),
+    "a step of nan": (setitem("search", "momentum", {"low": 0.1, "high": 0.5, "step": float("nan")}),
+                      "search.momentum.step: must be a finite number, got nan"),
+    "an infinite lr": (setitem("search", "lr", float("inf")), "search.lr: must be a finite number, got inf"),
+    "nested past 20 levels": (setitem("data", "split_seed", [[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]),
+                              "is nested more than 20 levels deep"),
+    "no candidates for TPE": (setitem("sampler", "n_ei_candidates", 0),
+                              "sampler: n_ei_candidates must be an integer >= 1, got 0"),
+    "hyperband with a reduction factor of 1": (setitem("pruner", {"name": "hyperband", "reduction_factor": 1}),
+                                               "pruner: reduction_factor must be an integer >= 2, got 1"),
+    "a pruning interval of 0": (setitem("pruner", "interval_steps", 0),
+                                "pruner: interval_steps must be an integer >= 1, got 0"),
+    "device mps": (setitem("device", "mps"), "device: must be auto, cpu, cuda or cuda:N, got 'mps'"),
 }
 
 
@@ -274,6 +294,32 @@ ARGUMENTS = {
                                                      "classes", "the smallest class, '8', has 139 image(s)"),
     "a test split smaller than the classes": (["run", "study.yaml", "--set", "data.test_fraction=0.001"],
                                               "data.test_fraction: cannot hold out 0.001 of 1797 images"),
+    # 10/13: stores that would lose their runs, outputs that would overwrite a store, half-done promotes
+    "MLflow in memory": (["run", "study.yaml", "--tracking-uri", "sqlite:///"], "sqlite:/// is a database in memory"),
+    "the study storage in memory": (["run", "study.yaml", "--storage", "sqlite://"], "sqlite:// is a database in "
+                                                                                     "memory, lost when hpo exits"),
+    "a folder as MLflow's store": (["run", "study.yaml", "--tracking-uri", "./mlruns"],
+                                   "'./mlruns' is a folder, MLflow's file store"),
+    "a tracking server that does not answer": (["run", "study.yaml", "--tracking-uri", "http://127.0.0.1:1"],
+                                               "no MLflow server answers at 127.0.0.1:1"),
+    "promote to a reserved alias": (["promote", "tiny", "--alias", "latest"], "'latest' is reserved by MLflow"),
+    "promote to a version's alias": (["promote", "tiny", "--alias", "v3"], "'v3' is reserved by MLflow"),
+    "promote to an alias with a space": (["promote", "tiny", "--alias", "my model"],
+                                         "'my model' is not an alias MLflow takes"),
+    "promote of an empty run id": (["promote", "tiny", "--run", ""], "argument --run: '' is not a run id"),
+    "promote over the study storage": (["promote", "tiny", "--output", "hpo.db"],
+                                       "--output: hpo.db is a database (a study storage or MLflow's)"),
+    "promote into a folder": (["promote", "tiny", "--output", "mlartifacts"], "--output: mlartifacts is a folder"),
+    "promote over a file hpo did not write": (["promote", "tiny", "--output", "study.yaml"],
+                                              "--output: study.yaml exists and is not a checkpoint hpo wrote"),
+    "a report over MLflow's database": (["report", "tiny", "--output", "mlflow.db"],
+                                        "--output: mlflow.db is a database"),
+    "a report over the study file": (["report", "tiny", "--output", "study.yaml"],
+                                     "--output: study.yaml exists and is not an hpo report hpo wrote"),
+    "an LR plot over the study storage": (["lr-find", "study.yaml", "--output", "hpo.db"],
+                                          "--output: hpo.db is a database"),
+    "a retrain of 0 epochs": (["retrain", "tiny", "--epochs", "0"], "argument --epochs: must be >= 1, got 0"),
+    "--device mps": (["run", "study.yaml", "--device", "mps"], "--device: 'mps' is not a device"),
 }
 
 ENVIRONMENT = {
@@ -396,6 +442,10 @@ def _damaged(checkpoint: dict, case: str) -> dict:
         damaged["class_names"] = []
     elif case == "an unknown model":
         damaged["model"] = {"name": "resnet999", "args": {}}
+    elif case == "weights of NaN":
+        key = next(k for k, v in checkpoint["state_dict"].items() if v.is_floating_point())
+        damaged["state_dict"] = {**checkpoint["state_dict"], key: torch.full_like(checkpoint["state_dict"][key],
+                                                                                   float("nan"))}
     return damaged
 
 
@@ -405,6 +455,7 @@ def _damaged(checkpoint: dict, case: str) -> dict:
     ("weights of the wrong shape", "its weights do not fit model 'digits_cnn'"),
     ("no class names", "a damaged hpo checkpoint: class_names missing or malformed"),
     ("an unknown model", "its weights do not fit model 'resnet999'"),
+    ("weights of NaN", "a damaged hpo checkpoint: its weights hold NaN or infinity"),
 ])
 @pytest.mark.parametrize("command", ["evaluate", "predict"])
 def test_a_crafted_checkpoint_is_one_line(command, case, message, tiny_run, stores):
@@ -447,4 +498,24 @@ def test_dashboard_on_a_port_in_use(stores):
         port = taken.getsockname()[1]
         result = hpo("dashboard", "--port", str(port), cwd=stores, check=False)
     assert_refused(result, f"--port {port}: cannot listen on 127.0.0.1:{port}", "pick another with --port")
+    assert store_state(stores) == before
+
+
+def test_an_image_too_large_to_decode_is_one_line(tiny_run, stores):
+    """A PNG of 20,000 x 20,000 pixels (a few kB on disk, 1.2 GB decoded) is refused from its header."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    side = 20_000
+    packer, row = zlib.compressobj(9), b"\x00" + bytes(side)  # black, grayscale, row by row
+    rows = b"".join(packer.compress(row) for _ in range(side)) + packer.flush()
+    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)) + \
+        chunk(b"IDAT", rows) + chunk(b"IEND", b"")
+    (stores / "huge.png").write_bytes(png)
+    before = store_state(stores)
+    result = hpo("predict", str(tiny_run["dir"] / "checkpoints" / "tiny-v1.pt"), "huge.png", cwd=stores, check=False)
+    assert_refused(result, "huge.png: 20000x20000 pixels is more than the 50,000,000 an image may have here")
     assert store_state(stores) == before

@@ -171,3 +171,29 @@ def test_the_loader_refuses_the_same_options_before_opening_the_folder(tmp_path)
     with pytest.raises(DataError, match=r"^must be auto, true or false, got 'sometimes'$") as raised:
         load_splits("folder", {"root": str(tmp_path / "no-such-folder"), "stream": "sometimes"}, 0.25, 0.2, 0)
     assert raised.value.field == "data.stream"
+
+
+def test_a_crafted_cifar_batch_runs_no_code_and_is_one_line(tmp_path):
+    """A data_batch_1 whose pickle would call os.system: refused by name, and the file it would create is not."""
+    import os
+    import pickle
+
+    from datagen import write_cifar
+
+    write_cifar(tmp_path / "cifar10", 10, per_class_train=2, per_class_test=1)
+    victim = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return os.system, (f"touch {victim}",)
+
+    with open(tmp_path / "cifar10" / "cifar-10-batches-py" / "data_batch_1", "wb") as f:
+        pickle.dump({"data": Payload(), "labels": [0]}, f)
+    study = {"name": "crafted", "data": {"name": "cifar10", "root": str(tmp_path / "cifar10")},
+             "model": {"name": "simple_cnn"}, "budget": {"trials": 1, "epochs": 1},
+             "search": {"lr": [0.01, 0.02]}}
+    result = hpo("run", str(write_study(tmp_path, study)), "--no-tracking", cwd=tmp_path, check=False)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert "data_batch_1 is not a CIFAR batch: refers to posix.system" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not victim.exists(), "the pickle's code ran"

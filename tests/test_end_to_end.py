@@ -123,6 +123,39 @@ def test_predict_prints_a_class_per_image(tiny_run, tmp_path):
     assert correct >= 6  # the tiny model still reads most digits right
 
 
+def test_predict_keeps_one_line_per_image_whatever_the_class_names(tiny_run, tmp_path):
+    """Class names with a tab, a newline or a backslash cannot add a field or a line to hpo predict's output."""
+    import torch
+    from PIL import Image
+
+    checkpoint = torch.load(next((tiny_run["dir"] / "checkpoints").glob("tiny-v*.pt")), weights_only=True)
+    checkpoint["class_names"] = [f"class\t{i}\nnext line \\ {i}" for i in range(10)]
+    torch.save(checkpoint, tmp_path / "odd-names.pt")
+    Image.fromarray(np.zeros((8, 8), dtype=np.uint8)).save(tmp_path / "a.png")
+    out = hpo("predict", str(tmp_path / "odd-names.pt"), str(tmp_path / "a.png"), cwd=tmp_path).stdout
+    [line] = out.splitlines()
+    file, label, probability = line.split("\t")
+    assert file == str(tmp_path / "a.png") and float(probability) > 0
+    assert label.startswith("class\\t") and "\\nnext line \\\\ " in label  # escaped, readable back
+    [record] = [json.loads(row) for row in hpo("predict", str(tmp_path / "odd-names.pt"), str(tmp_path / "a.png"),
+                                                "--json", cwd=tmp_path).stdout.splitlines()]
+    assert record["class"] in checkpoint["class_names"]  # JSON carries the name as it is
+
+
+def test_a_trial_that_trains_its_whole_budget_is_complete(tmp_path):
+    """The pruner is not asked after the last epoch: a trial that trained every epoch of its budget is COMPLETE
+    (ranked among the finished, its MLflow run FINISHED), even when it ends worse than the median."""
+    study = {"name": "full", "seed": 3, "data": {"name": "digits"}, "model": {"name": "digits_cnn", "width": 8},
+             "budget": {"trials": 3, "epochs": 1},
+             "search": {"lr": {"low": 1.0e-4, "high": 1.0e-2, "log": True}},
+             "pruner": {"name": "median", "n_startup_trials": 1, "n_warmup_steps": 0},
+             "enqueue": [{"lr": 0.01}, {"lr": 0.0001}, {"lr": 0.00011}]}  # the 2nd and 3rd end below the 1st
+    hpo("run", str(write_study(tmp_path, study)), "--no-tracking", "--no-retrain", cwd=tmp_path)
+    trials = optuna.load_study(study_name="full", storage=f"sqlite:///{tmp_path}/hpo.db").trials
+    assert [t.state for t in trials] == [optuna.trial.TrialState.COMPLETE] * 3
+    assert trials[1].value < trials[0].value  # the median pruner would have stopped it at its one epoch
+
+
 def test_show_reports_best_and_counts(tiny_run):
     report = hpo_json("show", "tiny", cwd=tiny_run["dir"])
     study = stored_study(tiny_run["dir"])

@@ -226,6 +226,7 @@ def test_a_killed_worker_trial_is_failed_at_once_by_the_rerun(tmp_path):
     assert max(failed_at) - started < 60, "failed at once, not after the 120 s heartbeat grace"
 
 
+@pytest.mark.slow  # a process killed between MLflow and Optuna
 def test_a_trial_whose_run_finished_before_optuna_heard_keeps_its_result(tmp_path):
     """A process that trained a trial, closed its MLflow run as finished and died before telling Optuna: the
     rerun records the trial with the result the run logged instead of throwing it away."""

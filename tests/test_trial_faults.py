@@ -90,6 +90,7 @@ def data_segment_bytes(pid: int) -> int:
         return int(re.search(r"^VmData:\s+(\d+) kB", f.read(), re.M).group(1)) * 1024
 
 
+@pytest.mark.slow  # an hpo run under a memory limit
 def test_a_batch_that_does_not_fit_fails_its_trial_and_the_study_goes_on(tmp_path, monkeypatch):
     """A real allocation failure: the hpo process may map only HEADROOM_BYTES more than it holds once its data
     is loaded (RLIMIT_DATA, set from outside when it prints its start line), so the CPU allocator refuses the
@@ -216,6 +217,7 @@ def command_line(pid: int) -> bytes:
         return f.read()
 
 
+@pytest.mark.slow  # a DataLoader worker killed mid-epoch
 def test_a_killed_dataloader_worker_fails_its_trial_and_the_study_goes_on(tmp_path):
     """SIGKILL, as the kernel's OOM killer sends it, to a DataLoader worker while it decodes a trial's images:
     that trial fails naming the worker and the signal, and the next trials get workers of their own."""

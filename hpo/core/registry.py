@@ -47,7 +47,7 @@ class Registry:
         return sorted(n for n in self._entries if fnmatch.fnmatch(n, pattern))
 
     def __contains__(self, name: object) -> bool:
-        return name in self._entries
+        return isinstance(name, str) and name in self._entries
 
     def get(self, name: str) -> Callable[..., Any]:
         if name not in self._entries:

@@ -17,7 +17,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from hpo.core.masking import masked
 from hpo.stores.retry import first_line
-from hpo.stores.urls import local_path
+from hpo.stores.urls import bound_mlflow_requests, local_path
 from hpo.study.record import StudyRecord, TrialRecord
 
 MISSING = "-"  # a parameter a trial did not use (momentum with Adam)
@@ -123,6 +123,8 @@ def mlflow_retrains(study, tracking_uri: str) -> list[dict]:
     if path is not None and not path.exists():
         return []
     from mlflow.tracking import MlflowClient
+
+    bound_mlflow_requests()
 
     client = MlflowClient(tracking_uri=tracking_uri)
     experiment_id = StudyRecord(study).experiment_id

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Callable, Union
 from hpo.core.errors import SpecError, UserError
 from hpo.search.progress import Progress
 from hpo.stores.retry import check_writable
-from hpo.stores.urls import (artifact_root, check_storage_url, check_tracking_uri, local_path, normalized, sqlite_path,
-                             storage_url, tracking_uri)
+from hpo.stores.urls import (artifact_root, check_server_answers, check_storage_url, check_tracking_uri, local_path,
+                             normalized, sqlite_path, storage_url, tracking_uri)
 from hpo.train.state import state_folder
 
 NO_PARENT_RUN = "-"  # --worker-of when tracking is off: a worker nested under no MLflow run
@@ -91,6 +91,7 @@ def check_stores(stores: Stores, trains: bool = True) -> None:
     check_storage_url(storage)
     if tracking:
         check_tracking_uri(tracking)
+        check_server_answers(tracking)  # a dead server: one line now, not a hang after the study is created
     for url, what in ((storage, "--storage / HPO_STORAGE"), (tracking, "--tracking-uri / MLFLOW_TRACKING_URI")):
         path = local_path(url) if url else None
         if path is not None:

@@ -128,7 +128,8 @@ def _train(ctx: Context, record: TrialRecord, hp: Hyperparams, seed: int, run, s
                 record.set_epochs(result.epoch)
                 record.report(value, result.epoch)
                 reported[result.epoch] = value
-                if record.should_prune():
+                # A trial that trained its whole budget is COMPLETE: stopping it would save nothing.
+                if result.epoch < spec.budget.epochs and record.should_prune():
                     _stop(record, run, f"pruned by the {spec.pruner.name} pruner after epoch {result.epoch}")
                 training.keep(reported=reported)
         except Diverged as diverged:

@@ -12,6 +12,8 @@ from hpo.core.errors import UserError
 from hpo.train.checkpoint import model_from_checkpoint
 from hpo.train.trainer import Evaluation, Setup, evaluate, predict
 
+MAX_PIXELS = 50_000_000  # 7,000 x 7,000, 150 MB decoded in RGB; a 20,000 x 20,000 PNG would take 1.2 GB
+
 
 def _setup(checkpoint: dict, device: torch.device) -> Setup:
     """The checkpoint's normalisation on ``device``: what scoring and predicting with it are given."""
@@ -53,9 +55,23 @@ def decode_image_file(contents: bytes, channels: int, image_size, name: str = "i
     """The bytes of an image file (JPEG, PNG, WebP or GIF) as uint8 (C, H, W) with the checkpoint's channels
     and size; ``name`` says which image in the error. ``hpo predict`` and the registered model both read
     images here, so both see the same pixels."""
+    import io
+
+    from PIL import Image, UnidentifiedImageError
     from torchvision.io import ImageReadMode, decode_image
     from torchvision.transforms.v2 import functional as F
 
+    limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # the header only: the size is judged below
+    try:  # an image too large to decode is refused before a byte of it is decoded
+        with Image.open(io.BytesIO(contents)) as header:
+            width, height = header.size
+    except (UnidentifiedImageError, OSError, ValueError):
+        raise UserError(f"{name}: cannot be read as an image (JPEG, PNG, WebP or GIF)") from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
+    if width * height > MAX_PIXELS:
+        raise UserError(f"{name}: {width}x{height} pixels is more than the {MAX_PIXELS:,} an image may have here; "
+                        f"resize it first")
     mode = ImageReadMode.GRAY if channels == 1 else ImageReadMode.RGB
     try:  # bytearray: torch.frombuffer warns about a read-only buffer
         image = decode_image(torch.frombuffer(bytearray(contents), dtype=torch.uint8), mode=mode)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,7 +38,7 @@ MAX_SEEDS = 100  # retrains per trial in a seed comparison
 MAX_EPOCHS = 10_000  # write-up 000's longest budget is 600
 MAX_SEED = 2**32 - 1  # NumPy and Optuna samplers take seeds below 2**32
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
-DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?|mps)$")
+DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")  # what hpo trains on; checked against torch at run
 COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune")  # torch.compile modes; reduce-overhead adds
 # CUDA graphs
 
@@ -138,6 +139,10 @@ def load_study(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) ->
         raise UserError(f"{source}: is a folder, not a study file" if path.is_dir() else f"{source}: no such study file")
     try:
         raw = yaml.safe_load(path.read_text())
+    except OSError as err:  # no permission, a file that vanished, a device
+        raise UserError(f"{source}: cannot be read ({err.strerror or err})") from None
+    except RecursionError:
+        raise UserError(f"{source}: nested too deep to read; a study file is at most {MAX_DEPTH} levels deep") from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f"line {mark.line + 1}: " if mark else ""
@@ -146,6 +151,7 @@ def load_study(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) ->
         raise UserError(f"{source}: not a text file") from None
     if not isinstance(raw, dict):
         raise SpecError(source, "", f"must be a YAML mapping with the fields {', '.join(TOP_LEVEL)}")
+    _plain_document(raw, source)  # before anything walks it
     raw = apply_overrides(raw, overrides)
     if overrides:
         source = f"{source} (with --set {' '.join(overrides)})"
@@ -177,13 +183,14 @@ def apply_overrides(raw: dict, overrides) -> dict:
 
 
 def parse_study(raw: dict, source: str) -> StudySpec:
+    _plain_document(raw, source)
     _no_unknown(raw, TOP_LEVEL, source, "")
     name = _required(raw, "name", source, "")
     if not isinstance(name, str) or not NAME_PATTERN.match(name):
         raise SpecError(source, "name", f"must be 1-100 letters, digits, '_', '.' or '-', got {shown(name)}")
     seed = _int(raw.get("seed", 0), source, "seed", low=0, high=MAX_SEED)
     metric = raw.get("metric", "val_accuracy")
-    if metric not in METRICS:
+    if not isinstance(metric, str) or metric not in METRICS:
         raise SpecError(source, "metric", f"must be one of {', '.join(METRICS)}, got {shown(metric)}")
     direction = raw.get("direction", METRICS[metric])
     if direction not in DIRECTIONS:
@@ -303,7 +310,7 @@ def _parse_component(raw: Any, registry: Registry, reserved, source: str, field:
         raw = {"name": raw}
     raw = _mapping(raw, source, field)
     name = raw.get("name")
-    if name not in registry:
+    if not isinstance(name, str) or name not in registry:
         what = "is missing" if name is None else f"unknown {registry.kind} {shown(name)}"
         raise SpecError(source, f"{field}.name", f"{what}; allowed: {', '.join(registry.names())}")
     args = {k: v for k, v in raw.items() if k != "name"}
@@ -345,6 +352,39 @@ def _parse_enqueue(raw: Any, space: SearchSpace, source: str) -> tuple[dict, ...
     if not isinstance(raw, list):
         raise SpecError(source, "enqueue", f"must be a list of hyperparameter mappings, got {shown(raw)}")
     return tuple(check_enqueued(item, space, source, f"enqueue[{i}]") for i, item in enumerate(raw))
+
+
+MAX_DEPTH = 20  # levels of nesting: a study file needs 4 (search.lr.choices[0]); a typo or an attack needs more
+PLAIN = (dict, list, str, int, float, bool, type(None))  # what a study file is made of; YAML can say more
+
+
+def _plain_document(raw: dict, source: str) -> None:
+    """Refuse, wherever it stands in the document, what no field takes: a key that is not a name, a number
+    that is not finite, a value YAML builds that is no number, string, list or mapping (a date, bytes, a
+    set), and nesting past MAX_DEPTH. Walked without recursion, so no document can exhaust the stack, and each
+    list or mapping once, however many YAML aliases share it (an alias bomb of billions of items is a few)."""
+    stack: list[tuple[Any, str, int]] = [(raw, "", 0)]
+    seen: set[int] = set()
+    while stack:
+        value, where, depth = stack.pop()
+        if isinstance(value, (dict, list)):
+            if id(value) in seen:
+                continue
+            seen.add(id(value))
+        if depth > MAX_DEPTH:
+            raise SpecError(source, where, f"is nested more than {MAX_DEPTH} levels deep")
+        if not isinstance(value, PLAIN):
+            raise SpecError(source, where, f"must be a number, a string, a list or a mapping, got a "
+                                           f"{type(value).__name__}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise SpecError(source, where, f"must be a finite number, got {value}")
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if not isinstance(key, str):
+                    raise SpecError(source, where, f"keys must be names, got {shown(key)}")
+                stack.append((item, f"{where}.{key}".lstrip("."), depth + 1))
+        elif isinstance(value, list):
+            stack.extend((item, f"{where}[{i}]", depth + 1) for i, item in enumerate(value))
 
 
 def _mapping(raw: Any, source: str, field: str) -> dict:

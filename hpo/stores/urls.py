@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from hpo.core.errors import UserError
 from hpo.core.masking import masked
@@ -32,6 +33,31 @@ def local_path(url: str) -> Path | None:
     if "://" in url or url.startswith("databricks"):
         return sqlite_path(url)
     return Path(url)
+
+
+def bound_mlflow_requests() -> None:
+    """A tracking server that does not answer is hpo's retry policy's to judge (hpo/stores/retry.py: 15.5 s,
+    then one line). MLflow's own client would otherwise retry each request 7 times with exponential back-off
+    and wait up to 120 s for each answer, inside each of hpo's retries: minutes of silence. (Defaults only: a
+    user's own MLFLOW_HTTP_REQUEST_* settings stand.)"""
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
+
+
+def check_server_answers(uri: str, flag: str = "--tracking-uri / MLFLOW_TRACKING_URI", timeout_s: float = 5.0) -> None:
+    """Refuse an http(s) tracking URI whose server does not accept a connection, before anything is created."""
+    import socket
+
+    parts = urlsplit(uri)
+    if parts.scheme not in ("http", "https"):
+        return
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parts.hostname, port), timeout=timeout_s):
+            pass
+    except OSError as err:
+        raise UserError(f"{flag}: no MLflow server answers at {parts.hostname}:{port} "
+                        f"({err.strerror or type(err).__name__}); start it (docs/scaling.md) or fix the URL") from None
 
 
 def check_storage_exists(url: str) -> None:
@@ -94,8 +120,18 @@ def is_relative_location(location: str) -> bool:
     return "://" not in location and ":" not in location.split("/", 1)[0] and not Path(location).is_absolute()
 
 
-# MLflow's tracking stores, by URI scheme (a plain path is a file store).
-TRACKING_SCHEMES = ("", "file", "sqlite", "postgresql", "mysql", "mssql", "http", "https", "databricks")
+# MLflow's tracking stores, by URI scheme. A plain path or file: is MLflow's file store, which MLflow 3 refuses
+# unless MLFLOW_ALLOW_FILE_STORE=true ("in maintenance mode").
+TRACKING_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql", "http", "https", "databricks")
+FILE_STORE_SCHEMES = ("", "file")
+
+
+def _in_memory(url: str) -> bool:
+    """An SQLite URL without a file (``sqlite://``, ``sqlite:///``, ``:memory:``): gone when the process ends."""
+    if not url.startswith("sqlite:"):
+        return False
+    path = url.split("?", 1)[0].removeprefix("sqlite:").lstrip("/")
+    return path in ("", ":memory:") or url.split("?", 1)[0].endswith(":memory:")
 
 
 def check_storage_url(url: str, flag: str = "--storage") -> None:
@@ -103,6 +139,9 @@ def check_storage_url(url: str, flag: str = "--storage") -> None:
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
+    if _in_memory(url):
+        raise UserError(f"{flag} / HPO_STORAGE: {url} is a database in memory, lost when hpo exits; name a file, "
+                        f"e.g. sqlite:///hpo.db")
     try:
         make_url(url).get_dialect()
     except (ArgumentError, NoSuchModuleError, ValueError) as err:
@@ -122,10 +161,16 @@ def check_tracking_uri(uri: str, flag: str = "--tracking-uri") -> None:
     scheme = urlsplit(uri).scheme.split("+")[0].lower()
     if len(scheme) == 1:  # a Windows drive letter: a path
         scheme = ""
-    if scheme not in TRACKING_SCHEMES:
+    if scheme in FILE_STORE_SCHEMES and os.environ.get("MLFLOW_ALLOW_FILE_STORE", "").lower() != "true":
+        raise UserError(f"{flag} / MLFLOW_TRACKING_URI: {masked(uri)!r} is a folder, MLflow's file store, which "
+                        f"MLflow 3 keeps only in maintenance mode; use sqlite:///mlflow.db (`mlflow "
+                        f"migrate-filestore` moves a folder's runs there), or set MLFLOW_ALLOW_FILE_STORE=true")
+    if scheme not in TRACKING_SCHEMES + FILE_STORE_SCHEMES:
         raise UserError(f"{flag} / MLFLOW_TRACKING_URI: {masked(uri)!r} has the scheme {scheme!r}, which MLflow "
-                        f"stores nothing in; use one of {', '.join(s + ':' for s in TRACKING_SCHEMES if s)} "
-                        f"or a folder path")
+                        f"stores nothing in; use one of {', '.join(s + ':' for s in TRACKING_SCHEMES)}")
+    if _in_memory(uri):
+        raise UserError(f"{flag} / MLFLOW_TRACKING_URI: {uri} is a database in memory, lost when hpo exits; name "
+                        f"a file, e.g. sqlite:///mlflow.db")
     tables = sqlite_tables(uri)
     if tables and "studies" in tables and "experiments" not in tables:
         raise UserError(f"{flag} / MLFLOW_TRACKING_URI: {uri} is a study storage, not MLflow's database; give "

@@ -11,6 +11,13 @@ from hpo.core.registry import Registry
 optuna = lazy("optuna")  # the study validator reads this registry without loading Optuna
 
 SAMPLERS = Registry("sampler")
+
+
+def at_least(low: int, **values) -> None:
+    """Refuse, when the study file is read, an argument whose value Optuna would take and fail on later."""
+    for name, value in values.items():
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
+            raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
 RESERVED = ("space", "seed")  # filled by hpo from the study, never by the user
 
 
@@ -19,6 +26,8 @@ def tpe(space, seed, n_startup_trials: int = 10, multivariate: bool = True, grou
         constant_liar: bool = True, n_ei_candidates: int = 24):
     # multivariate + group model lr jointly with the optimizer it belongs to, and handle the
     # conditional momentum; constant_liar keeps parallel workers from sampling the same point.
+    at_least(0, n_startup_trials=n_startup_trials)
+    at_least(1, n_ei_candidates=n_ei_candidates)  # 0: every trial after the start-up fails
     return optuna.samplers.TPESampler(seed=seed, n_startup_trials=n_startup_trials, multivariate=multivariate,
                                       group=group, constant_liar=constant_liar, n_ei_candidates=n_ei_candidates)
 
@@ -41,6 +50,10 @@ def cmaes(space, seed, n_startup_trials: int = 1, sigma0: float | None = None, r
           popsize: int | None = None, use_separable_cma: bool = False, with_margin: bool = False,
           consider_pruned_trials: bool = False):
     # Categorical parameters (optimizer, scheduler) fall back to random sampling inside CMA-ES.
+    at_least(0, n_startup_trials=n_startup_trials)
+    at_least(2, popsize=popsize)
+    if sigma0 is not None and not sigma0 > 0:
+        raise ValueError(f"sigma0 must be a number > 0, got {sigma0!r}")
     return optuna.samplers.CmaEsSampler(seed=seed, n_startup_trials=n_startup_trials, sigma0=sigma0,
                                         restart_strategy=restart_strategy, popsize=popsize,
                                         use_separable_cma=use_separable_cma, with_margin=with_margin,
@@ -50,6 +63,7 @@ def cmaes(space, seed, n_startup_trials: int = 1, sigma0: float | None = None, r
 
 @SAMPLERS.register("gp")
 def gp(space, seed, n_startup_trials: int = 10, deterministic_objective: bool = False):
+    at_least(0, n_startup_trials=n_startup_trials)
     return optuna.samplers.GPSampler(seed=seed, n_startup_trials=n_startup_trials,
                                      deterministic_objective=deterministic_objective, warn_independent_sampling=False)
 

@@ -38,9 +38,12 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping
 from urllib.parse import urlsplit, urlunsplit
 
+from hpo.stores.urls import bound_mlflow_requests
+
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 # MLflow prints "View run ... at: URL" for a tracking server, password and all, between our own lines.
 os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+bound_mlflow_requests()
 
 import mlflow  # noqa: E402
 import optuna  # noqa: E402

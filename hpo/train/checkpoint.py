@@ -106,7 +106,15 @@ def _first_problem(checkpoint: dict) -> str | None:
         ("metrics", has(checkpoint.get("metrics"), dict)),
     ]
     bad = [name for name, ok in checks if not ok]
-    return f"{', '.join(bad)} missing or malformed" if bad else None
+    if bad:
+        return f"{', '.join(bad)} missing or malformed"
+    weights = checkpoint["state_dict"]
+    if not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in weights.items()):
+        return "state_dict holds something other than named tensors"
+    broken = [k for k, v in weights.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if broken:
+        return f"its weights hold NaN or infinity ({', '.join(broken[:3])}{', ...' if len(broken) > 3 else ''})"
+    return None
 
 
 def model_from_checkpoint(checkpoint: dict) -> nn.Module:
