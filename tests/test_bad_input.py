@@ -329,6 +329,8 @@ ENVIRONMENT = {
                                         "--tracking-uri / MLFLOW_TRACKING_URI: 'foo://x' has the scheme 'foo'"),
     "HPO_STORAGE of MLflow's database": ({"HPO_STORAGE": "sqlite:///mlflow.db"}, ["show", "tiny"],
                                          "sqlite:///mlflow.db is MLflow's database"),
+    "HPO_STATE a file": ({"HPO_STATE": "study.yaml"}, ["run", "study.yaml"],
+                         "HPO_STATE: study.yaml is a file; point HPO_STATE at a folder"),
     "HPO_ARTIFACTS under a file": ({"HPO_ARTIFACTS": "study.yaml/artifacts"}, ["run", "study.yaml"],
                                    "--artifacts / HPO_ARTIFACTS: cannot write ", "/study.yaml/artifacts: ",
                                    "/study.yaml is a file, not a folder"),

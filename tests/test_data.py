@@ -197,3 +197,23 @@ def test_a_crafted_cifar_batch_runs_no_code_and_is_one_line(tmp_path):
     assert "data_batch_1 is not a CIFAR batch: refers to posix.system" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert not victim.exists(), "the pickle's code ran"
+
+
+def test_evaluate_from_where_the_data_is_not_says_data_root(tmp_path):
+    """A checkpoint of a folder data set, evaluated on a machine where that folder is not: one line naming
+    --data-root."""
+    import torch
+
+    from models import create_model
+
+    model = create_model("digits_cnn", num_classes=2, in_channels=1, image_size=(8, 8), width=4)
+    checkpoint = {"format": "hpo-checkpoint/1", "state_dict": model.state_dict(),
+                  "model": {"name": "digits_cnn", "args": {"width": 4}},
+                  "preprocessing": {"channels": 1, "image_size": [8, 8], "mean": [0.5], "std": [0.25]},
+                  "class_names": ["a", "b"], "metrics": {"test_accuracy": 0.5},
+                  "data": {"name": "folder", "args": {"root": "/nowhere/pets"}, "val_fraction": 0.2,
+                           "test_fraction": 0.2, "split_seed": 0}}
+    torch.save(checkpoint, tmp_path / "elsewhere.pt")
+    result = hpo("evaluate", "elsewhere.pt", cwd=tmp_path, check=False)
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "the checkpoint was trained on /nowhere/pets" in result.stderr and "pass --data-root DIR" in result.stderr

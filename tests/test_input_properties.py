@@ -20,7 +20,7 @@ from hpo.core.errors import UserError
 
 from helpers import TINY_STUDY
 
-FAST, SLOW = 40, 400  # examples per property in each lane
+FAST, SLOW = 40, 200  # examples per property in each lane
 FAST_SETTINGS = settings(max_examples=FAST, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 SLOW_SETTINGS = settings(max_examples=SLOW, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import optuna
 
 from hpo.core.masking import masked
+from hpo.report.leaderboard import format_value
 from hpo.study.record import StudyRecord, TrialRecord, url_of
 from hpo.study.storage import counts_by_state
 
@@ -35,7 +36,7 @@ def summary_lines(summary: dict) -> list[str]:
         return lines + ["no COMPLETE trial yet"]
     lines.append(f"best: trial {summary['best_trial']}, {summary['metric']} {summary['best_value']:.4f} "
                  f"({summary['direction']}), MLflow run {summary['best_mlflow_run_id']}")
-    lines += [f"  {key:16s} {value}" for key, value in summary["best_params"].items()]
+    lines += [f"  {key:16s} {format_value(value)}" for key, value in summary["best_params"].items()]
     if summary["seed_verdict"]:
         lines.append(f"seed comparison: {summary['seed_verdict']['sentence']}")
     return lines

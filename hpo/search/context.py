@@ -96,8 +96,11 @@ def check_stores(stores: Stores, trains: bool = True) -> None:
         path = local_path(url) if url else None
         if path is not None:
             check_writable(path, what)
-    if trains:
-        check_writable(state_folder(), "HPO_STATE")  # where running trials keep their training state
+    if trains:  # where running trials keep their training state
+        if state_folder().exists() and not state_folder().is_dir():
+            raise UserError(f"HPO_STATE: {state_folder()} is a file; point HPO_STATE at a folder (it is made if "
+                            f"missing)")
+        check_writable(state_folder(), "HPO_STATE")
     if tracking and trains:  # the folder a new experiment keeps its artifacts in: given, or a new store's
         new_store = sqlite_path(tracking) is not None and not sqlite_path(tracking).exists()
         if stores.artifacts or os.environ.get("HPO_ARTIFACTS") or new_store:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 
+from data.errors import DataError
 from data.splits import load_splits
 from hpo.core.errors import UserError
 from hpo.train.checkpoint import model_from_checkpoint
@@ -31,8 +32,14 @@ def evaluate_checkpoint(checkpoint: dict, device: torch.device, data_root: str |
         raise UserError(f"--data-root: the checkpoint's data set {data['name']!r} reads no files (it takes no "
                         f"root); leave --data-root out")
     args = {**data["args"], **({"root": data_root} if data_root else {})}
-    splits = load_splits(data["name"], args, data["val_fraction"], data["test_fraction"], data["split_seed"],
-                         data.get("normalize", "auto"))
+    try:
+        splits = load_splits(data["name"], args, data["val_fraction"], data["test_fraction"], data["split_seed"],
+                             data.get("normalize", "auto"))
+    except DataError as err:
+        if data_root or "root" not in args:
+            raise
+        raise UserError(f"{err.message}; the checkpoint was trained on {args['root']}: where the data lies "
+                        f"elsewhere on this machine, pass --data-root DIR") from None
     return evaluate(model_from_checkpoint(checkpoint), splits.test, _setup(checkpoint, device))
 
 

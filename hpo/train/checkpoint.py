@@ -18,6 +18,7 @@ It holds only tensors, strings, numbers, lists and dicts, so it loads with
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -80,7 +81,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         raise UserError(f"{path}: a damaged hpo checkpoint: {problem}; export it again with `hpo promote STUDY`")
     try:
         model_from_checkpoint(checkpoint)
-    except (KeyError, RuntimeError, TypeError, ValueError) as err:
+    except Exception as err:  # a file's arguments and weights the model cannot take, whatever the model raises
         raise UserError(f"{path}: its weights do not fit model {checkpoint['model']['name']!r} "
                         f"({str(err).splitlines()[0][:200]}); export it again with `hpo promote STUDY`") from None
     return checkpoint
@@ -91,14 +92,18 @@ def _first_problem(checkpoint: dict) -> str | None:
     def has(value, kind) -> bool:
         return isinstance(value, kind) and not isinstance(value, bool)
 
+    def numbers(values, count) -> bool:  # finite numbers, one per channel (a tensor here would be ambiguous)
+        return has(values, list) and len(values) == count and all(has(v, (int, float)) and math.isfinite(v)
+                                                                  for v in values)
+
     model, prep, data = checkpoint.get("model"), checkpoint.get("preprocessing"), checkpoint.get("data")
     checks = [
         ("state_dict", has(checkpoint.get("state_dict"), dict)),
         ("model", has(model, dict) and has(model.get("name"), str) and has(model.get("args"), dict)),
-        ("preprocessing", has(prep, dict) and prep.get("channels") in (1, 3)
+        ("preprocessing", has(prep, dict) and has(prep.get("channels"), int) and prep["channels"] in (1, 3)
          and has(prep.get("image_size"), list) and len(prep["image_size"]) == 2
          and all(has(v, int) and v > 0 for v in prep["image_size"])
-         and all(has(prep.get(k), list) and len(prep[k]) == prep["channels"] for k in ("mean", "std"))),
+         and all(numbers(prep.get(k), prep["channels"]) for k in ("mean", "std"))),
         ("class_names", has(checkpoint.get("class_names"), list) and len(checkpoint["class_names"]) >= 2
          and all(has(c, str) for c in checkpoint["class_names"])),
         ("data", has(data, dict) and has(data.get("name"), str) and has(data.get("args"), dict)
