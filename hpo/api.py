@@ -90,16 +90,19 @@ def next_promote(study: str, stores: Stores) -> str:
 
 def check(study_file: str, overrides=()):
     """The study file, read and validated (with ``--set`` overrides): a :class:`hpo.spec.study_file.StudySpec`."""
-    from hpo.spec.study_file import load_study
+    from hpo.spec.study_file import check_data_root, load_study
 
-    return load_study(study_file, list(overrides))
+    spec = load_study(study_file, list(overrides))
+    check_data_root(spec)
+    return spec
 
 
 def run(request: RunRequest, print_line: PrintLine = print) -> int:
     """``hpo run``: search the study, then retrain its best trial (``hpo/pipeline.py``); returns the exit code."""
-    from hpo.spec.study_file import load_study
+    from hpo.spec.study_file import check_data_root, load_study
 
     spec = load_study(request.study_file, request.overrides)
+    check_data_root(spec)
     check_stores(request.stores)
     from hpo.pipeline import run_study
 

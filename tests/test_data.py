@@ -119,20 +119,35 @@ def test_normalize_choices(tmp_path):
     assert measured.std[1] == pytest.approx(pixels[:, 1].std().item(), rel=1e-3)
 
 
-def test_hpo_run_on_an_unseen_grayscale_folder(tmp_path):
-    """A folder nobody here has seen: grayscale, mixed sizes, one tree: the study runs and reports accuracy."""
+def test_hpo_run_on_an_unseen_grayscale_folder_from_another_directory(tmp_path):
+    """A folder nobody here has seen (grayscale, mixed sizes, one tree), named by a relative data.root: read
+    from the study file's folder whatever the current directory, recorded absolute in the stored study."""
+    import optuna
+
     from helpers import hpo, write_study
 
-    write_image_folder(tmp_path / "scans", ["benign", "malignant", "normal"], 12,
+    project = tmp_path / "project"
+    write_image_folder(project / "scans", ["benign", "malignant", "normal"], 12,
                        sizes=((30, 24), (24, 30), (28, 28)), mode="L", suffix=".png")
-    study = {"name": "scans", "data": {"name": "folder", "root": str(tmp_path / "scans"), "size": 16,
+    study = {"name": "scans", "data": {"name": "folder", "root": "../scans", "size": 16,
                                        "val_fraction": 0.25, "test_fraction": 0.25},
              "model": {"name": "digits_cnn", "width": 8},
              "budget": {"trials": 2, "epochs": 2, "retrain": {"epochs": 2}},
              "search": {"lr": {"low": 1e-3, "high": 1e-2, "log": True}}}
-    result = hpo("run", str(write_study(tmp_path, study)), cwd=tmp_path)
+    (project / "studies").mkdir()
+    study_file = write_study(project / "studies", study)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    result = hpo("run", str(study_file), cwd=elsewhere)
     assert "(20 train / 7 val / 9 test)" in result.stdout
     assert "test_accuracy" in result.stdout
+    stored = optuna.load_study(study_name="scans", storage=f"sqlite:///{elsewhere / 'hpo.db'}")
+    assert stored.user_attrs["spec"]["data"]["root"] == str(project / "scans")
+
+    assert hpo("check", "studies/study.yaml", "--set", "data.root=scans", cwd=project).returncode == 0
+    checked = hpo("check", str(study_file), "--set", "data.root=scans", cwd=elsewhere, check=False)
+    assert checked.returncode == 2 and len(checked.stderr.strip().splitlines()) == 1, checked.stderr
+    assert f"data.root: {elsewhere / 'scans'} does not exist" in checked.stderr, checked.stderr
 
 
 def bad_options_study(root, **data) -> dict:

@@ -152,10 +152,37 @@ def load_study(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) ->
     if not isinstance(raw, dict):
         raise SpecError(source, "", f"must be a YAML mapping with the fields {', '.join(TOP_LEVEL)}")
     _plain_document(raw, source)  # before anything walks it
-    raw = apply_overrides(raw, overrides)
+    raw = anchor_paths(raw, path.resolve().parent)  # the file's own relative paths: from its folder
+    raw = anchor_paths(apply_overrides(raw, overrides), Path.cwd())  # a --set path: from where it was typed
     if overrides:
         source = f"{source} (with --set {' '.join(overrides)})"
     return parse_study(raw, source)
+
+
+PATH_FIELDS = (("data", "root"), ("model", "pretrained"))  # the study file's paths, read by other processes
+
+
+def anchor_paths(raw: dict, folder: Path) -> dict:
+    """``raw`` with its relative paths (``data.root``, ``model.pretrained``) made absolute from ``folder``.
+
+    A study file's paths are relative to the file's folder, so a study runs the same from any directory; the
+    stored study, its MLflow runs and its checkpoints record the absolute path. ``~`` is expanded."""
+    raw = dict(raw)
+    for section, key in PATH_FIELDS:
+        part = raw.get(section)
+        value = part.get(key) if isinstance(part, dict) else None
+        if isinstance(value, str) and value and "\0" not in value:
+            path = Path(value).expanduser()
+            raw[section] = {**part, key: str(path if path.is_absolute() else (folder / path).resolve())}
+    return raw
+
+
+def check_data_root(spec: StudySpec) -> None:
+    """Refuse, in one line, a ``data.root`` that does not exist (unless the study may download it there)."""
+    root = spec.data.args.get("root")
+    if isinstance(root, str) and not spec.data.args.get("download") and not Path(root).exists():
+        raise SpecError(spec.source, "data.root", f"{root} does not exist (a relative data.root is read from the "
+                        "study file's folder); point it at the data set's folder, or --set data.root=DIR")
 
 
 def apply_overrides(raw: dict, overrides) -> dict:
