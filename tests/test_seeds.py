@@ -135,3 +135,22 @@ def test_no_baseline_and_too_few_seeds():
     with pytest.raises(ValueError, match="at least 2 values"):
         welch_interval([0.9], [0.8, 0.7])
     assert median_member([("a", 0.9), ("b", 0.7), ("c", 0.8), ("d", 1.0)]) == "c"  # the lower middle of four
+
+
+def test_the_study_note_keeps_every_retrain_and_the_verdict_when_a_new_best_appears(compared):
+    """optuna-dashboard keeps one note per study: rewritten for a new best trial, it still has every retrain's
+    result and the latest seed verdict, because it is rebuilt from the study's attributes."""
+    from optuna_dashboard import get_note
+
+    from hpo.spec.study_file import load_study
+    from hpo.track import dashboard
+
+    study = optuna.load_study(study_name="seeds", storage=f"sqlite:///{compared['dir']}/hpo.db")
+    sentence = study.user_attrs["seed_verdict"]["sentence"]
+    for note in (get_note(study), None):
+        if note is None:  # what a later trial that becomes the best does (hpo/search/trial.py)
+            dashboard.write_study_note(load_study(compared["study_file"]), study, (99, 0.999))
+            note = get_note(study)
+            assert "- best so far: val_accuracy 0.9990, trial 99" in note
+        assert note.count("- retrain of trial ") == 2 * N_SEEDS, note
+        assert f"- seed comparison: {sentence}" in note

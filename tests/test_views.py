@@ -68,7 +68,7 @@ def test_dashboard_links_each_trial_to_its_run_and_shows_its_curves(tiny_run, ml
         best = optuna.load_study(study_name="tiny", storage=f"sqlite:///{tiny_run['dir']}/hpo.db").best_trial
         assert str(tiny_run["study_file"]) in note and "digits_cnn (width=8)" in note and "6 trials" in note
         assert f"best so far: val_accuracy {best.value:.4f}, trial {best.number}" in note
-        assert f"retrain of trial {best.number} (4/4 epochs): test_accuracy" in note
+        assert f"retrain of trial {best.number} (4/4 epochs, seed " in note and "test_accuracy" in note
     finally:
         server.terminate()
         server.wait(timeout=30)

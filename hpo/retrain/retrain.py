@@ -91,11 +91,7 @@ def record_retrain(ctx: Context, study: optuna.Study, result: RetrainResult) -> 
     optuna-dashboard note."""
     StudyRecord(study).add_retrain_result(result.as_record())
     with best_effort("writing the study's note in optuna-dashboard", ctx.print_line):
-        url = ctx.tracker.run_url(result.run_id) if result.run_id else None
-        dashboard.add_to_study_note(study, f"- retrain of trial {result.trial_number} ({result.epochs_trained}/"
-                                           f"{result.epochs} epochs): test_accuracy {result.test.accuracy:.4f} on "
-                                           f"{result.test.n_images} held-out images"
-                                           + (f" ([MLflow run]({url}))" if url else ""))
+        dashboard.write_study_note(ctx.spec, study, run_url=ctx.tracker.run_url)
 
 
 def retrain(ctx: Context, recipe: Recipe, epochs: int, member: SeedMember | None = None) -> RetrainResult:

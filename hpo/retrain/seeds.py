@@ -60,7 +60,7 @@ def compare_seeds(ctx: Context, study: optuna.Study, best: optuna.trial.FrozenTr
     for line in judging.describe(verdict):
         ctx.print_line(line)
     with best_effort("writing the study's note in optuna-dashboard", ctx.print_line):
-        dashboard.add_to_study_note(study, f"- seed comparison: {verdict['sentence']}")
+        dashboard.write_study_note(ctx.spec, study, run_url=ctx.tracker.run_url)
     return results["best"] + results.get("baseline", [])
 
 

@@ -179,7 +179,7 @@ def _show_end(ctx: Context, study: optuna.Study, trial: optuna.Trial, verdict: T
     with best_effort("writing the study's note in optuna-dashboard", say):
         best = dashboard.best_so_far(ctx.spec.direction, study, trial, verdict, value)
         if best is not None and best[0] == trial.number:  # only what changes it: fewer writes with many workers
-            dashboard.write_study_note(ctx.spec, study, best)
+            dashboard.write_study_note(ctx.spec, study, best, run_url=ctx.tracker.run_url)
     if best is not None and ctx.parent_run_id and tracked:
         with best_effort("logging the best trial so far to the parent run", say):
             finished = sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED)

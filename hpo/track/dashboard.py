@@ -3,8 +3,9 @@
     each trial   a note (Markdown, so the link is clickable) with its MLflow run's URL, also kept as the user
                  attribute ``mlflow_run_url``; its learning curves as ``curves.png`` in Optuna's artifact store
                  (``artifact_folder``: beside an SQLite study file), shown on the trial page
-    the study    a note with the study file, data, model, budget and best trial so far, rewritten when a trial
-                 becomes the best; each retrain's test result and a seed comparison's verdict are added to it
+    the study    a note with the study file, data, model, budget, the best trial so far, every finished retrain's
+                 test result and the latest seed comparison's verdict: rebuilt whole from the study's attributes
+                 (``hpo/study/record.py``) whenever one of them changes, so no rewrite loses another's part
 
 Optuna refuses attributes and artifacts on a finished trial, so a trial's part is written just before its
 result is told (``hpo/search/trial.py``). Callers make these in ``best_effort`` blocks
@@ -19,7 +20,7 @@ from pathlib import Path
 from optuna.trial import TrialState
 
 from hpo.stores.urls import sqlite_path
-from hpo.study.record import TrialRecord, stored, url_of
+from hpo.study.record import StudyRecord, TrialRecord, stored, url_of
 
 ARTIFACT_FOLDER = "hpo-artifacts"  # beside the default stores; $HPO_DASHBOARD_ARTIFACTS moves it
 
@@ -73,16 +74,22 @@ def best_so_far(direction: str, study, trial, state, value) -> tuple[int, float]
     return pick(done, key=lambda pair: pair[1])
 
 
-def write_study_note(spec, study, best: tuple[int, float] | None) -> None:
-    """The study's note (rewritten whole: the dashboard keeps one note per study)."""
+def write_study_note(spec, study, best: tuple[int, float] | None = None, run_url=None) -> None:
+    """The study's note, rebuilt whole from the study's attributes (the dashboard keeps one note per study).
+
+    ``best`` is the best trial so far as (number, value), counting a trial about to be told; by default the
+    best COMPLETE trial in the study. ``run_url(run_id)`` links each retrain to its MLflow run, where given."""
     from optuna_dashboard import save_note
 
     def args(values) -> str:
         return f" ({', '.join(f'{k}={v}' for k, v in values.items())})" if values else ""
 
     budget = spec.budget
+    best = best if best is not None else best_so_far(spec.direction, study, None, None, None)
+    record = StudyRecord(study)
     lines = [f"## {spec.name}", "",
-             f"- study file: `{Path(spec.source).resolve()}`",
+             f"- study file: `{Path(spec.source).resolve()}`" if Path(spec.source).is_file()
+             else f"- study: {spec.source}",
              f"- data: {spec.data.name}{args(spec.data.args)}",
              f"- model: {spec.model.name}{args(spec.model.args)}",
              f"- budget: {budget.trials} trials of up to {budget.epochs} epochs; retrain "
@@ -96,14 +103,15 @@ def write_study_note(spec, study, best: tuple[int, float] | None) -> None:
                      + (f" ([MLflow run]({url}))" if url else ""))
     else:
         lines.append("- best so far: none (no trial completed yet)")
+    for result in record.retrain_results:
+        url = run_url(result["run_id"]) if run_url and result.get("run_id") else None
+        lines.append(f"- retrain of trial {result['trial']} ({result['epochs_trained']}/{result['epochs']} epochs, "
+                     f"seed {result['seed']}): test_accuracy {result['test_accuracy']:.4f} on "
+                     f"{result['n_test_images']} held-out images" + (f" ([MLflow run]({url}))" if url else ""))
+    verdict = record.seed_verdict
+    if verdict:
+        lines.append(f"- seed comparison: {verdict['sentence']}")
     stored("", save_note, study, "\n".join(lines) + "\n")
-
-
-def add_to_study_note(study, line: str) -> None:
-    """``line`` (Markdown) appended to the study's note."""
-    from optuna_dashboard import get_note, save_note
-
-    stored("", save_note, study, get_note(study).rstrip("\n") + "\n" + line + "\n")
 
 
 def _trial_url(study, number: int) -> str | None:

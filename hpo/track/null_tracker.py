@@ -76,3 +76,6 @@ class NullTracker:
 
     def finished_retrain(self, trial_number: int, epochs: int):
         return None
+
+    def run_url(self, run_id: str) -> None:
+        return None
