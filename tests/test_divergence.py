@@ -26,12 +26,20 @@ def test_signs_of_divergence():
     assert "at chance (1/10)" in divergence(stuck, 2.3, 10)
     assert divergence(stuck, 2.3, 10, warmup_epochs=2) is None  # still warming up
     assert divergence(epoch(3, 1.0, val_accuracy=0.1), 2.3, 10) is None  # the loss falls: just slow
+    # a network killed by a large lr: it settles between ln 10 and its first loss, answering one class
+    dead = epoch(3, 2.81, val_accuracy=0.1007)
+    assert "at chance (1/10) and the training loss 2.81 is no lower than" in divergence(dead, 3.20, 10)
+    assert divergence(epoch(3, 2.25, val_accuracy=0.11), 2.31, 10) is None  # under ln 10: learning, slowly
+    assert divergence(epoch(3, 2.81, val_accuracy=0.15), 3.20, 10) is None  # over chance
+    at_chance_throughout = epoch(1, 2.5, val_accuracy=0.1)  # a one-epoch budget: judged at its last epoch
+    assert divergence(at_chance_throughout, 2.5, 10) is None
+    assert "at chance" in divergence(at_chance_throughout, 2.5, 10, last_epoch=1)
 
 
 def test_a_huge_finite_loss_stops_the_trial_as_diverged(tmp_path):
     study = {"name": "boom", "data": "digits", "model": {"name": "digits_cnn", "width": 8},
              "budget": {"trials": 1, "epochs": 3},
-             "search": {"lr": [100.0, 200.0], "optimizer": "sgd", "momentum": 0.9},  # diverges at any seed
+             "search": {"lr": [1.0e+30], "optimizer": "sgd", "momentum": 0.9},  # overflows float32 on any CPU
              "pruner": "none"}
     result = hpo("run", str(write_study(tmp_path, study)), "--no-tracking", cwd=tmp_path, check=False)
     assert result.returncode == 1 and "no trial of 'boom' completed" in result.stderr  # nothing to retrain
