@@ -14,7 +14,7 @@ May import: hpo.core.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from hpo.core.registry import Registry
 
@@ -26,6 +26,21 @@ register_model = MODELS.register
 
 DATA_ARGUMENTS = ("num_classes", "in_channels", "image_size")  # filled from the data, never by the user
 COMMON_ARGUMENTS = ("pretrained",)  # every model takes these (handled by create_model)
+
+
+def bounds(**allowed: tuple[float, float | None]) -> Callable[..., None]:
+    """A model's check for ``@register_model(name, check=...)``: each named argument, where the study gives it,
+    within [low, high] (high None: no upper bound), e.g. ``bounds(width=(1, None), dropout=(0, 1))``."""
+    def check(**args: Any) -> None:
+        for name, (low, high) in allowed.items():
+            value = args.get(name)
+            if value is not None and not (low <= value and (high is None or value <= high)):
+                rule = f">= {low:g}" if high is None else f"from {low:g} to {high:g}"
+                raise ValueError(f"{name} must be {rule}, got {value!r}")
+    return check
+
+
+SIZE, DROPOUT = (1, None), (0, 1)  # a count of units, channels or blocks; a probability
 
 
 def create_model(name: str, *, num_classes: int, in_channels: int, image_size: tuple[int, int],

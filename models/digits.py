@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from hpo.core.lazy import lazy
-from models import register_model
+from models import DROPOUT, SIZE, bounds, register_model
 
 nn = lazy("torch.nn")
 
@@ -14,7 +14,7 @@ def conv_bn_relu(c_in: int, c_out: int) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True))
 
 
-@register_model("digits_cnn")
+@register_model("digits_cnn", check=bounds(width=SIZE, dropout=DROPOUT))
 def digits_cnn(num_classes: int, in_channels: int, image_size: tuple[int, int], width: int = 32,
                dropout: float = 0.0) -> nn.Module:
     """Three conv-BN-ReLU blocks (width, 2x, 4x channels), one 2x2 max-pool, global average pool.
@@ -33,7 +33,7 @@ def digits_cnn(num_classes: int, in_channels: int, image_size: tuple[int, int], 
     )
 
 
-@register_model("mlp")
+@register_model("mlp", check=bounds(hidden=SIZE, depth=(0, None), dropout=DROPOUT))
 def mlp(num_classes: int, in_channels: int, image_size: tuple[int, int], hidden: int = 256, depth: int = 2,
         dropout: float = 0.0) -> nn.Module:
     """``depth`` hidden layers of ``hidden`` units with ReLU, on the flattened image."""

@@ -10,7 +10,7 @@ write-up gives no widths; ``width`` w gives w, w, 2w, 2w, 4w, 4w, 8w channels.
 from __future__ import annotations
 
 from hpo.core.lazy import lazy
-from models import register_model
+from models import SIZE, bounds, register_model
 
 nn = lazy("torch.nn")
 
@@ -22,7 +22,7 @@ def se_block(c_in: int, c_out: int, reduction: int) -> nn.Sequential:
                          nn.PReLU(c_out), SqueezeExcite(c_out, reduction))
 
 
-@register_model("se_prelu_net")
+@register_model("se_prelu_net", check=bounds(width=SIZE, reduction=SIZE))
 def se_prelu_net(num_classes: int, in_channels: int, image_size: tuple[int, int], width: int = 32,
                  reduction: int = 8) -> nn.Module:
     layers, c_in = [], in_channels

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from hpo.core.lazy import lazy
-from models import register_model
+from models import DROPOUT, SIZE, bounds, register_model
 
 nn = lazy("torch.nn")
 
 
-@register_model("simple_cnn")
+@register_model("simple_cnn", check=bounds(hidden=SIZE, dropout=DROPOUT))
 def simple_cnn(num_classes: int, in_channels: int, image_size: tuple[int, int], hidden: int = 512,
                dropout: float = 0.0) -> nn.Module:
     blocks, width = [], in_channels

@@ -183,6 +183,21 @@ MALFORMED = {
     "a pruning interval of 0": (setitem("pruner", "interval_steps", 0),
                                 "pruner: interval_steps must be an integer >= 1, got 0"),
     "device mps": (setitem("device", "mps"), "device: must be auto, cpu, cuda or cuda:N, got 'mps'"),
+    # 10/13: values that can never be used
+    "momentum that no optimizer choice samples": (lambda s: s["search"].update(optimizer=["adam", "adamw"]),
+                                                  "search.momentum: is searched but never sampled: it applies only "
+                                                  "when optimizer in sgd, rmsprop, and optimizer is one of"),
+    "an enqueued value off the step grid": (
+        lambda s: s.update(search={**s["search"], "lr": {"low": 0.01, "high": 0.1, "step": 0.01}},
+                           enqueue=[{"lr": 0.015}]),
+        "enqueue[0].lr: must be within [0.01, 0.1] on its grid of step 0.01 from 0.01 (the search space), got 0.015"),
+    "an enqueued momentum for adam": (setitem("enqueue", [{"optimizer": "adam", "momentum": 0.9}]),
+                                      "enqueue[0].momentum: is never used: it applies only when optimizer in sgd, "
+                                      "rmsprop, and this recipe's optimizer is 'adam'"),
+    "an mlp of depth -1": (setitem("model", {"name": "mlp", "depth": -1}), "model: depth must be >= 0, got -1"),
+    "a dropout of 1.5": (setitem("model", "dropout", 1.5), "model: dropout must be from 0 to 1, got 1.5"),
+    "a data root that does not exist": (folder_data(root="nowhere"), "/nowhere does not exist (a relative data.root "
+                                                                      "is read from the study file's folder)"),
 }
 
 

@@ -6,6 +6,7 @@ import math
 from types import SimpleNamespace
 
 import optuna
+from mlflow.tracking import MlflowClient
 
 from hpo.train.divergence import divergence
 
@@ -31,9 +32,7 @@ def test_signs_of_divergence():
     assert "at chance (1/10) and the training loss 2.81 is no lower than" in divergence(dead, 3.20, 10)
     assert divergence(epoch(3, 2.25, val_accuracy=0.11), 2.31, 10) is None  # under ln 10: learning, slowly
     assert divergence(epoch(3, 2.81, val_accuracy=0.15), 3.20, 10) is None  # over chance
-    at_chance_throughout = epoch(1, 2.5, val_accuracy=0.1)  # a one-epoch budget: judged at its last epoch
-    assert divergence(at_chance_throughout, 2.5, 10) is None
-    assert "at chance" in divergence(at_chance_throughout, 2.5, 10, last_epoch=1)
+    assert divergence(epoch(1, 2.5, val_accuracy=0.1), 2.5, 10) is None  # too early to judge: flagged at the end
 
 
 def test_a_huge_finite_loss_stops_the_trial_as_diverged(tmp_path):
@@ -46,3 +45,24 @@ def test_a_huge_finite_loss_stops_the_trial_as_diverged(tmp_path):
     [trial] = optuna.load_study(study_name="boom", storage=f"sqlite:///{tmp_path}/hpo.db").trials
     assert trial.state == optuna.trial.TrialState.PRUNED
     assert trial.user_attrs["prune_reason"].startswith("diverged: ")
+
+
+def test_a_trial_at_chance_after_its_whole_budget_is_flagged(tmp_path):
+    """Two classes of the very same image: no network can beat chance on any CPU. A one-epoch budget is too
+    short to stop as diverged, so the trial is COMPLETE and flagged, on the trial, its run and the console."""
+    from PIL import Image
+
+    for name in ("left", "right"):
+        (tmp_path / "same" / name).mkdir(parents=True)
+        for n in range(20):
+            Image.new("L", (8, 8), 128).save(tmp_path / "same" / name / f"{n}.png")
+    study = {"name": "same", "data": {"name": "folder", "root": "same", "test_fraction": 0.25},
+             "model": {"name": "digits_cnn", "width": 4}, "budget": {"trials": 1, "epochs": 1},
+             "search": {"lr": [0.01]}, "pruner": "none"}
+    result = hpo("run", str(write_study(tmp_path, study)), "--no-retrain", cwd=tmp_path)
+    [trial] = optuna.load_study(study_name="same", storage=f"sqlite:///{tmp_path}/hpo.db").trials
+    assert trial.state == optuna.trial.TrialState.COMPLETE and trial.value <= 0.6
+    assert trial.user_attrs["at_chance"].endswith("is at chance (1/2): it learned nothing")
+    assert f"trial 0: {trial.user_attrs['at_chance']}" in result.stdout + result.stderr
+    run = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db").get_run(trial.user_attrs["mlflow_run_id"])
+    assert run.data.tags["hpo.at_chance"] == trial.user_attrs["at_chance"]

@@ -35,7 +35,7 @@ from hpo.track import dashboard
 from hpo.track.best_effort import best_effort
 from hpo.track.pictures import CURVES, save_curves
 from hpo.train.device import release_memory
-from hpo.train.divergence import Diverged
+from hpo.train.divergence import Diverged, at_chance
 from hpo.train.hyperparams import Hyperparams
 from hpo.train.state import StateFile, fingerprint, trial_state
 from hpo.train.training import Training
@@ -120,6 +120,7 @@ def _train(ctx: Context, record: TrialRecord, hp: Hyperparams, seed: int, run, s
     if record.retry_of is not None:
         _resumed(ctx, record, run, training, reported)
     value = reported[max(reported)] if reported else math.nan
+    result = None
     with ctx.progress.trial(number, spec.budget.epochs, spec.metric) as shown:  # a bar, lines or nothing
         try:
             for result in training.epochs(run, on_step=shown.on_step):
@@ -136,6 +137,12 @@ def _train(ctx: Context, record: TrialRecord, hp: Hyperparams, seed: int, run, s
             shown.epoch(diverged.result, getattr(diverged.result, spec.metric))
             record.set_epochs(diverged.result.epoch)
             _stop(record, run, diverged.reason)
+    if result is not None and at_chance(result, ctx.splits.num_classes):  # too short a budget to stop it as diverged
+        reason = (f"validation accuracy {result.val_accuracy:.4f} after its whole budget is at chance "
+                  f"(1/{ctx.splits.num_classes}): it learned nothing")
+        record.set_at_chance(reason)
+        run.set_tags({"hpo.at_chance": reason})
+        ctx.print_line(f"  trial {number}: {reason}")
     run.log_metrics({spec.metric + "_final": value})
     return value
 

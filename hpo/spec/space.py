@@ -240,11 +240,29 @@ def parse_search(raw: Any, source: str) -> SearchSpace:
                         + ", ".join(KNOBS) + " with a range or choices")
     for name in space.searched:
         condition = KNOBS[name].only_when
-        other = params[condition.other] if condition else None
-        if isinstance(other, Fixed) and not condition.test(other.value):
+        if condition is not None and not any(map(condition.test, _extremes(params[condition.other]))):
+            other = params[condition.other]
+            given = (f"fixed to {other.value!r}" if isinstance(other, Fixed)
+                     else f"one of {list(other.choices)}" if isinstance(other, Choice)
+                     else f"within [{other.low:g}, {other.high:g}]")
             raise SpecError(source, f"search.{name}", f"is searched but never sampled: it applies only when "
-                            f"{condition.text}, and {condition.other} is fixed to {other.value!r}")
+                            f"{condition.text}, and {condition.other} is {given}")
     return space
+
+
+def _extremes(param: Param) -> tuple:
+    """The values of ``param`` that decide whether a condition can ever hold: all of a fixed value's or
+    choices', a range's two ends (the conditions are thresholds: > 0, == 0, < 1)."""
+    return (param.value,) if isinstance(param, Fixed) else param.choices if isinstance(param, Choice) \
+        else (param.low, param.high)
+
+
+def on_grid(value: float, param: FloatRange | IntRange) -> bool:
+    """Whether ``value`` is one the range can sample: on its step grid from ``low`` (Optuna's rule)."""
+    if not param.step:
+        return True
+    steps = (value - param.low) / param.step
+    return abs(steps - round(steps)) <= 1e-8 * max(1.0, abs(steps))
 
 
 def _parse_param(raw: Any, knob: Knob, source: str, field: str) -> Param:
@@ -313,12 +331,22 @@ def check_enqueued(values: Any, space: SearchSpace, source: str, field: str) -> 
         param = space.params[name]
         inside = (value == param.value if isinstance(param, Fixed)
                   else value in param.choices if isinstance(param, Choice)
-                  else param.low <= value <= param.high)
+                  else param.low <= value <= param.high and on_grid(value, param))
         if not inside:
             allowed = (f"the fixed value {param.value!r}" if isinstance(param, Fixed)
                        else f"one of {list(param.choices)}" if isinstance(param, Choice)
-                       else f"within [{param.low:g}, {param.high:g}]")
+                       else f"within [{param.low:g}, {param.high:g}]" + (f" on its grid of step {param.step:g} "
+                                                                        f"from {param.low:g}" if param.step else ""))
             raise SpecError(source, f"{field}.{name}", f"must be {allowed} (the search space), got {shown(raw)}")
         checked[name] = value
+    for name in checked:  # a value for a knob that this recipe's own choices switch off is never used
+        condition = KNOBS[name].only_when
+        if condition is None:
+            continue
+        decided = checked.get(condition.other, space.params[condition.other])
+        decided = decided.value if isinstance(decided, Fixed) else decided
+        if not isinstance(decided, (FloatRange, IntRange, Choice)) and not condition.test(decided):
+            raise SpecError(source, f"{field}.{name}", f"is never used: it applies only when {condition.text}, "
+                            f"and this recipe's {condition.other} is {decided!r}; leave it out")
     return checked
 

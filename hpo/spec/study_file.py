@@ -289,7 +289,7 @@ def _parse_model(raw: Any, source: str) -> ModelSpec:
     try:  # the model's own rules for its argument values; nothing is built here
         MODELS.check(component.name, component.args)
     except ValueError as err:
-        raise SpecError(source, "model", str(err)) from None
+        raise SpecError(source, "model", str(err)) from None  # e.g. "model: depth must be >= 0, got -1"
     if pretrained is None:
         return ModelSpec(component.name, component.args)
     if not isinstance(pretrained, str) or not pretrained:

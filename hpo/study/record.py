@@ -19,6 +19,7 @@ Trial attributes (:class:`TrialRecord`):
     trial_seed            the training seed (init, batch order, augmentation); a retry keeps its line's
     epochs                epochs trained so far
     prune_reason          why the trial was stopped: the pruner, or a divergence
+    at_chance             a COMPLETE trial whose last validation accuracy is at chance (hpo/train/divergence.py)
     fail_reason, died     why it failed; ``died``: its process ended (Ctrl-C, a kill, a store), so it is retried
     retry_of, resumes_trial, attempt, resumed_after_epoch
                           a retry: the trial it replaces, the first trial of its line (whose state file it goes
@@ -46,6 +47,7 @@ UID, SPEC, METRIC, EXPERIMENT = "uid", "spec", "metric", "mlflow_experiment_id"
 RETRIES, RETRIES_USED_UP, RETRAINS, VERDICT = "retries", "retries_used_up", "retrain_results", "seed_verdict"
 
 SEED, EPOCHS, PRUNE_REASON, FAIL_REASON, DIED = "trial_seed", "epochs", "prune_reason", "fail_reason", "died"
+AT_CHANCE = "at_chance"
 RETRY_OF, RESUMES, ATTEMPT, RESUMED_AFTER = "retry_of", "resumes_trial", "attempt", "resumed_after_epoch"
 RUN_ID, RUN_URL = "mlflow_run_id", "mlflow_run_url"
 
@@ -235,6 +237,9 @@ class TrialRecord:
 
     def set_prune_reason(self, reason: str) -> None:
         self._set(PRUNE_REASON, reason)
+
+    def set_at_chance(self, reason: str) -> None:
+        self._set(AT_CHANCE, reason)
 
     def set_resumed_after(self, epoch: int) -> None:
         self._set(RESUMED_AFTER, epoch)

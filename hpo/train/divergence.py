@@ -7,11 +7,12 @@ Three signs, each far from what a trial that is merely poor shows:
   guessing uniformly (lr 10 with digits_cnn reached 859,413: the first epoch is already past 100 x 2.3);
 - validation accuracy at chance (at most ``CHANCE_MARGIN`` / classes: a network that answers one class
   scores that class's share, a little over 1/classes in a stratified split) after the warm-up epochs and one
-  more, or at the last epoch, while the training loss is no lower than the smaller of the first epoch's and
-  ln(classes). SGD at lr 5-10 can kill a network that then sits at a loss between ln(classes) and the first
-  epoch's for its whole budget (3.20 -> 2.81 with 10 classes): it learned nothing, and is stopped as such.
+  more, while the training loss is no lower than the smaller of the first epoch's and ln(classes). SGD at
+  lr 5-10 can kill a network that then sits at a loss between ln(classes) and the first epoch's for its
+  whole budget (3.20 -> 2.81 with 10 classes): it learned nothing, and is stopped as such.
 
-A trial stopped for any of these is PRUNED with the reason; a retrain fails with it.
+A trial stopped for any of these is PRUNED with the reason; a retrain fails with it. A budget too short to
+judge (the warm-up and one epoch) that ends at chance is COMPLETE and flagged (``at_chance``, hpo/search/trial.py).
 """
 
 from __future__ import annotations
@@ -22,19 +23,21 @@ LOSS_FACTOR = 100
 CHANCE_MARGIN = 1.2
 
 
-def divergence(result, first_train_loss: float, num_classes: int, warmup_epochs: int = 0,
-               last_epoch: int | None = None) -> str | None:
-    """Why training has diverged by this epoch (an ``EpochResult``; ``last_epoch``: the budget), or None."""
+def at_chance(result, num_classes: int) -> bool:
+    """Whether the epoch's validation accuracy is no better than answering one class."""
+    return result.val_accuracy is not None and result.val_accuracy <= CHANCE_MARGIN / num_classes
+
+
+def divergence(result, first_train_loss: float, num_classes: int, warmup_epochs: int = 0) -> str | None:
+    """Why training has diverged by this epoch (an ``EpochResult``), or None."""
     if not all(math.isfinite(v) for v in (result.train_loss, result.val_loss) if v is not None):
         return f"diverged: non-finite loss at epoch {result.epoch}"
     bound = LOSS_FACTOR * min(max(first_train_loss, 0.01), math.log(num_classes))
     if result.train_loss > bound:
         return (f"diverged: training loss {result.train_loss:.4g} at epoch {result.epoch} is over {LOSS_FACTOR}x "
                 f"min(the first epoch's {first_train_loss:.4g}, ln {num_classes} classes)")
-    settled = result.epoch > warmup_epochs + 1 or result.epoch == last_epoch
     learned_nothing = result.train_loss >= min(first_train_loss, math.log(num_classes))
-    if (result.val_accuracy is not None and settled and result.val_accuracy <= CHANCE_MARGIN / num_classes
-            and learned_nothing):
+    if result.epoch > warmup_epochs + 1 and at_chance(result, num_classes) and learned_nothing:
         return (f"diverged: validation accuracy {result.val_accuracy:.4f} at epoch {result.epoch} is at chance "
                 f"(1/{num_classes}) and the training loss {result.train_loss:.4g} is no lower than "
                 f"min(the first epoch's {first_train_loss:.4g}, ln {num_classes} classes)")

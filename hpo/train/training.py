@@ -77,7 +77,7 @@ class Training:
             raise_if_swallowed()
             log.log_epoch(result)
             self.first_loss = result.train_loss if self.first_loss is None else self.first_loss
-            reason = divergence(result, self.first_loss, self.num_classes, self.hp.warmup_epochs, self.epochs_total)
+            reason = divergence(result, self.first_loss, self.num_classes, self.hp.warmup_epochs)
             if reason:
                 raise Diverged(reason, result)
             yield result
