@@ -1,5 +1,8 @@
 import sys
 
-from hpo.cli import main
+try:
+    from hpo.cli import main
+except KeyboardInterrupt:  # Ctrl-C before the command has started: nothing to clean up, nothing to say
+    sys.exit(130)
 
 sys.exit(main())

@@ -222,10 +222,12 @@ def promote(study: str, stores: Stores, run_id: str | None = None, output: str |
         check_output(output, "--output", "checkpoint")
     else:
         check_writable(Path("checkpoints"), "--output")
+    from hpo.core.interrupts import interrupts_raise
     from hpo.serve.promote import promote as register
     from hpo.track.tracker import Tracker
 
-    return register(Tracker(name, stores.tracking, stores.artifacts, create=False), output, alias, run_id)
+    with interrupts_raise():  # a Ctrl-C undoes the promotion, or waits for its last steps
+        return register(Tracker(name, stores.tracking, stores.artifacts, create=False), output, alias, run_id)
 
 
 @dataclass(frozen=True)

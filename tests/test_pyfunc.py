@@ -175,3 +175,53 @@ def test_promote_refuses_a_run_that_is_not_a_retrain(champion):
     assert len(lines) == 1 and f"--run {trial.info.run_id}: not a finished retrain run of study 'tiny'" in lines[0]
     retrains = client.search_runs([experiment.experiment_id], "tags.`hpo.role` = 'retrain'")
     assert all(r.info.run_id in lines[0] for r in retrains if r.info.status == "FINISHED")
+
+
+@pytest.mark.slow  # several hpo promote, stopped at chosen moments
+@pytest.mark.parametrize("how", ["SIGINT", "SIGKILL"])
+def test_a_promote_stopped_at_any_moment_leaves_all_of_it_or_nothing(tiny_run, tmp_path, how):
+    """Ctrl-C or a kill at moments spread over ``hpo promote``: afterwards (and after the next promote's clean-up,
+    for a kill) either the new version exists with the alias on it and its checkpoint written, or there is no
+    new version, the alias is where it was and no file; the next promote then works."""
+    import signal
+
+    import optuna  # noqa: F401  (the study's storage is copied with the folder)
+
+    work = copy_study_folder(tiny_run["dir"], tmp_path / "study")
+    client = MlflowClient(f"sqlite:///{work}/mlflow.db")
+
+    def state():
+        versions = {v.version: v for v in client.search_model_versions("name = 'tiny'")}
+        champion = client.get_model_version_by_alias("tiny", "champion").version
+        return versions, champion
+
+    env = {k: v for k, v in os.environ.items() if k not in ("HPO_STORAGE", "MLFLOW_TRACKING_URI", "HPO_ARTIFACTS")}
+    for moment in (1.0, 2.5, 3.5, 4.5, 6.0):
+        before, champion_before = state()
+        output = work / f"out-{how}-{moment}.pt"
+        process = subprocess.Popen([sys.executable, "-m", "hpo", "promote", "tiny", "--output", str(output)], cwd=work,
+                                   env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        time.sleep(moment)
+        process.send_signal(getattr(signal, how))
+        _, err = process.communicate(timeout=120)
+        if how == "SIGKILL":  # the next promote's first step: undo what the killed one left
+            cleaned = hpo("promote", "tiny", "--output", str(work / f"next-{moment}.pt"), cwd=work).stdout
+            after, champion_after = state()
+            new = sorted(set(after) - set(before), key=int)
+            assert champion_after == new[-1] and (work / f"next-{moment}.pt").is_file(), cleaned
+            if len(new) == 2:  # the killed promote had finished
+                assert output.is_file() and "half promoted" not in cleaned
+            else:
+                assert len(new) == 1 and not output.exists()
+            continue
+        assert "Traceback" not in err, err
+        after, champion_after = state()
+        new = set(after) - set(before)
+        if process.returncode == 0:
+            [version] = new
+            assert champion_after == version and output.is_file()
+            assert after[version].tags["hpo.promotion"] == "done"
+        else:
+            assert process.returncode == 130, err
+            assert not new and champion_after == champion_before and not output.exists(), (new, err)
+        assert not list(work.glob(".*.partial"))

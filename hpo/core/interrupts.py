@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import sys
 
 HANDLED = (signal.SIGINT, signal.SIGTERM)
 
@@ -59,15 +60,26 @@ def raise_if_swallowed() -> None:
         raise Interrupted(signum)
 
 
+def _quiet_unraisable(previous):
+    """``sys.unraisablehook`` that says nothing of an Interrupted dropped in a ``__del__`` or a weakref callback
+    (Python would print "Exception ignored in ..." and its traceback): raise_if_swallowed raises it again."""
+    def hook(unraisable):
+        if not isinstance(unraisable.exc_value, Interrupted):
+            previous(unraisable)
+    return hook
+
+
 @contextlib.contextmanager
 def interrupts_raise():
     _State.deferring, _State.pending, _State.stopping, _State.raised = 0, None, False, None
     previous = {s: signal.signal(s, _handler) for s in HANDLED}
+    previous_hook, sys.unraisablehook = sys.unraisablehook, _quiet_unraisable(sys.unraisablehook)
     try:
         yield
     finally:
         for s, old in previous.items():
             signal.signal(s, old)
+        sys.unraisablehook = previous_hook
 
 
 @contextlib.contextmanager

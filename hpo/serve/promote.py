@@ -8,10 +8,14 @@ loads with ``mlflow.pyfunc.load_model("models:/STUDY@champion")`` and serves wit
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from hpo.core.interrupts import signals_deferred
 from hpo.core.masking import masked
 from hpo.retrain.verdict import median_member
 from hpo.serve.pyfunc import log_classifier
@@ -29,6 +33,17 @@ class Promotion:
     checkpoint: Path
     test_accuracy: float
     chosen_because: str = ""  # why this run, when hpo promote chose it among a seed comparison's
+    cleaned: tuple[str, ...] = ()  # what killed promotions had left half done, removed first
+
+
+@contextlib.contextmanager
+def best_effort_undo(what: str):
+    """Undo what can be undone; a store that fails now too is said in a line, and the first error stands."""
+    try:
+        yield
+    except Exception as err:
+        print(f"warning: {what} failed ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); "
+              f"the next hpo promote removes it", file=sys.stderr)
 
 
 def default_output(study_name: str, version: int) -> Path:
@@ -37,17 +52,38 @@ def default_output(study_name: str, version: int) -> Path:
 
 def promote(tracker, output: str | Path | None = None, alias: str = DEFAULT_ALIAS,
             run_id: str | None = None) -> Promotion:
+    """Register the run's model with ``alias`` and write its checkpoint: all of it, or nothing.
+
+    The version is registered tagged ``hpo.promotion: pending``; the checkpoint is written beside its path
+    under a temporary name; then the alias is moved, the tag set to ``done`` and the file renamed into place.
+    A failure (or Ctrl-C) on the way undoes what was made; a process killed on the way leaves the pending
+    tag, and the next ``hpo promote`` removes what it left (``Tracker.undo_dead_promotions``)."""
+    cleaned = tuple(tracker.undo_dead_promotions(tracker.study_name))
     run, because = (tracker.chosen_retrain_run(run_id), "") if run_id else default_run(tracker)
     with tempfile.TemporaryDirectory() as tmp:  # load it first: never register a version we cannot export
         checkpoint_file = tracker.download_checkpoint(run.info.run_id, tmp)
         checkpoint = load_checkpoint(checkpoint_file)
-        model_id = log_classifier(tracker.uri, tracker.experiment_id, run.info.run_id, checkpoint_file, checkpoint)
-    version = int(tracker.register(run, tracker.study_name, alias, model_id).version)
-    checkpoint["registry"] = {"name": tracker.study_name, "version": version, "alias": alias,
-                              "run_id": run.info.run_id, "model_id": model_id, "tracking_uri": masked(tracker.uri)}
-    path = save_checkpoint(checkpoint, output or default_output(tracker.study_name, version))
-    return Promotion(tracker.study_name, version, alias, run.info.run_id, path,
-                     checkpoint["metrics"]["test_accuracy"], because)
+        model_id = log_classifier(tracker.uri, tracker.experiment_id, run.info.run_id, checkpoint_file, checkpoint,
+                                  tags=tracker.promotion_tags())
+    name, version, created, partial = tracker.study_name, None, False, None
+    previous = tracker.alias_version(name, alias)
+    try:
+        version, created = tracker.register_pending(run, name, model_id)
+        checkpoint["registry"] = {"name": name, "version": int(version), "alias": alias, "run_id": run.info.run_id,
+                                  "model_id": model_id, "tracking_uri": masked(tracker.uri)}
+        path = Path(output or default_output(name, int(version)))
+        partial = save_checkpoint(checkpoint, path.with_name(f".{path.name}.partial"))
+        with signals_deferred():  # the last steps, and nothing cut between them
+            tracker.finish_promotion(name, version, model_id, alias)
+            os.replace(partial, path)
+    except BaseException:
+        if partial is not None:
+            partial.unlink(missing_ok=True)
+        with best_effort_undo(f"undoing the promotion of version {version} of {name!r}"):
+            tracker.undo_promotion(name, version, model_id, alias, previous, created)
+        raise
+    return Promotion(name, int(version), alias, run.info.run_id, path, checkpoint["metrics"]["test_accuracy"],
+                     because, cleaned)
 
 
 def default_run(tracker) -> tuple[object, str]:

@@ -82,9 +82,10 @@ def example_image(checkpoint: dict) -> bytes:
 
 
 def log_classifier(tracking_uri: str, experiment_id: str, run_id: str, checkpoint_file: Path,
-                   checkpoint: dict) -> str:
+                   checkpoint: dict, tags: dict[str, str] | None = None) -> str:
     """Log the pyfunc for ``checkpoint`` (loaded from ``checkpoint_file``) as a LoggedModel of the retrain run
-    ``run_id``, with a signature and an input example; returns its model id (``models:/MODEL_ID``)."""
+    ``run_id`` (with ``tags``), with a signature and an input example; returns its model id
+    (``models:/MODEL_ID``)."""
     import torch
     import torchvision
     from mlflow.models import infer_signature
@@ -99,7 +100,7 @@ def log_classifier(tracking_uri: str, experiment_id: str, run_id: str, checkpoin
     signature = infer_signature(example, classifier.predict(None, example))
     client = mlflow.MlflowClient(tracking_uri)
     logged = client.create_logged_model(experiment_id, name=MODEL_NAME, source_run_id=run_id,
-                                        tags={"hpo.study": checkpoint["study"]["name"]})
+                                        tags={"hpo.study": checkpoint["study"]["name"], **(tags or {})})
     # Listed rather than inferred: inferring them loads the model once more in a subprocess (seconds).
     requirements = [f"torch=={str(torch.__version__).split('+')[0]}",
                     f"torchvision=={str(torchvision.__version__).split('+')[0]}",

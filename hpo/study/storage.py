@@ -16,6 +16,7 @@ from optuna.trial import TrialState
 
 from hpo.core.errors import UserError
 from hpo.core.masking import masked
+from hpo.stores.creation import build_optuna_schema, created_whole
 from hpo.stores.locks import store_lock
 from hpo.stores.retry import first_line, is_full, is_read_only, unwritable
 from hpo.stores.urls import check_storage_exists, check_storage_url, sqlite_path
@@ -54,6 +55,7 @@ def open_storage(url: str, must_exist: bool = False, sqlite_journal: str = SQLIT
     try:
         with store_lock(url, "schema"):
             if not must_exist:  # a command that runs trials; reading (show, dashboard) leaves the file as it is
+                created_whole(url, build_optuna_schema)  # a Ctrl-C while creating it loses nothing
                 _set_sqlite_journal(url, sqlite_journal)
             storage = optuna.storages.RDBStorage(
                 url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,

@@ -53,6 +53,7 @@ from optuna.trial import TrialState  # noqa: E402
 
 from hpo.core.errors import UserError, WorkFailed  # noqa: E402
 from hpo.core.masking import masked  # noqa: E402
+from hpo.stores.creation import build_mlflow_schema, created_whole  # noqa: E402
 from hpo.stores.locks import store_lock  # noqa: E402
 from hpo.stores.processes import ProcessId  # noqa: E402
 from hpo.stores.retry import StoreUnwritable, first_line, retried  # noqa: E402
@@ -237,6 +238,14 @@ RUN_STATUS = {TrialState.COMPLETE: ("COMPLETE", "FINISHED"), TrialState.PRUNED: 
               TrialState.FAIL: ("FAILED", "FAILED")}
 
 
+PROMOTION = "hpo.promotion"  # "pending" on a version and its logged model until the promotion is whole
+
+
+def _gone(tags) -> bool:
+    owner = ProcessId.from_attrs(tags)
+    return owner is not None and owner.is_gone()
+
+
 class Tracker:
     """The MLflow experiment of one study."""
 
@@ -251,6 +260,8 @@ class Tracker:
             raise UserError(f"no MLflow store at {self.uri}; run `hpo run STUDY_FILE` first, or pass --tracking-uri")
         # Under a lock: first runs started together would race to create MLflow's schema and the experiment.
         with store_lock(self.uri, "mlflow"):
+            if create:  # a Ctrl-C while MLflow builds its schema loses nothing (hpo/stores/creation.py)
+                created_whole(self.uri, build_mlflow_schema)
             self.client = retried(f"MLflow ({masked(self.uri)})", MlflowClient, tracking_uri=self.uri)
             experiment = retried(f"MLflow ({masked(self.uri)})", self.client.get_experiment_by_name, study_name)
             if experiment is None and not create:
@@ -523,17 +534,66 @@ class Tracker:
                         f"retrain runs, newest first: {', '.join(allowed[:10]) or 'none'}"
                         f"{f' and {len(allowed) - 10} more' if len(allowed) > 10 else ''}")
 
-    def register(self, run, model_name: str, alias: str, model_id: str):
+    # --- the Model Registry (hpo/serve/promote.py: a promotion is whole or undone) ---
+
+    def register_pending(self, run, model_name: str, model_id: str) -> tuple[str, bool]:
         """A new Model Registry version from the logged model ``model_id`` (the pyfunc of ``run``'s checkpoint,
-        ``hpo/serve/pyfunc.py``), with ``alias`` pointed at it."""
+        ``hpo/serve/pyfunc.py``), tagged as a promotion under way by this process; returns its version and
+        whether the registered model was created for it."""
         from mlflow.exceptions import MlflowException
+        created = False
         try:
             self.client.get_registered_model(model_name)
         except MlflowException:
             self.client.create_registered_model(model_name, tags={"hpo.study": self.study_name})
-        version = self.client.create_model_version(model_name, source=f"models:/{model_id}", run_id=run.info.run_id,
-                                                   model_id=model_id,
-                                                   tags={"hpo.retrain_of_trial": run.data.tags.get(
-                                                       "hpo.retrain_of_trial", "")})
-        self.client.set_registered_model_alias(model_name, alias, version.version)
-        return version
+            created = True
+        version = self.client.create_model_version(
+            model_name, source=f"models:/{model_id}", run_id=run.info.run_id, model_id=model_id,
+            tags={"hpo.retrain_of_trial": run.data.tags.get("hpo.retrain_of_trial", ""), **self.promotion_tags()})
+        return version.version, created
+
+    def alias_version(self, model_name: str, alias: str) -> str | None:
+        """The version ``alias`` points at now, or None."""
+        from mlflow.exceptions import MlflowException
+        try:
+            return self.client.get_model_version_by_alias(model_name, alias).version
+        except MlflowException:
+            return None
+
+    def promotion_tags(self) -> dict[str, str]:
+        """The tags of a logged model made for a promotion under way by this process."""
+        return {PROMOTION: "pending", **ProcessId.current().as_attrs()}
+
+    def finish_promotion(self, model_name: str, version: str, model_id: str, alias: str) -> None:
+        self.client.set_registered_model_alias(model_name, alias, version)
+        self.client.set_model_version_tag(model_name, version, PROMOTION, "done")
+        self.client.set_logged_model_tags(model_id, {PROMOTION: "done"})
+
+    def undo_promotion(self, model_name: str, version: str | None, model_id: str, alias: str,
+                       previous: str | None, created_model: bool) -> None:
+        """Remove what a promotion that did not finish made: its version (and the alias it may have moved,
+        back to ``previous``), the registered model when it was made for it, and its logged model."""
+        if version is not None:
+            if previous is not None:
+                self.client.set_registered_model_alias(model_name, alias, previous)
+            elif self.alias_version(model_name, alias) == version:
+                self.client.delete_registered_model_alias(model_name, alias)
+            self.client.delete_model_version(model_name, version)
+            if created_model and not self.client.search_model_versions(f"name = '{model_name}'"):
+                self.client.delete_registered_model(model_name)
+        self.client.delete_logged_model(model_id)
+
+    def undo_dead_promotions(self, model_name: str) -> list[str]:
+        """Undo the promotions that killed processes of this machine left half done (a version still
+        tagged pending, a logged model with no finished version); a line each."""
+        lines = []
+        pending = [v for v in self.client.search_model_versions(f"name = '{model_name}'")
+                   if v.tags.get(PROMOTION) == "pending" and _gone(v.tags)]
+        for version in pending:
+            self.client.delete_model_version(model_name, version.version)
+            lines.append(f"version {version.version} of {model_name!r} was left half promoted by a process that "
+                         f"no longer exists: removed")
+        for logged in self.client.search_logged_models([self.experiment_id]):
+            if logged.tags.get(PROMOTION) == "pending" and _gone(logged.tags):
+                self.client.delete_logged_model(logged.model_id)
+        return lines
