@@ -202,6 +202,8 @@ def retrain(study: str, stores: Stores, overrides=(), device: str | None = None,
     torch_device = resolve_device(device or spec.device)
     ctx = Context(spec, load_data(spec, torch_device), torch_device, open_tracker(spec.name, stores), None,
                   print_line)
+    for line in ctx.tracker.reconcile(stored):  # e.g. an earlier hpo retrain that was killed
+        print_line(line)
     with interrupts_raise():  # the retrain run ends KILLED, not RUNNING
         return retrain_best_trial(ctx, stored)
 

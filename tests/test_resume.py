@@ -208,3 +208,35 @@ def test_a_study_killed_five_times_finishes_as_if_it_never_was(tmp_path):
         if "resumed_after_epoch" in retry.user_attrs:  # (one killed before its first epoch ended starts over)
             assert int(run.data.tags["hpo.resumed_after_epoch"]) == retry.user_attrs["resumed_after_epoch"]
 
+
+
+@pytest.mark.slow  # two hpo retrain, the first killed
+def test_a_killed_retrain_leaves_no_run_running_after_the_next_retrain(tiny_run, tmp_path):
+    """SIGKILL in the middle of ``hpo retrain``: its MLflow run stays RUNNING (nothing could end it) until the
+    next ``hpo retrain`` starts, which ends it FAILED and says so."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from mlflow.tracking import MlflowClient
+
+    from helpers import copy_study_folder, hpo
+
+    work = copy_study_folder(tiny_run["dir"], tmp_path / "study")
+    env = {k: v for k, v in os.environ.items() if k not in ("HPO_STORAGE", "MLFLOW_TRACKING_URI", "HPO_ARTIFACTS")}
+    process = subprocess.Popen([sys.executable, "-m", "hpo", "retrain", "tiny", "--epochs", "40"], cwd=work,
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    for line in process.stdout:  # killed once its run is training
+        if line.lstrip().startswith("epoch"):
+            process.send_signal(signal.SIGKILL)
+            break
+    assert process.wait() == -9
+    client = MlflowClient(f"sqlite:///{work}/mlflow.db")
+    experiment = client.get_experiment_by_name("tiny").experiment_id
+    [left] = client.search_runs([experiment], "attributes.status = 'RUNNING'")
+    again = hpo("retrain", "tiny", cwd=work)
+    assert f"MLflow run {left.info.run_name} ({left.info.run_id[:8]}) was left RUNNING" in again.stdout
+    ended = client.get_run(left.info.run_id)
+    assert ended.info.status == "FAILED" and "ended by a later hpo command" in ended.data.tags["hpo.error"]
+    assert not client.search_runs([experiment], "attributes.status = 'RUNNING'")

@@ -473,7 +473,7 @@ class Tracker:
             else:
                 continue
             log = RunLog(self.client, run.info.run_id)
-            log.set_tags({"hpo.state": state, **({"hpo.error": f"{why}; ended by a later hpo run"}
+            log.set_tags({"hpo.state": state, **({"hpo.error": f"{why}; ended by a later hpo command"}
                                                  if state == "FAILED" else {})})
             if trial is not None and state in OUTCOME_IN_NAME:
                 self.client.update_run(run.info.run_id, name=OUTCOME_IN_NAME[state](run.info.run_name))
