@@ -26,7 +26,7 @@ from hpo.retrain.best_trial import retrain_best_trial
 from hpo.search.context import NO_PARENT_RUN, Context, RunRequest, load_data, open_tracker, store_flags
 from hpo.search.loop import MAX_FAILURES_IN_A_ROW, SearchEnd, run_search
 from hpo.search.progress import Progress
-from hpo.search.workers import plan_workers, run_workers
+from hpo.search.workers import plan_workers, run_workers, watch_parent
 from hpo.stores.urls import storage_url
 from hpo.study.claims import fail_dead_trials
 from hpo.study.record import url_of
@@ -54,6 +54,7 @@ def run_study(spec, request: RunRequest, print_line: Callable[[str], None] = pri
         progress = Progress.for_output(request.quiet)  # a worker's output is a pipe: epoch lines, never bars
         ctx = Context(spec, splits, device, tracker, None, print_line, progress)
         if request.worker_of:
+            watch_parent()  # a parent killed outright: this worker's trial is retried, not failed
             parent = None if request.worker_of == NO_PARENT_RUN else request.worker_of
             end = _search(dataclasses.replace(ctx, parent_run_id=parent), study, [], request)
             return EXIT_OK if end.reached else EXIT_FAILED

@@ -103,3 +103,46 @@ def test_four_workers_finish_160_trials_on_the_default_local_storage(tmp_path):
     assert len(children) == 160 and all(r.info.status == "FINISHED" for r in children)
     assert sorted(r.info.run_id for r in children) == sorted(t.user_attrs["mlflow_run_id"] for t in stored.trials)
     assert len({t.user_attrs["hpo.pid"] for t in stored.trials}) == 4
+
+
+@pytest.mark.slow  # worker processes, a parent killed outright
+def test_workers_of_a_killed_parent_leave_their_trials_to_be_retried(tmp_path):
+    """SIGKILL to the parent ``hpo run`` (the OOM killer, a preemption) while both workers train enqueued
+    recipes: each worker notices, fails its trial as died (never on the broken pipe of its output) and exits;
+    the rerun retries them and every enqueued recipe ends with a finished trial."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    recipes = [{"lr": lr, "optimizer": "adam", "batch_size": 32} for lr in (0.01, 0.003, 0.02, 0.005)]
+    study = dict(TINY_STUDY, name="orphans", enqueue=recipes, pruner={"name": "none"},
+                 budget={"trials": 4, "epochs": 30, "retrain": {"epochs": 1}})
+    study_file = write_study(tmp_path, study)
+    env = {k: v for k, v in os.environ.items() if k not in ("HPO_STORAGE", "MLFLOW_TRACKING_URI", "HPO_ARTIFACTS")}
+    parent = subprocess.Popen([sys.executable, "-m", "hpo", "run", str(study_file), "--gpus", "cpu",
+                               "--trials-per-gpu", "2"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+    training = set()
+    for line in parent.stdout:  # killed once both workers are inside a trial
+        if " epoch " in line and line.startswith("[w"):
+            training.add(line[:3])
+        if len(training) == 2:
+            parent.send_signal(signal.SIGKILL)
+            break
+    assert parent.wait() == -9
+    storage = f"sqlite:///{tmp_path}/hpo.db"
+    deadline = time.time() + 60
+    while [t for t in optuna.load_study(study_name="orphans", storage=storage).trials
+           if t.state == TrialState.RUNNING]:
+        assert time.time() < deadline, "a worker did not notice its parent was gone"
+        time.sleep(0.5)
+    failed = [t for t in optuna.load_study(study_name="orphans", storage=storage).trials
+              if t.state == TrialState.FAIL]
+    assert len(failed) == 2 and all(t.user_attrs["died"] for t in failed), [t.user_attrs for t in failed]
+    assert not [t for t in failed if "BrokenPipe" in t.user_attrs["fail_reason"]]
+
+    hpo("run", str(study_file), "--set", "budget.epochs=2", "--no-retrain", cwd=tmp_path)
+    finished = [t.params for t in optuna.load_study(study_name="orphans", storage=storage).trials
+                if t.state == TrialState.COMPLETE]
+    assert all(recipe in finished for recipe in recipes), finished

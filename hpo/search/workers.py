@@ -6,7 +6,10 @@ under the invocation's MLflow parent run. They claim trials under one lock
 (``hpo.study.claims.claim_trial``), so together they finish exactly the budget.
 ``--gpus cpu`` runs the workers on the CPU (sharing its cores), which is how
 the tests exercise all of this without a GPU. Ctrl-C or SIGTERM to the parent is passed on to
-every worker, which fails its running trial before exiting.
+every worker, which fails its running trial before exiting. A parent that dies without a word (SIGKILL,
+the OOM killer, a preemption) is noticed by each worker within a second (:func:`watch_parent`): it stops as
+if sent SIGTERM, so its running trial is failed as died and the rerun retries it with its recipe, and it
+never fails a trial on the broken pipe its output has become.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ import threading
 from hpo.core.errors import UserError
 
 STOP_GRACE_S = 60  # how long an interrupted worker may take to fail its trial and end its runs
+PARENT_ENV = "HPO_WORKER_PARENT"  # the parent's pid, given to each worker
+PARENT_POLL_S = 0.5
 
 
 def parse_gpus(gpus: str) -> list[int] | None:
@@ -65,7 +70,7 @@ def run_workers(devices: list[str], worker_args: list[str], env: dict[str, str] 
                    "--worker-threads", str(threads_per_worker(devices))]
         processes.append((f"[w{index} {device}]", subprocess.Popen(
             command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
-            env={**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"})))
+            env={**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1", PARENT_ENV: str(os.getpid())})))
 
     def relay(prefix, process):
         for line in process.stdout:
@@ -91,3 +96,43 @@ def run_workers(devices: list[str], worker_args: list[str], env: dict[str, str] 
         for thread in relays:
             thread.join(timeout=5)
     return codes
+
+
+class _Unbroken:
+    """A text stream whose reader may go away: once a write finds the pipe broken, writes go nowhere."""
+
+    def __init__(self, stream):
+        self._stream, self._broken = stream, False
+
+    def write(self, text: str) -> int:
+        if not self._broken:
+            try:
+                return self._stream.write(text)
+            except (BrokenPipeError, ValueError):  # the parent is gone (ValueError: the stream was closed)
+                self._broken = True
+        return len(text)
+
+    def flush(self) -> None:
+        if not self._broken:
+            try:
+                self._stream.flush()
+            except (BrokenPipeError, ValueError):
+                self._broken = True
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
+def watch_parent() -> None:
+    """In a worker: stop as if sent SIGTERM when the parent ``hpo run`` is gone, and never fail on its pipe."""
+    parent = os.environ.get(PARENT_ENV)
+    if not parent:
+        return
+    sys.stdout, sys.stderr = _Unbroken(sys.stdout), _Unbroken(sys.stderr)
+
+    def watch():
+        while os.getppid() == int(parent):
+            threading.Event().wait(PARENT_POLL_S)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="hpo-watch-parent", daemon=True).start()

@@ -102,7 +102,8 @@ def fail_running(study: optuna.Study, trial: optuna.Trial, err: BaseException) -
     """Fail ``trial`` with ``err`` as its reason (for the progress line and the dashboard) if it is still
     RUNNING; returns the trial as it now stands."""
     if study._storage.get_trial(trial._trial_id).state == TrialState.RUNNING:
-        died = isinstance(err, (KeyboardInterrupt, StoreUnwritable, StoreUnavailable))  # Ctrl-C, SIGTERM, a store
+        # Ctrl-C, SIGTERM, a store; a broken pipe: the parent that read this worker's output is gone
+        died = isinstance(err, (KeyboardInterrupt, StoreUnwritable, StoreUnavailable, BrokenPipeError))
         TrialRecord(trial).set_failure(masked(first_line(err)), died)
         return stored(f"failing trial {trial.number}", study.tell, trial, state=TrialState.FAIL, skip_if_finished=True)
     return study._storage.get_trial(trial._trial_id)
