@@ -170,6 +170,10 @@ def report(study: str, output: str | None = None, top: int = 5, storage: str | N
         raise UserError(f"--output: {page} is a folder; name the HTML file, e.g. {page / f'report-{name}.html'}")
     check_output(page, "--output", "report")
     check_output(page.with_suffix(".md"), "--output (its Markdown twin)", "report")
+    pictures = page.with_name(f"{page.stem}-pictures")
+    if pictures.exists() and not pictures.is_dir():
+        raise UserError(f"--output: the Markdown report's pictures go to {pictures}/, which is a file; "
+                        f"remove it or name another --output")
     stored = _stored_study(study, url)
     from hpo.report.page import write_report
 

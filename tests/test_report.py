@@ -8,6 +8,7 @@ leaderboard in Optuna's own order, the epochs the pruner saved counted by hand.
 
 from __future__ import annotations
 
+import html
 import re
 
 import optuna
@@ -135,11 +136,38 @@ def test_the_compute_section_counts_the_epochs_the_pruner_saved(reported):
     assert f"| saved by the pruner | {full - trained} (" in reported["markdown"]
 
 
-def test_the_markdown_has_the_same_facts_and_no_picture(reported):
+def test_the_markdown_has_the_same_facts_and_links_its_pictures(reported):
     markdown = reported["markdown"]
     for title in ("## The study", "## Leaderboard", "## Compute", "## Retrain results", "## The study file"):
         assert title in markdown
-    assert "data:image" not in markdown and "](" not in markdown
+    assert "data:image" not in markdown
+    links = re.findall(r"!\[[^\]]+\]\((report-tiny-pictures/\d+\.png)\)", markdown)
+    assert len(links) == 7  # the HTML's pictures, as files beside the Markdown
+    for link in links:
+        assert (reported["dir"] / link).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_plots_of_a_dozen_parameters_show_the_most_important_on_a_wrapping_grid(tmp_path):
+    """Twelve parameters: the parallel-coordinate and slice plots take the six Optuna ranks most important
+    (named in the text), and the slices wrap onto rows instead of one strip twelve panels wide."""
+    import base64
+    import struct
+
+    storage = f"sqlite:///{tmp_path}/many.db"
+    study = optuna.create_study(study_name="many", storage=storage, direction="maximize",
+                                sampler=optuna.samplers.RandomSampler(seed=0))
+    names = [f"p{i:02d}" for i in range(12)]
+    study.optimize(lambda t: sum((i + 1) * t.suggest_float(n, 0, 1) for i, n in enumerate(names)), n_trials=20)
+    study.set_user_attr("metric", "val_accuracy")
+    hpo("report", "many", "--storage", storage, "--output", "many.html", cwd=tmp_path)
+    page = (tmp_path / "many.html").read_text()
+    seeded = optuna.importance.FanovaImportanceEvaluator(seed=0)  # as the report ranks them: the same every time
+    top = list(optuna.importance.get_param_importances(study, evaluator=seeded))[:6]
+    assert f"The 6 most important of the 12 parameters that vary between COMPLETE trials (Optuna's importance): " \
+           f"{', '.join(top)};" in html.unescape(section(page, "parameters"))
+    parallel, slices = re.findall(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)"', section(page, "parameters"))
+    width, height = struct.unpack(">II", base64.b64decode(slices)[16:24])
+    assert (width, height) == (640, 416)  # three panels a row, two rows
 
 
 @pytest.mark.slow  # a PostgreSQL server

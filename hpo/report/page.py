@@ -1,4 +1,5 @@
-"""``hpo report``: one self-contained HTML page about a study, and the same facts in Markdown beside it.
+"""``hpo report``: one self-contained HTML page about a study, and the same facts in Markdown beside it (its
+pictures as PNG files in a folder of the same stem).
 
 Everything comes from the Optuna storage (so a ``--no-tracking`` study or one on PostgreSQL reports the same
 way); only the retrain results of a study older than its ``retrain_results`` attribute are read from MLflow
@@ -120,6 +121,19 @@ def curves_section(study, rows: list[Row], top: int, metric: str) -> list[Block]
     return [("p", text), _picture(plots.learning_curves, best, pruned, metric, alt="learning curves")]
 
 
+def parameters_section(study, metric: str) -> list[Block]:
+    params = plots.varying_params(study)
+    shown = params[:plots.MOST_PARAMS]
+    text = (f"The {len(shown)} most important of the {len(params)} parameters that vary between COMPLETE trials "
+            f"(Optuna's importance): {', '.join(shown)}; the leaderboard has every value."
+            if len(params) > len(shown) else
+            f"The {_count(len(params), 'parameter')} that vary between COMPLETE trials"
+            + (f": {', '.join(params)}." if params else "."))
+    return [("p", text),
+            _picture(plots.parallel_coordinate, study, metric, params, alt="parallel coordinates"),
+            _picture(plots.slices, study, metric, params, alt=f"{metric} against each parameter")]
+
+
 def compute_section(compute: Compute) -> list[Block]:
     c = compute
     blocks: list[Block] = []
@@ -202,8 +216,7 @@ def sections(study, tracking_uri: str | None, top: int, print_line: Callable[[st
         "study": lambda: study_section(study, spec, metric),
         "history": lambda: history_section(study, metric),
         "importances": lambda: [_picture(plots.importances, study, metric, alt="parameter importances")],
-        "parameters": lambda: [_picture(plots.parallel_coordinate, study, metric, alt="parallel coordinates"),
-                               _picture(plots.slices, study, metric, alt=f"{metric} against each parameter")],
+        "parameters": lambda: parameters_section(study, metric),
         "curves": lambda: curves_section(study, rows, top, metric),
         "compute": lambda: compute_section(compute_of(study, spec.budget.epochs if spec else None)),
         "leaderboard": lambda: leaderboard_section(rows, top, metric),
@@ -252,34 +265,47 @@ def _md_cell(text: str) -> str:
     return text.replace("|", "\\|") or " "
 
 
-def _md_block(block: Block) -> str | None:
+def _md_block(block: Block, picture: Callable[[str], str]) -> str:
     kind, *rest = block
     if kind == "p":
         return rest[0]
     if kind == "pre":
         return f"```yaml\n{rest[0]}```"
     if kind == "img":
-        return None  # the pictures are in the HTML report only
+        return f"![{rest[1]}]({picture(rest[0])})"
     header, cells = rest
     lines = ["| " + " | ".join(_md_cell(h) for h in header) + " |", "|" + "---|" * len(header)]
     return "\n".join(lines + ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in cells])
 
 
-def to_markdown(name: str, done: dict[str, list]) -> str:
-    parts = [f"# hpo report: {name}", "(The pictures are in the HTML report beside this file.)"]
+def to_markdown(name: str, done: dict[str, list], picture: Callable[[str], str]) -> str:
+    """The report in Markdown; ``picture(data URI)`` writes a picture beside it and returns its relative path."""
+    parts = [f"# hpo report: {name}"]
     for key, blocks in done.items():
         parts.append(f"## {SECTIONS[key]}")
-        parts += [text for text in map(_md_block, blocks) if text]
+        parts += [_md_block(block, picture) for block in blocks]
     return "\n\n".join(parts) + "\n"
 
 
 def write_report(study, output: Path, tracking_uri: str | None, top: int,
                  print_line: Callable[[str], None]) -> tuple[Path, Path]:
-    """Write ``output`` (HTML) and the Markdown beside it (same stem, ``.md``); returns both paths."""
+    """Write ``output`` (HTML, one file) and the Markdown beside it (same stem, ``.md``) with its pictures as
+    PNG files in ``STEM-pictures/``; returns the two reports' paths."""
+    import base64
+
     done = sections(study, tracking_uri, top, print_line)
     markdown = output.with_suffix(".md")
+    pictures = output.with_name(f"{output.stem}-pictures")
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(to_html(study.study_name, done), encoding="utf-8")
-    markdown.write_text(to_markdown(study.study_name, done), encoding="utf-8")
-    return output, markdown
+    written: list[Path] = []
 
+    def picture(uri: str) -> str:
+        pictures.mkdir(exist_ok=True)
+        path = pictures / f"{len(written) + 1:02d}.png"
+        path.write_bytes(base64.b64decode(uri.split(",", 1)[1]))
+        written.append(path)
+        return f"{pictures.name}/{path.name}"
+
+    markdown.write_text(to_markdown(study.study_name, done, picture), encoding="utf-8")
+    return output, markdown

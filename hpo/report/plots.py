@@ -86,7 +86,8 @@ def history_by_time(study, metric: str) -> str:
 
 
 def importances(study, metric: str) -> str:
-    """Optuna's parameter importances (its default evaluator): needs COMPLETE trials whose parameters vary."""
+    """Optuna's parameter importances (its default evaluator, seeded): needs COMPLETE trials whose parameters
+    vary."""
     _need_complete(study, 2, "Parameter importance")
     varying = {name for t in _complete(study) for name in t.params
                if len({repr(u.params.get(name)) for u in _complete(study)}) > 1}
@@ -94,20 +95,83 @@ def importances(study, metric: str) -> str:
         raise NoPlot("Parameter importance needs parameters that vary between COMPLETE trials; all of them "
                      "used the same values.")
     try:
-        return _optuna("plot_param_importances", study, target_name=metric)
+        return _optuna("plot_param_importances", study, evaluator=evaluator(), target_name=metric)
     except (ValueError, RuntimeError) as err:  # e.g. a search space the evaluator cannot split
         raise NoPlot(f"Optuna could not compute parameter importance: {str(err).splitlines()[0]}") from None
 
 
-def parallel_coordinate(study, metric: str) -> str:
+MOST_PARAMS = 6  # axes of the parallel-coordinate plot and panels of the slice grid: readable at any space
+SLICE_COLUMNS = 3
+
+
+def varying_params(study) -> list[str]:
+    """The parameters that vary among COMPLETE trials, the most important first (Optuna's default evaluator;
+    by name where it cannot rank them)."""
+    complete = _complete(study)
+    names = sorted({name for t in complete for name in t.params
+                    if len({repr(u.params.get(name)) for u in complete}) > 1})
+    if len(names) > 1 and len(complete) > 1:
+        import optuna
+
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # "fewer than 2 trials" for a conditional parameter: still ranked
+                ranked = list(optuna.importance.get_param_importances(study, params=names, evaluator=evaluator()))
+            names = ranked + [n for n in names if n not in ranked]
+        except (ValueError, RuntimeError):
+            pass
+    return names
+
+
+def evaluator():
+    """Optuna's default importance evaluator (fANOVA), seeded: the same study gives the same report."""
+    from optuna.importance import FanovaImportanceEvaluator
+
+    return FanovaImportanceEvaluator(seed=0)
+
+
+def parallel_coordinate(study, metric: str, params: list[str]) -> str:
     _need_complete(study, 2, "The parallel-coordinate plot")
-    return _optuna("plot_parallel_coordinate", study, target_name=metric)
+    if len(params) < 2:
+        raise NoPlot("The parallel-coordinate plot needs at least two parameters that vary between COMPLETE "
+                     "trials.")
+    return _optuna("plot_parallel_coordinate", study, params=params[:MOST_PARAMS], target_name=metric)
 
 
-def slices(study, metric: str) -> str:
+def slices(study, metric: str, params: list[str]) -> str:
+    """``metric`` of each COMPLETE trial against each of ``params`` (at most MOST_PARAMS), on a grid that wraps
+    after SLICE_COLUMNS panels; darker dots are earlier trials."""
     _need_complete(study, 1, "The slice plot")
-    names = sorted({name for t in _complete(study) for name in t.params})
-    return _optuna("plot_slice", study, size_in=(max(WIDE_IN[0], 3.0 * len(names)), 3.2), target_name=metric)
+    if not params:
+        raise NoPlot("The slice plot needs a parameter that varies between COMPLETE trials.")
+    import math
+
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    shown = params[:MOST_PARAMS]
+    columns = min(SLICE_COLUMNS, len(shown))
+    rows = math.ceil(len(shown) / columns)
+    plt = _pyplot()
+    fig, axes = plt.subplots(rows, columns, squeeze=False, sharey=True)
+    trials = _complete(study)
+    for axis, name in zip(axes.flat, shown):
+        having = [t for t in trials if name in t.params]
+        distribution = having[0].distributions[name]
+        xs = [t.params[name] for t in having]
+        if isinstance(distribution, CategoricalDistribution):
+            labels = [str(c) for c in distribution.choices]
+            xs = [labels.index(str(x)) for x in xs]
+            axis.set_xticks(range(len(labels)), labels, fontsize=7, rotation=30)
+        elif isinstance(distribution, (FloatDistribution, IntDistribution)) and distribution.log:
+            axis.set_xscale("log")
+        axis.scatter(xs, [t.value for t in having], c=[t.number for t in having], cmap="viridis", s=14)
+        axis.set_title(name, fontsize=9)
+        axis.tick_params(labelsize=7)
+    for axis in list(axes.flat)[len(shown):]:
+        axis.set_visible(False)
+    for row in axes:
+        row[0].set_ylabel(metric, fontsize=8)
+    return data_uri(fig, (WIDE_IN[0], 2.6 * rows))
 
 
 def learning_curves(best: list, pruned: list, metric: str) -> str:
