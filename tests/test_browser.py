@@ -165,9 +165,15 @@ def test_dashboard_shows_the_metric_the_curves_and_the_mlflow_link(tiny_run, bro
 
     # The link's run, opened in this test's `mlflow ui` (the note points at the README's default port 5000).
     fragment = link.get_attribute("href").split("#", 1)[1]
+    browser.execute_script("window.localStorage.clear()")  # a first visit: MLflow's own default is GenAI
     browser.get(f"{servers['mlflow']}/#{fragment}")
     _wait(browser, lambda d: d.find_elements("xpath", f"//h2[contains(., 'trial-{trial.number}')]"),
           f"the MLflow run page of trial-{trial.number}")
+    # The model-training side: the run under "Runs", with the Model registry in the side bar; not "Evaluations"
+    _wait(browser, lambda d: "Model registry" in d.find_element("tag name", "body").text.splitlines(),
+          "MLflow's model-training side bar")
+    lines = browser.find_element("tag name", "body").text.splitlines()
+    assert "Evaluations" not in lines and "Evaluation runs" not in lines and "Runs" in lines
 
 
 def test_mlflow_nests_the_trials_under_the_parent_and_shows_the_champion(tiny_run, browser, servers, tmp_path):

@@ -57,7 +57,8 @@ def test_dashboard_links_each_trial_to_its_run_and_shows_its_curves(tiny_run, ml
         assert {t["state"] for t in finished} == {"Complete", "Pruned"}
         for trial in finished:
             run_id = next(a["value"] for a in trial["user_attrs"] if a["key"] == "mlflow_run_id")
-            url = f"http://127.0.0.1:5000/#/experiments/{experiment.experiment_id}/runs/{run_id}"
+            url = (f"http://127.0.0.1:5000/#/experiments/{experiment.experiment_id}/runs/{run_id}"
+                   f"?workflowType=machine_learning")  # MLflow's model-training side, not GenAI's
             assert f"]({url})" in trial["note"]["body"], trial["note"]  # a Markdown link: clickable
             assert {"key": "mlflow_run_url", "value": url} in trial["user_attrs"]
             [curves] = trial["artifacts"]
@@ -117,7 +118,9 @@ def test_run_url_is_the_tracking_server_or_mlflow_ui(monkeypatch):
     from hpo.track.tracker import run_url
 
     monkeypatch.delenv("HPO_MLFLOW_UI", raising=False)
-    assert run_url("sqlite:///mlflow.db", "1", "abc") == "http://127.0.0.1:5000/#/experiments/1/runs/abc"
-    assert run_url("http://hpo:secret@mlflow.lab:5000/", "2", "r") == "http://mlflow.lab:5000/#/experiments/2/runs/r"
+    view = "?workflowType=machine_learning"
+    assert run_url("sqlite:///mlflow.db", "1", "abc") == f"http://127.0.0.1:5000/#/experiments/1/runs/abc{view}"
+    assert run_url("http://hpo:secret@mlflow.lab:5000/", "2", "r") == \
+        f"http://mlflow.lab:5000/#/experiments/2/runs/r{view}"
     monkeypatch.setenv("HPO_MLFLOW_UI", "http://10.0.0.5:5001/")
-    assert run_url("sqlite:////data/mlflow.db", "3", "r") == "http://10.0.0.5:5001/#/experiments/3/runs/r"
+    assert run_url("sqlite:////data/mlflow.db", "3", "r") == f"http://10.0.0.5:5001/#/experiments/3/runs/r{view}"

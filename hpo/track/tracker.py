@@ -92,8 +92,14 @@ def mlflow_ui(tracking_uri: str) -> str:
     return (os.environ.get("HPO_MLFLOW_UI") or DEFAULT_MLFLOW_UI).rstrip("/")
 
 
+# MLflow 3.17's UI takes its side (GenAI or model training) from this query parameter, else from the browser's
+# last choice (GenAI at first), not from the experiment's mlflow.experimentKind tag: every link hpo writes says
+# model training, so a run opens under "Runs" with its metrics, not under "Evaluations" (checked in Chromium).
+TRAINING_VIEW = "?workflowType=machine_learning"
+
+
 def run_url(tracking_uri: str, experiment_id: str, run_id: str) -> str:
-    return f"{mlflow_ui(tracking_uri)}/#/experiments/{experiment_id}/runs/{run_id}"
+    return f"{mlflow_ui(tracking_uri)}/#/experiments/{experiment_id}/runs/{run_id}{TRAINING_VIEW}"
 
 
 def _millis() -> int:
