@@ -53,8 +53,8 @@ def check_gpus(value: str) -> str:
 
 # MLflow's rules for a registered model's alias (mlflow/utils/validation.py: _validate_model_alias_name and
 # _validate_model_alias_name_reserved): checked before a version is registered, so a refused alias leaves none.
-ALIAS = re.compile(r"^[\w\-]{1,255}$")
-RESERVED_ALIAS = re.compile(r"^([vV]\d+|[lL][aA][tT][eE][sS][tT])$")
+ALIAS = re.compile(r"^[\w\-]{1,255}\Z")
+RESERVED_ALIAS = re.compile(r"^([vV]\d+|[lL][aA][tT][eE][sS][tT])\Z")
 
 
 def check_alias(value: str) -> str:

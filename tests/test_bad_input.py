@@ -52,6 +52,9 @@ MALFORMED = {
     "unknown top-level field": (setitem("nmae", "x"), "nmae: unknown field; allowed: name, seed"),
     "name with a space": (setitem("name", "has space"), "name: must be 1-100 letters, digits, '_', '.' or '-'"),
     "empty name": (setitem("name", ""), "name: must be 1-100 letters, digits, '_', '.' or '-', got ''"),
+    "a name ending in a newline": (setitem("name", "tiny\n"), "name: must be 1-100 letters, digits, '_', '.' or "
+                                                              "'-', got 'tiny\\n'"),
+    "a device ending in a newline": (setitem("device", "cpu\n"), "device: must be auto, cpu, cuda or cuda:N"),
     "negative seed": (setitem("seed", -1), "seed: must be an integer from 0 to 4,294,967,295, got -1"),
     "seed past 2**32": (setitem("seed", 2**70), "seed: must be an integer from 0 to 4,294,967,295"),
     "fractional seed": (setitem("seed", 1.5), "seed: must be an integer from 0 to 4,294,967,295, got 1.5"),
@@ -318,6 +321,8 @@ ARGUMENTS = {
     "a tracking server that does not answer": (["run", "study.yaml", "--tracking-uri", "http://127.0.0.1:1"],
                                                "no MLflow server answers at 127.0.0.1:1"),
     "promote to a reserved alias": (["promote", "tiny", "--alias", "latest"], "'latest' is reserved by MLflow"),
+    "promote to an alias ending in a newline": (["promote", "tiny", "--alias", "champion\n"],
+                                                "'champion\\n' is not an alias MLflow takes"),
     "promote to a version's alias": (["promote", "tiny", "--alias", "v3"], "'v3' is reserved by MLflow"),
     "promote to an alias with a space": (["promote", "tiny", "--alias", "my model"],
                                          "'my model' is not an alias MLflow takes"),

@@ -27,11 +27,9 @@ def test_signs_of_divergence():
     assert "at chance (1/10)" in divergence(stuck, 2.3, 10)
     assert divergence(stuck, 2.3, 10, warmup_epochs=2) is None  # still warming up
     assert divergence(epoch(3, 1.0, val_accuracy=0.1), 2.3, 10) is None  # the loss falls: just slow
-    # a network killed by a large lr: it settles between ln 10 and its first loss, answering one class
-    dead = epoch(3, 2.81, val_accuracy=0.1007)
-    assert "at chance (1/10) and the training loss 2.81 is no lower than" in divergence(dead, 3.20, 10)
-    assert divergence(epoch(3, 2.25, val_accuracy=0.11), 2.31, 10) is None  # under ln 10: learning, slowly
-    assert divergence(epoch(3, 2.81, val_accuracy=0.15), 3.20, 10) is None  # over chance
+    # a falling loss at chance is not stopped (a slow start looks the same); the trial is flagged at its end
+    assert divergence(epoch(3, 2.81, val_accuracy=0.1007), 3.20, 10) is None
+    assert "at chance (1/10)" in divergence(epoch(3, 2.4, val_accuracy=0.1007), 2.3, 10)  # within the margin
     assert divergence(epoch(1, 2.5, val_accuracy=0.1), 2.5, 10) is None  # too early to judge: flagged at the end
 
 

@@ -99,8 +99,9 @@ def test_the_digits_listing_is_the_file_itself():
 def test_the_readme_study_file_validates(tmp_path):
     listing = re.search(r"## A study file\n.*?```yaml\n(.*?)```", README.read_text(), re.S).group(1)
     (tmp_path / "pets.yaml").write_text(listing)
-    result = hpo("check", "pets.yaml", cwd=tmp_path)
-    assert "pets.yaml: OK" in result.stdout and "momentum         float  [0.8, 0.99]  (only when" in result.stdout
+    (tmp_path / "pets").mkdir()  # the user's image folder, which hpo check wants to exist
+    result = hpo("check", "pets.yaml", "--set", "data.root=pets", cwd=tmp_path)
+    assert "pets.yaml (with --set data.root=pets): OK" in result.stdout and "momentum         float  [0.8, 0.99]  (only when" in result.stdout
 
 
 # Run elsewhere, for real: the servers (tests/test_browser.py, tests/test_pyfunc.py) and the benchmark

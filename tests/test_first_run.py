@@ -47,4 +47,4 @@ def test_ctrl_c_in_the_first_seconds_of_a_first_run_loses_nothing(tmp_path, mome
     client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
     runs = client.search_runs([client.get_experiment_by_name("first").experiment_id])
     assert not [r for r in runs if r.info.status == "RUNNING"]
-    assert not list(tmp_path.glob(".*.creating*")), "a creation cut short was left behind"
+    assert not list(tmp_path.glob(".*.creating-*")), "a creation cut short was left behind"

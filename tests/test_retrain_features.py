@@ -45,6 +45,7 @@ def test_lr_find_prints_a_suggestion_and_saves_the_plot(tmp_path):
 def test_pretrained_missing_file_is_a_one_line_error(tmp_path):
     study = dict(TINY_STUDY, name="pre", model={"name": "digits_cnn", "pretrained": "nowhere.pth"})
     result = hpo("run", str(write_study(tmp_path, study)), cwd=tmp_path, check=False)
-    assert result.returncode == 2 and "model.pretrained: no such weights file 'nowhere.pth'" in result.stderr
+    assert result.returncode == 2 and f"model.pretrained: no such weights file '{tmp_path / 'nowhere.pth'}'" \
+        in result.stderr  # relative to the study file's folder
     assert len(result.stderr.strip().splitlines()) == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["study.yaml"]

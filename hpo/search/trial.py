@@ -137,7 +137,7 @@ def _train(ctx: Context, record: TrialRecord, hp: Hyperparams, seed: int, run, s
             shown.epoch(diverged.result, getattr(diverged.result, spec.metric))
             record.set_epochs(diverged.result.epoch)
             _stop(record, run, diverged.reason)
-    if result is not None and at_chance(result, ctx.splits.num_classes):  # too short a budget to stop it as diverged
+    if result is not None and at_chance(result, ctx.splits.num_classes):  # learned nothing, yet not diverged
         reason = (f"validation accuracy {result.val_accuracy:.4f} after its whole budget is at chance "
                   f"(1/{ctx.splits.num_classes}): it learned nothing")
         record.set_at_chance(reason)

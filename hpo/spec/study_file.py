@@ -9,6 +9,7 @@ documented in docs/study-files.md.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import inspect
 import math
 import re
@@ -37,8 +38,9 @@ MAX_TRIALS = 100_000  # far above any study we know of (write-ups: tens to hundr
 MAX_SEEDS = 100  # retrains per trial in a seed comparison
 MAX_EPOCHS = 10_000  # write-up 000's longest budget is 600
 MAX_SEED = 2**32 - 1  # NumPy and Optuna samplers take seeds below 2**32
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
-DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")  # what hpo trains on; checked against torch at run
+# \Z, not $: "$" also matches before a final newline, and "digits\n" is not a name
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}\Z")
+DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?)\Z")  # what hpo trains on; checked against torch at run
 COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune")  # torch.compile modes; reduce-overhead adds
 # CUDA graphs
 
@@ -114,6 +116,7 @@ class StudySpec:
     enqueue: tuple[Mapping[str, Any], ...]
     source: str  # the file it came from, for messages
     raw: Mapping[str, Any]  # the validated document (after --set), logged with the study
+    file: str | None = None  # the study file's absolute path; None for a spec read back from a stored study
 
     def build_sampler(self):
         return SAMPLERS.get(self.sampler.name)(space=self.search, seed=self.seed, **self.sampler.args)
@@ -156,7 +159,7 @@ def load_study(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) ->
     raw = anchor_paths(apply_overrides(raw, overrides), Path.cwd())  # a --set path: from where it was typed
     if overrides:
         source = f"{source} (with --set {' '.join(overrides)})"
-    return parse_study(raw, source)
+    return dataclasses.replace(parse_study(raw, source), file=str(path.resolve()))
 
 
 PATH_FIELDS = (("data", "root"), ("model", "pretrained"))  # the study file's paths, read by other processes

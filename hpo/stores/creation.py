@@ -4,7 +4,7 @@ MLflow builds its schema in dozens of migrations and Optuna in a few statements.
 through used to leave a file that every later command refused (``index ... already exists``, ``table
 _alembic_tmp_experiments already exists``). Here the schema is built in a temporary file beside the store
 and renamed into place once complete, so the store's own name holds either nothing or a whole schema. A
-creation cut short leaves only the temporary file, which the next creation removes and redoes.
+creation cut short leaves only the temporary file (and its journal), which the next creation removes.
 
 Callers hold the store's lock (``hpo/stores/locks.py``), so two first runs never build the same file.
 """
@@ -12,6 +12,7 @@ Callers hold the store's lock (``hpo/stores/locks.py``), so two first runs never
 from __future__ import annotations
 
 import os
+import uuid
 from pathlib import Path
 from typing import Callable
 
@@ -27,18 +28,16 @@ def created_whole(url: str, build: Callable[[str], None]) -> bool:
     path = sqlite_path(url)
     if path is None or str(path) == ":memory:" or (path.exists() and path.stat().st_size > 0):
         return False
-    building = path.with_name(f".{path.name}.creating")
-    _remove(building)  # a creation cut short
+    for cut_short in path.parent.glob(f".{path.name}.creating-*"):  # left by a creation that was stopped
+        cut_short.unlink(missing_ok=True)
+    # A name of its own, absolute: MLflow keeps one engine per URL in a process, so a name used before (in
+    # another folder, by an earlier command of the same Python process) would reach that engine's file.
+    building = path.resolve().with_name(f".{path.name}.creating-{os.getpid()}-{uuid.uuid4().hex[:8]}")
     build(f"sqlite:///{building}")
     if any(Path(f"{building}{side}").exists() for side in SIDE_FILES[1:]):
         raise RuntimeError(f"{building} still has a journal beside it after its schema was built")
     os.replace(building, path)
     return True
-
-
-def _remove(path: Path) -> None:
-    for side in SIDE_FILES:
-        Path(f"{path}{side}").unlink(missing_ok=True)
 
 
 def build_optuna_schema(url: str) -> None:

@@ -8,6 +8,7 @@ this module alone, and every write goes through the study storage's retry policy
 Study attributes (:class:`StudyRecord`):
     uid                   an id given at creation; training state files are checked against it
     spec                  the validated study file, so ``hpo retrain NAME`` needs no file
+    study_file            where the latest ``hpo run`` read it (an absolute path)
     metric                the metric's name (optuna-dashboard labels its axes with it)
     mlflow_experiment_id  the study's MLflow experiment
     retries               [dead trial, its retry] pairs, in the order they were enqueued (hpo/study/retries.py)
@@ -43,7 +44,7 @@ from hpo.stores.urls import normalized
 
 STORAGE = "the study storage"  # how a failing write names the store
 
-UID, SPEC, METRIC, EXPERIMENT = "uid", "spec", "metric", "mlflow_experiment_id"
+UID, SPEC, STUDY_FILE, METRIC, EXPERIMENT = "uid", "spec", "study_file", "metric", "mlflow_experiment_id"
 RETRIES, RETRIES_USED_UP, RETRAINS, VERDICT = "retries", "retries_used_up", "retrain_results", "seed_verdict"
 
 SEED, EPOCHS, PRUNE_REASON, FAIL_REASON, DIED = "trial_seed", "epochs", "prune_reason", "fail_reason", "died"
@@ -108,6 +109,10 @@ class StudyRecord:
         return list(self._attrs().get(RETRAINS, []))
 
     @property
+    def study_file(self) -> str | None:
+        return self._attrs().get(STUDY_FILE)
+
+    @property
     def seed_verdict(self) -> dict | None:
         return self._attrs().get(VERDICT)
 
@@ -121,9 +126,11 @@ class StudyRecord:
         self._set(UID, uid)
         self._set(RETRIES, [])
 
-    def describe_run(self, spec: dict, metric: str, experiment_id: str | None) -> None:
-        """The study file and metric of the latest ``hpo run``, and its MLflow experiment."""
+    def describe_run(self, spec: dict, metric: str, experiment_id: str | None, study_file: str | None = None) -> None:
+        """The study file (its content and path) and metric of the latest ``hpo run``, and its MLflow experiment."""
         self._set(SPEC, spec)
+        if study_file is not None:
+            self._set(STUDY_FILE, study_file)
         self._set(METRIC, metric)
         if experiment_id is not None:
             self._set(EXPERIMENT, experiment_id)

@@ -132,7 +132,7 @@ def open_study(spec, storage: optuna.storages.RDBStorage) -> optuna.Study:
 
 def record_study(study: optuna.Study, spec, experiment_id: str | None) -> None:
     """What the latest ``hpo run`` says of the study: its spec, its metric and its MLflow experiment."""
-    StudyRecord(study).describe_run(dict(spec.raw), spec.metric, experiment_id)
+    StudyRecord(study).describe_run(dict(spec.raw), spec.metric, experiment_id, spec.file)
     if study.metric_names != [spec.metric]:
         study.set_metric_names([spec.metric])
 

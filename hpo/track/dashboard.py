@@ -88,7 +88,7 @@ def write_study_note(spec, study, best: tuple[int, float] | None = None, run_url
     best = best if best is not None else best_so_far(spec.direction, study, None, None, None)
     record = StudyRecord(study)
     lines = [f"## {spec.name}", "",
-             f"- study file: `{Path(spec.source).resolve()}`" if Path(spec.source).is_file()
+             f"- study file: `{spec.file or record.study_file}`" if spec.file or record.study_file
              else f"- study: {spec.source}",
              f"- data: {spec.data.name}{args(spec.data.args)}",
              f"- model: {spec.model.name}{args(spec.model.args)}",
