@@ -73,25 +73,21 @@ def at_least(low: int):
     return whole_number
 
 
-def gpu_list(value: str) -> str:
-    try:
-        return api.check_gpus(value)
-    except UserError as err:
-        raise argparse.ArgumentTypeError(str(err).removeprefix("--gpus: ")) from None
+def checked_by(check, flag: str):
+    """An argparse type from one of ``hpo.api``'s checks: its message, less the flag argparse names itself."""
+    def value_type(value: str) -> str:
+        try:
+            return check(value)
+        except UserError as err:
+            raise argparse.ArgumentTypeError(str(err).removeprefix(f"{flag}: ")) from None
+
+    value_type.__name__ = flag.lstrip("-")  # argparse names the type in some messages
+    return value_type
 
 
-def alias_name(value: str) -> str:
-    try:
-        return api.check_alias(value)
-    except UserError as err:
-        raise argparse.ArgumentTypeError(str(err).removeprefix("--alias: ")) from None
-
-
-def run_id(value: str) -> str:
-    try:
-        return api.check_run_id(value)
-    except UserError as err:
-        raise argparse.ArgumentTypeError(str(err).removeprefix("--run: ")) from None
+gpu_list = checked_by(api.check_gpus, "--gpus")
+alias_name = checked_by(api.check_alias, "--alias")
+run_id = checked_by(api.check_run_id, "--run")
 
 
 def port(value: str) -> int:

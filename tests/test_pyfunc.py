@@ -196,7 +196,7 @@ def test_a_promote_stopped_at_any_moment_leaves_all_of_it_or_nothing(tiny_run, t
         return versions, champion
 
     env = {k: v for k, v in os.environ.items() if k not in ("HPO_STORAGE", "MLFLOW_TRACKING_URI", "HPO_ARTIFACTS")}
-    for moment in (1.0, 2.5, 3.5, 4.5, 6.0):
+    for moment in (2.0, 3.5, 5.0):
         before, champion_before = state()
         output = work / f"out-{how}-{moment}.pt"
         process = subprocess.Popen([sys.executable, "-m", "hpo", "promote", "tiny", "--output", str(output)], cwd=work,
