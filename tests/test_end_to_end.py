@@ -235,3 +235,25 @@ def test_stores_default_to_current_directory_and_env_overrides(tmp_path):
     for target in (plain / "hpo.db", env_target / "s.db", flag_target / "s.db"):
         with sqlite3.connect(target) as db:
             assert db.execute("select count(*) from trials where state = 'COMPLETE'").fetchone() == (1,)
+
+
+def test_two_studies_run_from_python_in_two_folders_keep_their_own_stores(tmp_path, monkeypatch):
+    """``hpo.api.run`` in one folder, then in another, in one process (a notebook): each folder's mlflow.db
+    holds its own study's runs. MLflow keeps one engine per URL string, so the default relative
+    ``sqlite:///mlflow.db`` went on writing into the first folder."""
+    from hpo import api
+
+    for var in ("HPO_STORAGE", "MLFLOW_TRACKING_URI", "HPO_ARTIFACTS"):
+        monkeypatch.delenv(var, raising=False)
+    study_file = write_study(tmp_path, dict(TINY_STUDY, enqueue=[], budget={"trials": 1, "epochs": 1,
+                                                                             "retrain": {"epochs": 1}}))
+    for name in ("first", "second"):
+        (tmp_path / name).mkdir()
+        monkeypatch.chdir(tmp_path / name)
+        assert api.run(api.RunRequest(str(study_file), api.Stores(), (f"name={name}",)),
+                       print_line=lambda line: None) == 0
+    for name in ("first", "second"):
+        client = MlflowClient(f"sqlite:///{tmp_path / name / 'mlflow.db'}")
+        assert sorted(e.name for e in client.search_experiments()) == ["Default", name]
+        [experiment] = [e for e in client.search_experiments() if e.name == name]
+        assert len(client.search_runs([experiment.experiment_id])) == 3  # the study, its trial, the retrain

@@ -17,7 +17,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from hpo.core.masking import masked
 from hpo.stores.retry import first_line
-from hpo.stores.urls import bound_mlflow_requests, local_path
+from hpo.stores.urls import absolute_sqlite, bound_mlflow_requests, local_path
 from hpo.study.record import StudyRecord, TrialRecord
 
 MISSING = "-"  # a parameter a trial did not use (momentum with Adam)
@@ -126,7 +126,7 @@ def mlflow_retrains(study, tracking_uri: str) -> list[dict]:
 
     bound_mlflow_requests()
 
-    client = MlflowClient(tracking_uri=tracking_uri)
+    client = MlflowClient(tracking_uri=absolute_sqlite(tracking_uri))  # hpo/stores/urls.py: one engine per URL
     experiment_id = StudyRecord(study).experiment_id
     if experiment_id is None:
         experiment = client.get_experiment_by_name(study.study_name)

@@ -63,7 +63,7 @@ def promote(tracker, output: str | Path | None = None, alias: str = DEFAULT_ALIA
     with tempfile.TemporaryDirectory() as tmp:  # load it first: never register a version we cannot export
         checkpoint_file = tracker.download_checkpoint(run.info.run_id, tmp)
         checkpoint = load_checkpoint(checkpoint_file)
-        model_id = log_classifier(tracker.uri, tracker.experiment_id, run.info.run_id, checkpoint_file, checkpoint,
+        model_id = log_classifier(tracker.mlflow_uri, tracker.experiment_id, run.info.run_id, checkpoint_file, checkpoint,
                                   tags=tracker.promotion_tags())
     name, version, created, partial = tracker.study_name, None, False, None
     previous = tracker.alias_version(name, alias)

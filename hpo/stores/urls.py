@@ -25,6 +25,16 @@ def sqlite_path(url: str) -> Path | None:
     return Path(url[len("sqlite:///"):]) if url.startswith("sqlite:///") else None
 
 
+def absolute_sqlite(url: str) -> str:
+    """``url`` with a relative SQLite file made absolute, for MLflow. MLflow keeps one database engine per URL
+    string in a process, so ``sqlite:///mlflow.db`` would go on reaching the folder where it was first used
+    after the process moved to another (two ``hpo.api.run`` in two folders of one notebook)."""
+    path = sqlite_path(url)
+    if path is None or path.is_absolute() or str(path) in ("", ":memory:"):
+        return url
+    return f"sqlite:///{path.resolve()}"
+
+
 def local_path(url: str) -> Path | None:
     """The file or folder behind a local store: an SQLite URL, a ``file:`` URI or a plain path (MLflow's file
     store); None for a server or a service."""

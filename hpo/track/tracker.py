@@ -58,6 +58,7 @@ from hpo.stores.locks import store_lock  # noqa: E402
 from hpo.stores.processes import ProcessId  # noqa: E402
 from hpo.stores.retry import StoreUnwritable, first_line, retried  # noqa: E402
 from hpo.stores.urls import (  # noqa: E402
+    absolute_sqlite,
     artifact_root,
     check_tracking_uri,
     is_relative_location,
@@ -260,15 +261,16 @@ class Tracker:
         """``create=False``: only an existing experiment (``hpo promote``), and nothing is written otherwise.
         ``several_machines``: the study's storage is a database server, so another machine may retry a trial."""
         self.study_name = study_name
-        self.uri = tracking_uri(uri)
+        self.uri = tracking_uri(uri)  # as the user gave it, for messages and links
         check_tracking_uri(self.uri)
+        self.mlflow_uri = absolute_sqlite(self.uri)  # what MLflow is given (hpo/stores/urls.py)
         if not create and sqlite_tables(self.uri) is None and sqlite_path(self.uri) is not None:
             raise UserError(f"no MLflow store at {self.uri}; run `hpo run STUDY_FILE` first, or pass --tracking-uri")
         # Under a lock: first runs started together would race to create MLflow's schema and the experiment.
         with store_lock(self.uri, "mlflow"):
             if create:  # a Ctrl-C while MLflow builds its schema loses nothing (hpo/stores/creation.py)
                 created_whole(self.uri, build_mlflow_schema)
-            self.client = retried(f"MLflow ({masked(self.uri)})", MlflowClient, tracking_uri=self.uri)
+            self.client = retried(f"MLflow ({masked(self.uri)})", MlflowClient, tracking_uri=self.mlflow_uri)
             experiment = retried(f"MLflow ({masked(self.uri)})", self.client.get_experiment_by_name, study_name)
             if experiment is None and not create:
                 names = [e.name for e in self.client.search_experiments() if e.name != "Default"]
@@ -432,7 +434,7 @@ class Tracker:
             with tempfile.TemporaryDirectory(prefix="hpo-state-") as scratch:
                 try:
                     got = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=f"{STATE_ARTIFACT}/{name}",
-                                                              dst_path=scratch, tracking_uri=self.uri)
+                                                              dst_path=scratch, tracking_uri=self.mlflow_uri)
                 except Exception:  # no such artifact, or the server is away: the retry starts over
                     continue
                 path.parent.mkdir(parents=True, exist_ok=True)
@@ -449,7 +451,7 @@ class Tracker:
         for run_id in run_ids:
             with contextlib.suppress(Exception):  # nothing kept, or the server is away: a file left behind
                 get_artifact_repository(self.client.get_run(run_id).info.artifact_uri,
-                                        tracking_uri=self.uri).delete_artifacts(STATE_ARTIFACT)
+                                        tracking_uri=self.mlflow_uri).delete_artifacts(STATE_ARTIFACT)
 
     def log_checkpoint(self, run: RunLog, checkpoint: dict, artifact: str = CHECKPOINT_ARTIFACT) -> None:
         import torch
@@ -522,7 +524,7 @@ class Tracker:
 
     def download_checkpoint(self, run_id: str, directory: str | Path) -> Path:
         return Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=CHECKPOINT_ARTIFACT,
-                                                        dst_path=str(directory), tracking_uri=self.uri))
+                                                        dst_path=str(directory), tracking_uri=self.mlflow_uri))
 
     def chosen_retrain_run(self, run_id: str):
         """The finished retrain run ``run_id`` of this study (``hpo promote --run``); any other run is a one-line
