@@ -184,7 +184,7 @@ def report(study: str, output: str | None = None, top: int = 5, storage: str | N
 def retrain(study: str, stores: Stores, overrides=(), device: str | None = None, print_line: PrintLine = print):
     """``hpo retrain``: retrain the best trial of a stored study, always (even when a retrain exists); returns
     the :class:`hpo.retrain.retrain.RetrainResult` of each retrain."""
-    from hpo.spec.study_file import apply_overrides, is_study_file, load_study, parse_study
+    from hpo.spec.study_file import anchor_paths, apply_overrides, is_study_file, load_study, parse_study
 
     spec = load_study(study, list(overrides)) if is_study_file(study) else None  # a bad file: refused at once
     check_stores(stores)
@@ -201,7 +201,8 @@ def retrain(study: str, stores: Stores, overrides=(), device: str | None = None,
         raw = StudyRecord(load_existing_study(study, storage)).spec
         if raw is None:
             raise UserError(f"study {study!r} was not created by hpo run; pass its study file instead")
-        spec = parse_study(apply_overrides(raw, overrides), f"study {study!r} in {storage.url}")
+        raw = anchor_paths(apply_overrides(raw, overrides), Path.cwd())  # a --set path: from where it was typed
+        spec = parse_study(raw, f"study {study!r} in {storage.url}")
     stored = load_existing_study(spec.name, storage)
     torch_device = resolve_device(device or spec.device)
     ctx = Context(spec, load_data(spec, torch_device), torch_device, open_tracker(spec.name, stores), None,
@@ -213,7 +214,7 @@ def retrain(study: str, stores: Stores, overrides=(), device: str | None = None,
 
 
 def promote(study: str, stores: Stores, run_id: str | None = None, output: str | None = None,
-            alias: str = "champion"):
+            alias: str = "champion", print_line: PrintLine = print):
     """``hpo promote``: register a retrain run in the MLflow Model Registry and write the final checkpoint;
     returns a :class:`hpo.serve.promote.Promotion`."""
     from hpo.stores.outputs import check_output
@@ -233,7 +234,8 @@ def promote(study: str, stores: Stores, run_id: str | None = None, output: str |
     from hpo.track.tracker import Tracker
 
     with interrupts_raise():  # a Ctrl-C undoes the promotion, or waits for its last steps
-        return register(Tracker(name, stores.tracking, stores.artifacts, create=False), output, alias, run_id)
+        return register(Tracker(name, stores.tracking, stores.artifacts, create=False), output, alias, run_id,
+                        print_line)
 
 
 @dataclass(frozen=True)

@@ -93,9 +93,7 @@ def cmd_retrain(args) -> int:
 
 
 def cmd_promote(args) -> int:
-    done = api.promote(args.study, _stores_of(args), args.run, args.output, args.alias)
-    for line in done.cleaned:
-        print(line)
+    done = api.promote(args.study, _stores_of(args), args.run, args.output, args.alias, print_line=_say)
     if done.chosen_because:
         print(done.chosen_because)
     print(f"registered {done.model_name!r} version {done.version} (alias {done.alias!r}) from MLflow run "

@@ -200,7 +200,7 @@ MALFORMED = {
     "an mlp of depth -1": (setitem("model", {"name": "mlp", "depth": -1}), "model: depth must be >= 0, got -1"),
     "a dropout of 1.5": (setitem("model", "dropout", 1.5), "model: dropout must be from 0 to 1, got 1.5"),
     "a data root that does not exist": (folder_data(root="nowhere"), "/nowhere does not exist (a relative data.root "
-                                                                      "is read from the study file's folder)"),
+                                                                      "is read from the study file's folder"),
 }
 
 

@@ -163,8 +163,8 @@ def test_plots_of_a_dozen_parameters_show_the_most_important_on_a_wrapping_grid(
     page = (tmp_path / "many.html").read_text()
     seeded = optuna.importance.FanovaImportanceEvaluator(seed=0)  # as the report ranks them: the same every time
     top = list(optuna.importance.get_param_importances(study, evaluator=seeded))[:6]
-    assert f"The 6 most important of the 12 parameters that vary between COMPLETE trials (Optuna's importance): " \
-           f"{', '.join(top)};" in html.unescape(section(page, "parameters"))
+    assert f"The first 6 of the 12 parameters that vary between COMPLETE trials, the most important first (as " \
+           f"ranked above; conditional ones after): {', '.join(top)};" in html.unescape(section(page, "parameters"))
     parallel, slices = re.findall(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)"', section(page, "parameters"))
     width, height = struct.unpack(">II", base64.b64decode(slices)[16:24])
     assert (width, height) == (640, 416)  # three panels a row, two rows

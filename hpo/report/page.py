@@ -124,8 +124,9 @@ def curves_section(study, rows: list[Row], top: int, metric: str) -> list[Block]
 def parameters_section(study, metric: str) -> list[Block]:
     params = plots.varying_params(study)
     shown = params[:plots.MOST_PARAMS]
-    text = (f"The {len(shown)} most important of the {len(params)} parameters that vary between COMPLETE trials "
-            f"(Optuna's importance): {', '.join(shown)}; the leaderboard has every value."
+    text = (f"The first {len(shown)} of the {len(params)} parameters that vary between COMPLETE trials, the most "
+            f"important first (as ranked above; conditional ones after): {', '.join(shown)}; the leaderboard has "
+            f"every value."
             if len(params) > len(shown) else
             f"The {_count(len(params), 'parameter')} that vary between COMPLETE trials"
             + (f": {', '.join(params)}." if params else "."))
@@ -292,6 +293,7 @@ def write_report(study, output: Path, tracking_uri: str | None, top: int,
     """Write ``output`` (HTML, one file) and the Markdown beside it (same stem, ``.md``) with its pictures as
     PNG files in ``STEM-pictures/``; returns the two reports' paths."""
     import base64
+    import urllib.parse
 
     done = sections(study, tracking_uri, top, print_line)
     markdown = output.with_suffix(".md")
@@ -300,12 +302,16 @@ def write_report(study, output: Path, tracking_uri: str | None, top: int,
     output.write_text(to_html(study.study_name, done), encoding="utf-8")
     written: list[Path] = []
 
+    if pictures.is_dir():  # the pictures of an earlier report under this name
+        for old in pictures.glob("[0-9][0-9].png"):
+            old.unlink()
+
     def picture(uri: str) -> str:
         pictures.mkdir(exist_ok=True)
         path = pictures / f"{len(written) + 1:02d}.png"
         path.write_bytes(base64.b64decode(uri.split(",", 1)[1]))
         written.append(path)
-        return f"{pictures.name}/{path.name}"
+        return urllib.parse.quote(f"{pictures.name}/{path.name}")  # a name with spaces or brackets stays a link
 
     markdown.write_text(to_markdown(study.study_name, done, picture), encoding="utf-8")
     return output, markdown

@@ -105,18 +105,20 @@ SLICE_COLUMNS = 3
 
 
 def varying_params(study) -> list[str]:
-    """The parameters that vary among COMPLETE trials, the most important first (Optuna's default evaluator;
-    by name where it cannot rank them)."""
+    """The parameters that vary among COMPLETE trials: those every COMPLETE trial has ranked by importance as
+    the importance plot ranks them (Optuna's default evaluator, seeded), then the conditional ones by name;
+    all by name where Optuna cannot rank them."""
     complete = _complete(study)
     names = sorted({name for t in complete for name in t.params
                     if len({repr(u.params.get(name)) for u in complete}) > 1})
     if len(names) > 1 and len(complete) > 1:
         import optuna
 
-        try:
+        try:  # what the importance plot ranks (the parameters every COMPLETE trial has), then the conditional ones
             with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # "fewer than 2 trials" for a conditional parameter: still ranked
-                ranked = list(optuna.importance.get_param_importances(study, params=names, evaluator=evaluator()))
+                warnings.simplefilter("ignore")
+                ranked = [n for n in optuna.importance.get_param_importances(study, evaluator=evaluator())
+                          if n in names]
             names = ranked + [n for n in names if n not in ranked]
         except (ValueError, RuntimeError):
             pass

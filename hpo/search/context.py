@@ -8,6 +8,7 @@ and the data sets are imported inside the functions that need them.
 from __future__ import annotations
 
 import os
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Union
@@ -109,7 +110,7 @@ def check_stores(stores: Stores, trains: bool = True) -> None:
 
 def store_flags(stores: Stores) -> str:
     """The store options a follow-up command needs to find the same MLflow store."""
-    return f" --tracking-uri {stores.tracking}" if stores.tracking else ""
+    return f" --tracking-uri {shlex.quote(stores.tracking)}" if stores.tracking else ""  # ? and & stay literal
 
 
 def open_tracker(study_name: str, stores: Stores):

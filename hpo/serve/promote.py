@@ -33,7 +33,6 @@ class Promotion:
     checkpoint: Path
     test_accuracy: float
     chosen_because: str = ""  # why this run, when hpo promote chose it among a seed comparison's
-    cleaned: tuple[str, ...] = ()  # what killed promotions had left half done, removed first
 
 
 @contextlib.contextmanager
@@ -51,39 +50,43 @@ def default_output(study_name: str, version: int) -> Path:
 
 
 def promote(tracker, output: str | Path | None = None, alias: str = DEFAULT_ALIAS,
-            run_id: str | None = None) -> Promotion:
+            run_id: str | None = None, print_line=print) -> Promotion:
     """Register the run's model with ``alias`` and write its checkpoint: all of it, or nothing.
 
-    The version is registered tagged ``hpo.promotion: pending``; the checkpoint is written beside its path
-    under a temporary name; then the alias is moved, the tag set to ``done`` and the file renamed into place.
-    A failure (or Ctrl-C) on the way undoes what was made; a process killed on the way leaves the pending
-    tag, and the next ``hpo promote`` removes what it left (``Tracker.undo_dead_promotions``)."""
-    cleaned = tuple(tracker.undo_dead_promotions(tracker.study_name))
+    The version is registered tagged ``hpo.promotion: pending`` (with the alias, the version the alias is on
+    and the checkpoint's path); the checkpoint is written beside its path under a temporary name; then, with
+    Ctrl-C held back, the file is renamed into place, the alias moved and the tags set to ``done``. A failure
+    or Ctrl-C before that undoes what was made; a process killed before that leaves the pending tag, and the
+    next ``hpo promote`` undoes what it left (``Tracker.undo_dead_promotions``), printing a line each."""
+    for line in tracker.undo_dead_promotions(tracker.study_name):
+        print_line(line)
     run, because = (tracker.chosen_retrain_run(run_id), "") if run_id else default_run(tracker)
-    with tempfile.TemporaryDirectory() as tmp:  # load it first: never register a version we cannot export
-        checkpoint_file = tracker.download_checkpoint(run.info.run_id, tmp)
-        checkpoint = load_checkpoint(checkpoint_file)
-        model_id = log_classifier(tracker.mlflow_uri, tracker.experiment_id, run.info.run_id, checkpoint_file, checkpoint,
-                                  tags=tracker.promotion_tags())
-    name, version, created, partial = tracker.study_name, None, False, None
-    previous = tracker.alias_version(name, alias)
+    name, model_id, version, finished = tracker.study_name, None, None, False
     try:
-        version, created = tracker.register_pending(run, name, model_id)
+        with tempfile.TemporaryDirectory() as tmp:  # load it first: never register a version we cannot export
+            checkpoint_file = tracker.download_checkpoint(run.info.run_id, tmp)
+            checkpoint = load_checkpoint(checkpoint_file)
+            model_id = log_classifier(tracker.mlflow_uri, tracker.experiment_id, run.info.run_id, checkpoint_file,
+                                      checkpoint, tags=tracker.promotion_tags())
+        previous = tracker.alias_version(name, alias)
+        version = tracker.register_pending(run, name, model_id, alias, previous)
+        path = Path(output or default_output(name, int(version)))
+        tracker.note_output(name, version, path)
         checkpoint["registry"] = {"name": name, "version": int(version), "alias": alias, "run_id": run.info.run_id,
                                   "model_id": model_id, "tracking_uri": masked(tracker.uri)}
-        path = Path(output or default_output(name, int(version)))
-        partial = save_checkpoint(checkpoint, path.with_name(f".{path.name}.partial"))
+        partial = path.with_name(f".{path.name}.partial")
+        save_checkpoint(checkpoint, partial)
         with signals_deferred():  # the last steps, and nothing cut between them
-            tracker.finish_promotion(name, version, model_id, alias)
             os.replace(partial, path)
+            tracker.finish_promotion(name, version, model_id, alias)
+            finished = True
     except BaseException:
-        if partial is not None:
-            partial.unlink(missing_ok=True)
-        with best_effort_undo(f"undoing the promotion of version {version} of {name!r}"):
-            tracker.undo_promotion(name, version, model_id, alias, previous, created)
+        if not finished:  # a Ctrl-C held back until the end is raised after a whole promotion: nothing to undo
+            with best_effort_undo(f"undoing the promotion of version {version} of {name!r}"):
+                tracker.undo_promotion(name, version, model_id)
         raise
     return Promotion(name, int(version), alias, run.info.run_id, path, checkpoint["metrics"]["test_accuracy"],
-                     because, cleaned)
+                     because)
 
 
 def default_run(tracker) -> tuple[object, str]:

@@ -185,7 +185,8 @@ def check_data_root(spec: StudySpec) -> None:
     root = spec.data.args.get("root")
     if isinstance(root, str) and not spec.data.args.get("download") and not Path(root).exists():
         raise SpecError(spec.source, "data.root", f"{root} does not exist (a relative data.root is read from the "
-                        "study file's folder); point it at the data set's folder, or --set data.root=DIR")
+                        "study file's folder, one given with --set from the current directory); point it at the "
+                        "data set's folder, or --set data.root=DIR")
 
 
 def apply_overrides(raw: dict, overrides) -> dict:

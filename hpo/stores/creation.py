@@ -25,15 +25,15 @@ def created_whole(url: str, build: Callable[[str], None]) -> bool:
     """Build the SQLite store at ``url`` with ``build(temporary_url)`` and rename it into place, when it does
     not exist yet (or is an empty file); True when it was created. Other databases are left to ``build``'s
     own callers: a database server creates its schema in one transaction per migration."""
-    path = sqlite_path(url)
-    if path is None or str(path) == ":memory:" or (path.exists() and path.stat().st_size > 0):
+    path, (_, mark, query) = sqlite_path(url), url.partition("?")  # sqlite:///hpo.db?timeout=30: the options kept
+    if path is None or str(path) in ("", ":memory:") or (path.exists() and path.stat().st_size > 0):
         return False
     for cut_short in path.parent.glob(f".{path.name}.creating-*"):  # left by a creation that was stopped
         cut_short.unlink(missing_ok=True)
     # A name of its own, absolute: MLflow keeps one engine per URL in a process, so a name used before (in
     # another folder, by an earlier command of the same Python process) would reach that engine's file.
     building = path.resolve().with_name(f".{path.name}.creating-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-    build(f"sqlite:///{building}")
+    build(f"sqlite:///{building}{mark}{query}")
     if any(Path(f"{building}{side}").exists() for side in SIDE_FILES[1:]):
         raise RuntimeError(f"{building} still has a journal beside it after its schema was built")
     os.replace(building, path)

@@ -21,18 +21,19 @@ DEFAULT_ARTIFACT_ROOT = "mlartifacts"  # in the current directory
 
 
 def sqlite_path(url: str) -> Path | None:
-    """The file behind an SQLite URL (``sqlite:///relative.db``, ``sqlite:////absolute.db``), else None."""
-    return Path(url[len("sqlite:///"):]) if url.startswith("sqlite:///") else None
+    """The file behind an SQLite URL (``sqlite:///relative.db``, ``sqlite:////absolute.db``, with or without the
+    driver's options after ``?``), else None."""
+    return Path(url[len("sqlite:///"):].partition("?")[0]) if url.startswith("sqlite:///") else None
 
 
 def absolute_sqlite(url: str) -> str:
     """``url`` with a relative SQLite file made absolute, for MLflow. MLflow keeps one database engine per URL
     string in a process, so ``sqlite:///mlflow.db`` would go on reaching the folder where it was first used
     after the process moved to another (two ``hpo.api.run`` in two folders of one notebook)."""
-    path = sqlite_path(url)
+    path, (_, mark, query) = sqlite_path(url), url.partition("?")
     if path is None or path.is_absolute() or str(path) in ("", ":memory:"):
         return url
-    return f"sqlite:///{path.resolve()}"
+    return f"sqlite:///{path.resolve()}{mark}{query}"
 
 
 def local_path(url: str) -> Path | None:

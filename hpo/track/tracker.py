@@ -246,6 +246,8 @@ RUN_STATUS = {TrialState.COMPLETE: ("COMPLETE", "FINISHED"), TrialState.PRUNED: 
 
 
 PROMOTION = "hpo.promotion"  # "pending" on a version and its logged model until the promotion is whole
+PROMOTION_ALIAS, PROMOTION_PREVIOUS, PROMOTION_OUTPUT = "hpo.promotion.alias", "hpo.promotion.previous", \
+    "hpo.promotion.output"  # on a pending version: what undoing it puts back or removes
 
 
 def _gone(tags) -> bool:
@@ -544,10 +546,14 @@ class Tracker:
 
     # --- the Model Registry (hpo/serve/promote.py: a promotion is whole or undone) ---
 
-    def register_pending(self, run, model_name: str, model_id: str) -> tuple[str, bool]:
+    def promotion_tags(self) -> dict[str, str]:
+        """The tags of what a promotion under way by this process makes (its logged model, its version)."""
+        return {PROMOTION: "pending", **ProcessId.current().as_attrs()}
+
+    def register_pending(self, run, model_name: str, model_id: str, alias: str, previous: str | None) -> str:
         """A new Model Registry version from the logged model ``model_id`` (the pyfunc of ``run``'s checkpoint,
-        ``hpo/serve/pyfunc.py``), tagged as a promotion under way by this process; returns its version and
-        whether the registered model was created for it."""
+        ``hpo/serve/pyfunc.py``), tagged as a promotion under way by this process, with what undoing it needs:
+        the alias it will move and the version that alias is on now (``note_output``: the file it writes)."""
         from mlflow.exceptions import MlflowException
         created = False
         try:
@@ -555,10 +561,20 @@ class Tracker:
         except MlflowException:
             self.client.create_registered_model(model_name, tags={"hpo.study": self.study_name})
             created = True
-        version = self.client.create_model_version(
-            model_name, source=f"models:/{model_id}", run_id=run.info.run_id, model_id=model_id,
-            tags={"hpo.retrain_of_trial": run.data.tags.get("hpo.retrain_of_trial", ""), **self.promotion_tags()})
-        return version.version, created
+        try:
+            version = self.client.create_model_version(
+                model_name, source=f"models:/{model_id}", run_id=run.info.run_id, model_id=model_id,
+                tags={"hpo.retrain_of_trial": run.data.tags.get("hpo.retrain_of_trial", ""), **self.promotion_tags(),
+                      PROMOTION_ALIAS: alias, PROMOTION_PREVIOUS: previous or ""})
+        except BaseException:
+            if created:
+                self.client.delete_registered_model(model_name)
+            raise
+        return version.version
+
+    def note_output(self, model_name: str, version: str, path: Path) -> None:
+        """The checkpoint file a pending version's promotion is about to write (undoing it removes the file)."""
+        self.client.set_model_version_tag(model_name, version, PROMOTION_OUTPUT, str(path.resolve()))
 
     def alias_version(self, model_name: str, alias: str) -> str | None:
         """The version ``alias`` points at now, or None."""
@@ -568,40 +584,59 @@ class Tracker:
         except MlflowException:
             return None
 
-    def promotion_tags(self) -> dict[str, str]:
-        """The tags of a logged model made for a promotion under way by this process."""
-        return {PROMOTION: "pending", **ProcessId.current().as_attrs()}
-
     def finish_promotion(self, model_name: str, version: str, model_id: str, alias: str) -> None:
+        """The logged model first: a version that is done never has a logged model still marked pending."""
+        self.client.set_logged_model_tags(model_id, {PROMOTION: "done"})
         self.client.set_registered_model_alias(model_name, alias, version)
         self.client.set_model_version_tag(model_name, version, PROMOTION, "done")
-        self.client.set_logged_model_tags(model_id, {PROMOTION: "done"})
 
-    def undo_promotion(self, model_name: str, version: str | None, model_id: str, alias: str,
-                       previous: str | None, created_model: bool) -> None:
-        """Remove what a promotion that did not finish made: its version (and the alias it may have moved,
-        back to ``previous``), the registered model when it was made for it, and its logged model."""
+    def undo_promotion(self, model_name: str, version: str | None, model_id: str | None) -> None:
+        """Remove what a promotion that did not finish made: its checkpoint file (one written since the version
+        was registered: a file it was to replace stays), the alias it may have moved (back to the version it
+        was on), its version, the registered model when nothing else is left in it, and its logged model."""
         if version is not None:
-            if previous is not None:
-                self.client.set_registered_model_alias(model_name, alias, previous)
-            elif self.alias_version(model_name, alias) == version:
-                self.client.delete_registered_model_alias(model_name, alias)
+            registered = self.client.get_model_version(model_name, version)
+            tags = registered.tags
+            alias, previous = tags.get(PROMOTION_ALIAS), tags.get(PROMOTION_PREVIOUS)
+            output = Path(tags[PROMOTION_OUTPUT]) if tags.get(PROMOTION_OUTPUT) else None
+            if output is not None:
+                output.with_name(f".{output.name}.partial").unlink(missing_ok=True)
+                if output.is_file() and output.stat().st_mtime * 1000 >= registered.creation_timestamp:
+                    output.unlink()
+            if alias and self.alias_version(model_name, alias) == version:
+                if previous and self._version_exists(model_name, previous):
+                    self.client.set_registered_model_alias(model_name, alias, previous)
+                else:
+                    self.client.delete_registered_model_alias(model_name, alias)
             self.client.delete_model_version(model_name, version)
-            if created_model and not self.client.search_model_versions(f"name = '{model_name}'"):
+            if not self.client.search_model_versions(f"name = '{model_name}'"):
                 self.client.delete_registered_model(model_name)
-        self.client.delete_logged_model(model_id)
+        if model_id is not None:
+            self.client.delete_logged_model(model_id)
+
+    def _version_exists(self, model_name: str, version: str) -> bool:
+        from mlflow.exceptions import MlflowException
+        try:
+            self.client.get_model_version(model_name, version)
+            return True
+        except MlflowException:
+            return False
 
     def undo_dead_promotions(self, model_name: str) -> list[str]:
-        """Undo the promotions that killed processes of this machine left half done (a version still
-        tagged pending, a logged model with no finished version); a line each."""
-        lines = []
-        pending = [v for v in self.client.search_model_versions(f"name = '{model_name}'")
-                   if v.tags.get(PROMOTION) == "pending" and _gone(v.tags)]
-        for version in pending:
-            self.client.delete_model_version(model_name, version.version)
-            lines.append(f"version {version.version} of {model_name!r} was left half promoted by a process that "
-                         f"no longer exists: removed")
+        """Undo the promotions that killed processes of this machine left half done (a version still tagged
+        pending, a logged model no finished version uses); a line each."""
+        from mlflow.exceptions import MlflowException
+        try:
+            versions = self.client.search_model_versions(f"name = '{model_name}'")
+        except MlflowException:
+            versions = []
+        lines, kept = [], {v.model_id for v in versions if v.tags.get(PROMOTION) != "pending"}
+        for version in versions:
+            if version.tags.get(PROMOTION) == "pending" and _gone(version.tags):
+                self.undo_promotion(model_name, version.version, None)
+                lines.append(f"version {version.version} of {model_name!r} was left half promoted by a process "
+                             f"that no longer exists: removed, with its checkpoint file and alias")
         for logged in self.client.search_logged_models([self.experiment_id]):
-            if logged.tags.get(PROMOTION) == "pending" and _gone(logged.tags):
+            if logged.tags.get(PROMOTION) == "pending" and _gone(logged.tags) and logged.model_id not in kept:
                 self.client.delete_logged_model(logged.model_id)
         return lines
