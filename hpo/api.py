@@ -104,7 +104,10 @@ def run(request: RunRequest, print_line: PrintLine = print) -> int:
     spec = load_study(request.study_file, request.overrides)
     check_data_root(spec)
     check_stores(request.stores)
-    from hpo.pipeline import run_study
+    from hpo.core.interrupts import imports_uninterrupted
+
+    with imports_uninterrupted():  # a Ctrl-C inside torch's import would abort the process
+        from hpo.pipeline import run_study
 
     return run_study(spec, request, print_line)
 
@@ -188,8 +191,10 @@ def retrain(study: str, stores: Stores, overrides=(), device: str | None = None,
 
     spec = load_study(study, list(overrides)) if is_study_file(study) else None  # a bad file: refused at once
     check_stores(stores)
-    from hpo.core.interrupts import interrupts_raise
-    from hpo.retrain.best_trial import retrain_best_trial
+    from hpo.core.interrupts import imports_uninterrupted, interrupts_raise
+
+    with imports_uninterrupted():  # a Ctrl-C inside torch's import would abort the process
+        from hpo.retrain.best_trial import retrain_best_trial
     from hpo.search.context import Context, load_data, open_tracker
     from hpo.stores.urls import storage_url
     from hpo.study.record import StudyRecord
@@ -229,9 +234,11 @@ def promote(study: str, stores: Stores, run_id: str | None = None, output: str |
         check_output(output, "--output", "checkpoint")
     else:
         check_writable(Path("checkpoints"), "--output")
-    from hpo.core.interrupts import interrupts_raise
-    from hpo.serve.promote import promote as register
-    from hpo.track.tracker import Tracker
+    from hpo.core.interrupts import imports_uninterrupted, interrupts_raise
+
+    with imports_uninterrupted():  # a Ctrl-C inside torch's import would abort the process
+        from hpo.serve.promote import promote as register
+        from hpo.track.tracker import Tracker
 
     with interrupts_raise():  # a Ctrl-C undoes the promotion, or waits for its last steps
         return register(Tracker(name, stores.tracking, stores.artifacts, create=False), output, alias, run_id,

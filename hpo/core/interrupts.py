@@ -94,3 +94,12 @@ def signals_deferred():
             signum, _State.pending, _State.stopping = _State.pending, None, True
             _State.raised = signum
             raise Interrupted(signum)
+
+
+@contextlib.contextmanager
+def imports_uninterrupted():
+    """Heavy imports (torch) with SIGINT and SIGTERM held back until they are done, then raised as Interrupted:
+    a KeyboardInterrupt raised inside an extension's initialisation (torch's pybind11 code) aborts the process
+    (SIGABRT, "terminate called after throwing ...") instead of unwinding."""
+    with interrupts_raise(), signals_deferred():
+        yield
