@@ -5,6 +5,8 @@
                     stops the work with one line; writable checks before any work starts
 - ``locks.py``      locks held while a few steps must not interleave (file locks, PostgreSQL advisory locks)
 - ``processes.py``  which process runs a trial or a run, and whether it still exists
+- ``creation.py``   the first creation of an SQLite store, whole or not at all (a temporary file, renamed)
+- ``outputs.py``    what an --output may be: never a store, a folder or a file hpo did not write
 
 May import: hpo.core.
 """
