@@ -169,6 +169,17 @@ COMMANDS = {"run": cmd_run, "check": cmd_check, "show": cmd_show, "report": cmd_
             "bench": cmd_bench, "dashboard": cmd_dashboard}
 
 
+def _interrupted(command: str, stop: KeyboardInterrupt) -> int:
+    print(f"hpo {command}: interrupted ({getattr(stop, 'name', 'SIGINT')}); nothing is left RUNNING"
+          + ("; rerun the same command to resume" if command == "run" else ""), file=sys.stderr)
+    return getattr(stop, "exit_code", 130)
+
+
+def _interrupt_behind(err: Exception):
+    interrupts = sys.modules.get("hpo.core.interrupts")  # loaded by every command that handles signals
+    return interrupts.interrupt_behind(err) if interrupts is not None else None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -176,10 +187,11 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. `hpo check ... | head`
         return 0
     except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM during hpo run (hpo/core/interrupts.py)
-        print(f"hpo {args.command}: interrupted ({getattr(stop, 'name', 'SIGINT')}); nothing is left RUNNING"
-              + ("; rerun the same command to resume" if args.command == "run" else ""), file=sys.stderr)
-        return getattr(stop, "exit_code", 130)
+        return _interrupted(args.command, stop)
     except Exception as err:
+        stop = _interrupt_behind(err)
+        if stop is not None:  # the user's Ctrl-C, turned into another exception by library code
+            return _interrupted(args.command, stop)
         verdict = api.explain(err) or api.crashed(err, args.command)
         kind, message, code = verdict
         # The one line a failed command ends with, on stderr: whitespace folded, passwords masked.

@@ -7,7 +7,6 @@ so each example costs milliseconds: a few dozen in the fast lane, hundreds in th
 from __future__ import annotations
 
 import copy
-import time
 
 import pytest
 import torch
@@ -62,18 +61,16 @@ def _mutated(path: tuple, value, beside: str | None) -> dict:
     return study
 
 
-def _check(argv: list[str], capsys) -> tuple[int, str, str, float]:
-    started = time.perf_counter()
+def _check(argv: list[str], capsys) -> tuple[int, str, str]:
     try:
         code = main(argv)
     except SystemExit as done:  # argparse's refusals
         code = done.code
-    elapsed = time.perf_counter() - started
     out, err = capsys.readouterr()
-    return code, out, err, elapsed
+    return code, out, err
 
 
-def _assert_good_or_one_line(code: int, out: str, err: str, elapsed: float, source: str) -> None:
+def _assert_good_or_one_line(code: int, out: str, err: str, source: str) -> None:
     assert code in (0, 2), f"exit {code}: {err}"  # 1 would be a crash (hpo/api.py: crashed) or failed work
     assert "Traceback" not in err
     if code == 0:
@@ -81,7 +78,8 @@ def _assert_good_or_one_line(code: int, out: str, err: str, elapsed: float, sour
     else:
         assert out == "" and len(err.strip().splitlines()) == 1, err
         assert err.startswith("hpo check: error: "), err
-        assert elapsed < 1.0, f"{elapsed:.2f} s to refuse: {err}"
+        # How fast a refusal is, is not timed here (a loaded machine fails any bound): tests/test_startup.py
+        # checks that a refusal imports none of torch, Optuna and MLflow.
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -125,12 +123,11 @@ def _set_property(tmp_path, capsys, field, value):
     file = tmp_path / "study.yaml"
     file.write_text(yaml.safe_dump(TINY_STUDY, sort_keys=False))
     source = f"{file} (with --set {field}={value})"
-    code, out, err, elapsed = _check(["check", str(file), "--set", f"{field}={value}"], capsys)
+    code, out, err = _check(["check", str(file), "--set", f"{field}={value}"], capsys)
     assert code in (0, 2), f"exit {code}: {err}"
     assert "Traceback" not in err
     if code == 2:
         assert out == "" and len(err.strip().splitlines()) == 1 and err.startswith("hpo check: error: "), err
-        assert elapsed < 1.0
     else:
         assert out.startswith(source.split(" (with")[0]), out
 

@@ -60,6 +60,21 @@ def raise_if_swallowed() -> None:
         raise Interrupted(signum)
 
 
+def interrupt_behind(err: BaseException) -> Interrupted | None:
+    """The Ctrl-C or SIGTERM that ``err`` stands for, if any: library code that catches the Interrupted raised
+    inside it and fails otherwise (alembic cleaning up a cut migration on the broken connection, pydantic's
+    schema builder wrapping it in a SchemaError) turns the user's stop into an unrelated exception."""
+    seen = err
+    while seen is not None:
+        if isinstance(seen, Interrupted):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    if _State.raised is not None:  # raised, then swallowed or replaced
+        signum, _State.raised = _State.raised, None
+        return Interrupted(signum)
+    return None
+
+
 def _quiet_unraisable(previous):
     """``sys.unraisablehook`` that says nothing of an Interrupted dropped in a ``__del__`` or a weakref callback
     (Python would print "Exception ignored in ..." and its traceback): raise_if_swallowed raises it again."""

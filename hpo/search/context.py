@@ -118,7 +118,10 @@ def open_tracker(study_name: str, stores: Stores):
     if stores.tracking_off:
         from hpo.track.null_tracker import NullTracker
         return NullTracker()
-    from hpo.track.tracker import Tracker  # MLflow: loaded once the command's input is judged good
+    from hpo.core.interrupts import signals_deferred
+
+    with signals_deferred():  # a Ctrl-C inside pydantic's schema building (MLflow's import) is not a clean stop
+        from hpo.track.tracker import Tracker  # MLflow: loaded once the command's input is judged good
     return Tracker(study_name, stores.tracking, stores.artifacts,
                    several_machines=sqlite_path(storage_url(stores.storage)) is None)
 
