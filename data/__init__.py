@@ -20,4 +20,4 @@ DATASETS = Registry("dataset")
 register_dataset = DATASETS.register
 
 # Importing the modules fills the registry.
-from data import cifar, digits, folder  # noqa: E402,F401
+from hpo.data import cifar, digits, folder  # noqa: E402,F401

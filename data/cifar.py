@@ -12,10 +12,10 @@ from __future__ import annotations
 import pickle
 from pathlib import Path
 
-from data import register_dataset
-from data.errors import DataError
-from data.folder import load_folder
-from data.images import DataSource, LabelledImages
+from hpo.data import register_dataset
+from hpo.data.errors import DataError
+from hpo.data.folder import load_folder
+from hpo.data.images import DataSource, LabelledImages
 from hpo.core.lazy import lazy
 
 torch = lazy("torch")

@@ -10,7 +10,7 @@ image to the folder's size.
 
 from __future__ import annotations
 
-from data.errors import DataError
+from hpo.data.errors import DataError
 from hpo.core.lazy import lazy
 
 torch = lazy("torch")

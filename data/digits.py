@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from data import register_dataset
-from data.images import DataSource, LabelledImages
+from hpo.data import register_dataset
+from hpo.data.images import DataSource, LabelledImages
 from hpo.core.lazy import lazy
 
 torch = lazy("torch")

@@ -37,16 +37,16 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from data import register_dataset
-from data.decoding import decode_file, read_header
-from data.errors import DataError
-from data.images import DataSource, LabelledImages
+from hpo.data import register_dataset
+from hpo.data.decoding import decode_file, read_header
+from hpo.data.errors import DataError
+from hpo.data.images import DataSource, LabelledImages
 from hpo.core.lazy import lazy
 
 torch = lazy("torch")
 
 if TYPE_CHECKING:
-    from data.streaming import ImageFiles
+    from hpo.data.streaming import ImageFiles
 
 CHANNELS = ("auto", 1, 3)
 GRAY_MODES = ("1", "L", "LA", "I", "I;16", "F")
@@ -150,7 +150,7 @@ def decode_parts(parts: dict[str, list[tuple[str, int]]], mode: str, size: int |
 def file_parts(parts: dict[str, list[tuple[str, int]]], mode: str, size: int | None,
                image_size: tuple[int, int], workers: int, decode: str) -> dict[str, ImageFiles]:
     """Every part as rows of one FileTable, streamed from disk (data/streaming.py)."""
-    from data.streaming import FileTable, ImageFiles
+    from hpo.data.streaming import FileTable, ImageFiles
 
     samples = [sample for part in parts.values() for sample in part]
     table = FileTable(tuple(p for p, _ in samples), torch.tensor([label for _, label in samples], dtype=torch.long),
@@ -199,7 +199,7 @@ def load_folder(root: str | Path, size: int | None = None, channels="auto", skip
         count = sum(len(samples) for samples in readable.values())
         needed = count * channels * image_size[0] * image_size[1]
         if stream is True or (stream == "auto" and needed > MAX_RESIDENT_BYTES):
-            from data.streaming import default_workers
+            from hpo.data.streaming import default_workers
 
             workers = default_workers() if workers == "auto" else workers
             print(f"streaming {count} images from disk through {workers} DataLoader workers "

@@ -13,15 +13,15 @@ import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Mapping
 
-from data import DATASETS
-from data.errors import DataError
+from hpo.data import DATASETS
+from hpo.data.errors import DataError
 from hpo.core.lazy import lazy
 
 torch = lazy("torch")
 
 if TYPE_CHECKING:
-    from data.images import LabelledImages
-    from data.streaming import ImageFiles
+    from hpo.data.images import LabelledImages
+    from hpo.data.streaming import ImageFiles
 
     Part = LabelledImages | ImageFiles  # decoded in memory, or streamed from disk (data/streaming.py)
 
@@ -91,7 +91,7 @@ STATS_SAMPLE = 5000  # images of a streamed split decoded to measure its statist
 def channel_stats(part: Part, chunk: int = 4096) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Per-channel mean and std on the 0..1 scale, in chunks (float64 sums, no full float copy); on a
     fixed random sample of a streamed split."""
-    from data.streaming import ImageFiles
+    from hpo.data.streaming import ImageFiles
 
     if isinstance(part, ImageFiles):
         sample = torch.randperm(len(part), generator=torch.Generator().manual_seed(0))[:STATS_SAMPLE]

@@ -36,9 +36,9 @@ from typing import Iterable, Iterator
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from data.decoding import JPEG_SUFFIXES, decode_file, decode_jpeg_batch
-from data.errors import DataError, DataFailed
-from data.images import LabelledImages
+from hpo.data.decoding import JPEG_SUFFIXES, decode_file, decode_jpeg_batch
+from hpo.data.errors import DataError, DataFailed
+from hpo.data.images import LabelledImages
 
 PREFETCH_BATCHES = 2  # per worker, so workers x 2 batches wait ready; more only costs shared memory
 DEATH_WAIT_S = 1.0  # after a failed read (a connection reset, torch's "exited unexpectedly"): for a worker to end

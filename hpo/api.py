@@ -20,16 +20,109 @@ import re
 import socket
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Iterable, Mapping
 
 from hpo.core.errors import UserError
 from hpo.search.context import RunRequest, Stores, check_stores, store_flags
 
 __all__ = ["RunRequest", "Stores", "check", "run", "show", "report", "retrain", "promote", "evaluate", "predict",
            "lr_find", "bench", "bench_storage", "bench_startup", "dashboard", "study_name", "check_device",
-           "check_gpus", "check_alias", "check_run_id", "next_promote", "explain", "crashed"]
+           "check_gpus", "check_alias", "check_run_id", "next_promote", "explain", "crashed", "RunResult", "run_file",
+           "Loaded", "load", "promote_study"]
 
 PrintLine = Callable[[str], None]
+
+
+# --- for notebooks and scripts: hpo.run, hpo.load, hpo.promote ---------------------------------------------
+
+def _say_nothing(line: str) -> None:
+    pass
+
+
+def _overrides(overrides: Mapping[str, Any] | Iterable[str] | None) -> tuple[str, ...]:
+    """``{"budget.trials": 10}`` (or ``["budget.trials=10"]``, as ``--set`` takes them) as --set strings."""
+    import json
+
+    if overrides is None:
+        return ()
+    if isinstance(overrides, Mapping):
+        return tuple(f"{key}={json.dumps(value)}" for key, value in overrides.items())  # JSON is YAML
+    return tuple(overrides)
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What :func:`hpo.run` found: the Optuna study, its best trial, and the retrains recorded with it."""
+
+    study: Any  # optuna.Study, in the storage it ran in
+    best_trial: Any  # optuna.trial.FrozenTrial
+    best_params: dict
+    best_value: float
+    retrains: list  # one dict per retrain run (trial, epochs, seed, test_accuracy, test_loss, run_id, ...)
+
+    @property
+    def test_accuracy(self) -> float | None:
+        """The latest retrain's test accuracy (None without a retrain)."""
+        return self.retrains[-1].get("test_accuracy") if self.retrains else None
+
+
+def run_file(study_file: str, overrides: Mapping[str, Any] | Iterable[str] | None = None, *,
+             storage: str | None = None, tracking_uri: str | None = None, tracking: bool = True,
+             device: str | None = None, retrain: bool = True, progress: bool = False) -> RunResult:
+    """``hpo.run``: ``hpo run STUDY_FILE`` as a function. Raises :class:`hpo.SpecError` (or
+    :class:`hpo.UserError`) with the one line the command line prints; prints nothing unless ``progress``."""
+    import optuna
+
+    from hpo.stores.urls import storage_url
+    from hpo.study.record import StudyRecord
+
+    stores = Stores(storage, tracking_uri, tracking_off=not tracking)
+    request = RunRequest(str(study_file), stores, _overrides(overrides), device=device, retrain=retrain,
+                         invocation="hpo.run", quiet=not progress)
+    run(request, print_line=print if progress else _say_nothing)
+    name = study_name_from_file(str(study_file), request.overrides)
+    study = optuna.load_study(study_name=name, storage=storage_url(storage))
+    best = study.best_trial
+    return RunResult(study, best, dict(best.params), best.value, StudyRecord(study).retrain_results)
+
+
+def study_name_from_file(study_file: str, overrides=()) -> str:
+    from hpo.spec.study_file import load_study
+
+    return load_study(study_file, list(overrides)).name
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """A final checkpoint, loaded: its network (eval mode, on the CPU) and what it says of itself."""
+
+    path: str
+    checkpoint: dict
+    model: Any  # torch.nn.Module
+    class_names: list
+
+    def predict(self, files: list[str], device: str | None = None) -> list:
+        """A class and its probability for each image file, as ``hpo predict`` gives them."""
+        return predict(self.path, list(files), device)
+
+    def evaluate(self, device: str | None = None, data_root: str | None = None) -> "Evaluated":
+        """The test split's scores, as ``hpo evaluate`` gives them."""
+        return evaluate(self.path, device, data_root)
+
+
+def load(checkpoint: str) -> Loaded:
+    """``hpo.load``: a final checkpoint (``hpo promote --output``), checked and with its network built."""
+    from hpo.train.checkpoint import load_checkpoint, model_from_checkpoint
+
+    loaded = load_checkpoint(checkpoint)
+    return Loaded(str(checkpoint), loaded, model_from_checkpoint(loaded), list(loaded["class_names"]))
+
+
+def promote_study(study: str, *, run_id: str | None = None, output: str | None = None, alias: str = "champion",
+                  tracking_uri: str | None = None, progress: bool = False):
+    """``hpo.promote``: ``hpo promote STUDY`` as a function; returns a :class:`hpo.serve.promote.Promotion`."""
+    return promote(study, Stores(tracking=tracking_uri), run_id, output, alias,
+                   print_line=print if progress else _say_nothing)
 
 
 # --- judging arguments (for argparse too) ---------------------------------------------------------------------
@@ -321,7 +414,7 @@ def bench(device: str | None = None, model: str | None = None, stem: str = "cifa
           print_line: PrintLine | None = print) -> dict:
     """``hpo bench``: the trainer against a plain PyTorch loop and the device's ceiling, packed workers, and a
     short study with and without pruning (``hpo/bench/training.py``); the numbers as a dict."""
-    from models import MODELS
+    from hpo.models import MODELS
 
     if model is not None and model not in MODELS:
         raise UserError(f"--model: unknown model {model!r}; allowed: {', '.join(MODELS.names())}")
@@ -402,7 +495,7 @@ def explain(err: BaseException) -> tuple[str, str, int] | None:
         return "error", str(err), EXIT_USAGE
     if isinstance(err, WorkFailed):
         return "failed", str(err), EXIT_FAILED
-    data_errors = sys.modules.get("data.errors")  # loaded with any loader; importing it here would load torch
+    data_errors = sys.modules.get("hpo.data.errors")  # loaded with any loader; importing it here would load torch
     if data_errors is not None and isinstance(err, data_errors.DataError):  # outside a study file (--data-root)
         return "error", f"{err.field}: {err.message}" if err.field else err.message, EXIT_USAGE
     if data_errors is not None and isinstance(err, data_errors.DataFailed):  # a DataLoader worker killed

@@ -14,7 +14,7 @@ May import: hpo.core.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from hpo.core.registry import Registry
 
@@ -43,14 +43,57 @@ def bounds(**allowed: tuple[float, float | None]) -> Callable[..., None]:
 SIZE, DROPOUT = (1, None), (0, 1)  # a count of units, channels or blocks; a probability
 
 
+def source_of(name: str) -> str:
+    """Where a model name comes from: ``builtin`` (this package's registry), ``torchvision`` (torchvision/NAME),
+    ``timm`` (timm/NAME) or ``user`` (module:callable, the user's own code)."""
+    if name.startswith(TORCHVISION):
+        return "torchvision"
+    if name.startswith(TIMM):
+        return "timm"
+    return "user" if ":" in name else "builtin"
+
+
+TORCHVISION, TIMM = "torchvision/", "timm/"
+
+
 def create_model(name: str, *, num_classes: int, in_channels: int, image_size: tuple[int, int],
-                 pretrained: str | None = None, **args: Any) -> nn.Module:
-    """Build a registered model; ``pretrained`` is a local weights file (models/pretrained.py)."""
-    model = MODELS.get(name)(num_classes=num_classes, in_channels=in_channels, image_size=image_size, **args)
+                 pretrained: str | None = None, import_from: str | None = None, **args: Any) -> nn.Module:
+    """Build a model from any of the four sources (``source_of``); ``pretrained`` is a local weights file
+    (models/pretrained.py), ``import_from`` the folder a user's module is looked for in first."""
+    data = {"num_classes": num_classes, "in_channels": in_channels, "image_size": tuple(image_size)}
+    source = source_of(name)
+    if source == "torchvision":
+        from hpo.models import torchvision_models
+        return torchvision_models.build(name.removeprefix(TORCHVISION), pretrained=pretrained, **data, **args)
+    if source == "timm":
+        from hpo.models import timm_models
+        return timm_models.build(name.removeprefix(TIMM), pretrained=pretrained, **data, **args)
+    if source == "user":
+        from hpo.models import user_models
+        return user_models.build(name, pretrained=pretrained, folders=[import_from] if import_from else [],
+                                 **data, **args)
+    model = MODELS.get(name)(**data, **args)
     if pretrained:
-        from models.pretrained import load_pretrained
+        from hpo.models.pretrained import load_pretrained
         load_pretrained(model, pretrained)
     return model
+
+
+def check_model(name: str, args: Mapping[str, Any], num_classes: int | None = None, in_channels: int | None = None,
+                image_size: tuple[int, int] | None = None) -> None:
+    """Raise ValueError, in one line, for arguments (and, given the data's shape, an image size) the model
+    cannot take. The built-in models are judged by their registered checks without torch; torchvision's and
+    timm's by building them on the meta device; the user's are built (on the data) by ``create_model``."""
+    source, args = source_of(name), {k: v for k, v in args.items() if k not in ("pretrained", "import_from")}
+    data = {"num_classes": num_classes or 10, "in_channels": in_channels or 3, "image_size": image_size}
+    if source == "torchvision":
+        from hpo.models import torchvision_models
+        torchvision_models.check(name.removeprefix(TORCHVISION), args, **data)
+    elif source == "timm":
+        from hpo.models import timm_models
+        timm_models.check(name.removeprefix(TIMM), args, **data)
+    elif source == "builtin":
+        MODELS.check(name, args)
 
 
 def list_models(pattern: str = "*") -> list[str]:
@@ -58,4 +101,4 @@ def list_models(pattern: str = "*") -> list[str]:
 
 
 # Importing the modules fills the registry.
-from models import digits, resnet, se_prelu_net, simple_cnn  # noqa: E402,F401
+from hpo.models import digits, resnet, se_prelu_net, simple_cnn  # noqa: E402,F401

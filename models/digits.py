@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from hpo.core.lazy import lazy
-from models import DROPOUT, SIZE, bounds, register_model
+from hpo.models import DROPOUT, SIZE, bounds, register_model
 
 nn = lazy("torch.nn")
 

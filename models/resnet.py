@@ -9,7 +9,7 @@ shrink to 8x8 before the first block.
 from __future__ import annotations
 
 from hpo.core.lazy import lazy
-from models import register_model
+from hpo.models import register_model
 
 nn = lazy("torch.nn")
 torchvision = lazy("torchvision")

@@ -10,13 +10,13 @@ write-up gives no widths; ``width`` w gives w, w, 2w, 2w, 4w, 4w, 8w channels.
 from __future__ import annotations
 
 from hpo.core.lazy import lazy
-from models import SIZE, bounds, register_model
+from hpo.models import SIZE, bounds, register_model
 
 nn = lazy("torch.nn")
 
 
 def se_block(c_in: int, c_out: int, reduction: int) -> nn.Sequential:
-    from models.squeeze_excite import SqueezeExcite
+    from hpo.models.squeeze_excite import SqueezeExcite
 
     return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out),
                          nn.PReLU(c_out), SqueezeExcite(c_out, reduction))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from hpo.core.lazy import lazy
-from models import DROPOUT, SIZE, bounds, register_model
+from hpo.models import DROPOUT, SIZE, bounds, register_model
 
 nn = lazy("torch.nn")
 

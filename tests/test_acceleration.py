@@ -10,11 +10,11 @@ import torch
 import torch.nn as nn
 from torch.optim.optimizer import register_optimizer_step_pre_hook
 
-from data.splits import load_splits
+from hpo.data.splits import load_splits
 from hpo.train.device import Acceleration, seed_everything
 from hpo.train.hyperparams import Hyperparams
 from hpo.train.trainer import Setup, fit
-from models import create_model
+from hpo.models import create_model
 
 CPU = torch.device("cpu")
 ALL_ON = Acceleration(bf16=True, channels_last=True, fused=True)

@@ -6,8 +6,8 @@ import pytest
 import torch
 from PIL import Image
 
-from data.errors import DataError
-from data.splits import load_splits
+from hpo.data.errors import DataError
+from hpo.data.splits import load_splits
 
 from datagen import write_cifar, write_image_folder
 from helpers import hpo, write_study
@@ -219,7 +219,7 @@ def test_evaluate_from_where_the_data_is_not_says_data_root(tmp_path):
     --data-root."""
     import torch
 
-    from models import create_model
+    from hpo.models import create_model
 
     model = create_model("digits_cnn", num_classes=2, in_channels=1, image_size=(8, 8), width=4)
     checkpoint = {"format": "hpo-checkpoint/1", "state_dict": model.state_dict(),

@@ -8,7 +8,7 @@ from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
 from hpo.cli import main
-from models import MODELS, register_model
+from hpo.models import MODELS, register_model
 
 from helpers import TINY_STUDY, write_study
 

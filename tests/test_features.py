@@ -8,12 +8,12 @@ import pytest
 import torch
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
-from data.splits import load_splits
-from data.transforms import Augmentation
+from hpo.data.splits import load_splits
+from hpo.data.transforms import Augmentation
 from hpo.train.device import seed_everything
 from hpo.train.hyperparams import Hyperparams
 from hpo.train.trainer import Setup, fit, head_of
-from models import create_model
+from hpo.models import create_model
 
 CPU = torch.device("cpu")
 

@@ -146,7 +146,7 @@ def test_many_set_strings_are_good_or_one_line(tmp_path, capsys, field, value):
 
 
 def _good_checkpoint() -> dict:
-    from models import create_model
+    from hpo.models import create_model
 
     model = create_model("digits_cnn", num_classes=10, in_channels=1, image_size=(8, 8), width=4)
     return {"format": "hpo-checkpoint/1", "state_dict": model.state_dict(),

@@ -24,7 +24,9 @@ CLI_MAY_IMPORT = ("hpo", "hpo.api", "hpo.arguments", "hpo.core")
 
 
 def module_name(path) -> str:
+    """``data/`` and ``models/`` install as ``hpo.data`` and ``hpo.models`` (setup.cfg's package_dir)."""
     parts = path.relative_to(REPO).with_suffix("").parts
+    parts = ("hpo", *parts) if parts[0] in ("data", "models") else parts
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
@@ -45,14 +47,12 @@ def imported(path) -> set[str]:
                 base = ".".join(package.split(".")[:len(package.split(".")) - node.level + 1] + ([base] if base else []))
             names.add(base)
             names.update(f"{base}.{alias.name}" for alias in node.names if f"{base}.{alias.name}" in MODULES)
-    return {n for n in names if n.split(".")[0] in ("hpo", "data", "models")}
+    return {n for n in names if n.split(".")[0] == "hpo"}
 
 
 def owner(module: str) -> str:
-    """The package a module belongs to on the map: ``hpo.train.trainer`` -> ``hpo.train``; ``data.x`` -> ``data``."""
+    """The package a module belongs to on the map: ``hpo.train.trainer`` -> ``hpo.train``."""
     parts = module.split(".")
-    if parts[0] in ("data", "models"):
-        return parts[0]
     return ".".join(parts[:2]) if len(parts) > 1 else "hpo"
 
 
@@ -132,7 +132,7 @@ def test_no_module_imports_itself_back():
             visit(node)
     # data/ and models/ fill their registries by importing their modules from __init__, which import the
     # decorator back from it (timm's pattern): a circle inside one such package, through its __init__, is that.
-    circles = [c for c in circles if not (c[0] in ("data", "models") and all(owner(m) == c[0] for m in c))]
+    circles = [c for c in circles if not (owner(c[0]) in ("hpo.data", "hpo.models") and all(owner(m) == owner(c[0]) for m in c))]
     assert not circles, f"import circles: {circles}"
 
 
@@ -160,3 +160,14 @@ def test_the_study_record_has_one_owner():
     outside = [f"{path.relative_to(REPO)}:{number}" for name, path in MODULES.items() if name != "hpo.study.record"
                for number, line in enumerate(path.read_text().splitlines(), start=1) if pattern.search(line)]
     assert not outside, f"study or trial attributes touched outside hpo/study/record.py: {', '.join(outside)}"
+
+
+def test_setup_cfg_installs_every_package_and_no_top_level_data_or_models():
+    import configparser
+
+    config = configparser.ConfigParser()
+    config.read(REPO / "setup.cfg")
+    listed = set(config["options"]["packages"].split())
+    assert listed == {module_name(p / "__init__.py") for p in PACKAGES} | {"hpo"}
+    assert dict(line.split(" = ") for line in config["options"]["package_dir"].strip().splitlines()) == {
+        "hpo.data": "data", "hpo.models": "models"}

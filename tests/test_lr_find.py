@@ -7,12 +7,12 @@ import math
 import pytest
 import torch
 
-from data.splits import load_splits
+from hpo.data.splits import load_splits
 from hpo.train.device import Acceleration, seed_everything
 from hpo.train.hyperparams import Hyperparams
 from hpo.train.lr_find import lr_range_test
 from hpo.train.trainer import Setup, fit
-from models import create_model
+from hpo.models import create_model
 
 CPU = torch.device("cpu")
 

@@ -6,8 +6,8 @@ import pytest
 import torch
 import torchvision
 
-from models import MODELS, create_model
-from models.pretrained import load_pretrained
+from hpo.models import MODELS, create_model
+from hpo.models.pretrained import load_pretrained
 
 INPUTS = {  # a size each architecture is meant for, small enough for a CPU test
     "digits_cnn": (1, (8, 8)), "mlp": (1, (8, 8)), "simple_cnn": (3, (32, 32)), "se_prelu_net": (3, (32, 32)),

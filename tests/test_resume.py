@@ -13,11 +13,11 @@ import io
 import pytest
 import torch
 
-from data.splits import load_splits
+from hpo.data.splits import load_splits
 from hpo.train.device import seed_everything
 from hpo.train.hyperparams import Hyperparams
 from hpo.train.trainer import Setup, fit
-from models import create_model
+from hpo.models import create_model
 
 EPOCHS = 4
 CONFIGS = {

@@ -55,7 +55,7 @@ def test_file_errors(tmp_path):
 
 
 def test_missing_required_registry_argument():
-    from models import MODELS, register_model
+    from hpo.models import MODELS, register_model
     if "needs_depth_for_tests" not in MODELS:
         @register_model("needs_depth_for_tests")
         def needs_depth(num_classes, in_channels, image_size, depth):

@@ -7,9 +7,9 @@ import re
 import pytest
 import torch
 
-from data.batches import evaluation_batches, training_batches
-from data.splits import load_splits
-from data.streaming import ImageFiles
+from hpo.data.batches import evaluation_batches, training_batches
+from hpo.data.splits import load_splits
+from hpo.data.streaming import ImageFiles
 
 from datagen import write_image_folder
 from helpers import hpo, write_study
@@ -109,7 +109,7 @@ def test_bad_streaming_options(jpeg_folder, tmp_path, field, value, message):
 def test_a_file_that_does_not_decode_is_named(jpeg_folder, decode):
     """A truncated JPEG passes the header scan and fails in a DataLoader worker (or on the device): the error
     names the file and what to do, not the worker's traceback."""
-    from data.errors import DataError
+    from hpo.data.errors import DataError
 
     broken = sorted((jpeg_folder / "test" / "ants").iterdir())[0]
     whole = broken.read_bytes()

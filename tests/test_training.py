@@ -7,12 +7,12 @@ import math
 import pytest
 import torch
 
-from data.splits import load_splits
-from data.transforms import color_jitter
+from hpo.data.splits import load_splits
+from hpo.data.transforms import color_jitter
 from hpo.train.device import seed_everything
 from hpo.train.hyperparams import Hyperparams
 from hpo.train.trainer import Setup, evaluate, fit
-from models import MODELS, create_model
+from hpo.models import MODELS, create_model
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +87,7 @@ def test_color_jitter():
     # The hue shift is torchvision's adjust_hue, one factor per image; gray pixels stay gray.
     from torchvision.transforms.v2.functional import adjust_hue
 
-    from data.transforms import _shift_hue
+    from hpo.data.transforms import _shift_hue
     turns = torch.tensor([-0.5, -0.2, 0.0, 0.05, 0.3, 0.45, 0.1, -0.05])
     expected = torch.stack([adjust_hue(image, factor.item()) for image, factor in zip(rgb, turns)])
     assert torch.allclose(_shift_hue(rgb[:8], turns), expected, atol=1e-5)

@@ -12,7 +12,7 @@ import pytest
 import torch
 from torchvision.transforms import v2
 
-from data.transforms import Augmentation
+from hpo.data.transforms import Augmentation
 
 N = 8000  # the per-pixel statistics' sampling noise is then about 0.001, below the tolerances
 SIZE = 32

@@ -23,7 +23,7 @@ import torch.nn as nn
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
-from data.splits import load_splits
+from hpo.data.splits import load_splits
 from hpo.core.errors import OutOfMemory
 from hpo.train.hyperparams import Hyperparams
 from hpo.train.lr_find import lr_range_test

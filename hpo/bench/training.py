@@ -24,13 +24,13 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from data.images import LabelledImages
-from data.transforms import normalize, to_float
+from hpo.data.images import LabelledImages
+from hpo.data.transforms import normalize, to_float
 from hpo.study.record import TrialRecord
 from hpo.train.device import Acceleration, seed_everything
 from hpo.train.hyperparams import Hyperparams
 from hpo.train.trainer import Setup, fit
-from models import create_model
+from hpo.models import create_model
 
 
 @dataclass(frozen=True)
@@ -79,7 +79,7 @@ def trainer_images_per_s(config: BenchConfig, data, device: torch.device) -> flo
 def streamed_images_per_s(config: BenchConfig, folder: str, device: torch.device) -> tuple[float, int]:
     """The trainer reading ``batch_size x steps`` images of an image folder from disk (data/streaming.py:
     DataLoader workers, JPEG decode on a GPU), resized to ``image_size``; and the number of workers."""
-    from data.folder import load_folder
+    from hpo.data.folder import load_folder
 
     source = load_folder(folder, size=config.image_size, channels=config.channels, stream=True)
     n = min(len(source.pool), config.batch_size * config.steps)

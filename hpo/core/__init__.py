@@ -7,5 +7,5 @@
 - ``interrupts.py``  Ctrl-C and SIGTERM as an exception, and blocks they must not cut in half
 - ``masking.py``     passwords out of every text that leaves hpo
 
-Nothing here knows a study. May import: nothing of hpo, data or models.
+Nothing here knows a study. May import: nothing of hpo (hpo.data and hpo.models included).
 """

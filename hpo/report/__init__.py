@@ -5,5 +5,5 @@
 - ``page.py``         ``hpo report``: one self-contained HTML page and its Markdown twin
 - ``plots.py``        the report's pictures, inline PNGs
 
-May import: hpo.core, hpo.stores, hpo.train, hpo.study, hpo.spec, hpo.track, hpo.retrain, data, models.
+May import: hpo.core, hpo.stores, hpo.train, hpo.study, hpo.spec, hpo.track, hpo.retrain, hpo.data, hpo.models.
 """

@@ -5,5 +5,5 @@
 - ``seeds.py``       the seed comparison: best and baseline with the same fresh seeds
 - ``verdict.py``     its statistics: a Welch t interval and one sentence (no torch, no MLflow)
 
-May import: hpo.core, hpo.stores, hpo.train, hpo.study, hpo.spec, hpo.track, hpo.search, data, models.
+May import: hpo.core, hpo.stores, hpo.train, hpo.study, hpo.spec, hpo.track, hpo.search, hpo.data, hpo.models.
 """

@@ -173,7 +173,7 @@ def _show(ctx: Context, run, model, number: int, epochs: int) -> None:
             tempfile.TemporaryDirectory(prefix="hpo-pictures-") as tmp:
         import yaml
 
-        from data.batches import evaluation_batches
+        from hpo.data.batches import evaluation_batches
 
         run.log_text(yaml.safe_dump(dict(ctx.spec.raw), sort_keys=False), "study.yaml")
         if run.epochs:

@@ -6,5 +6,5 @@
 - ``workers.py``   several trials at once: one worker process per device slot
 - ``progress.py``  what a study shows while it runs: bars or epoch lines, the study's status and ETA
 
-May import: hpo.core, hpo.stores, hpo.train, hpo.study, hpo.spec, hpo.track, data, models.
+May import: hpo.core, hpo.stores, hpo.train, hpo.study, hpo.spec, hpo.track, hpo.data, hpo.models.
 """

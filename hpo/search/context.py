@@ -25,7 +25,7 @@ NO_PARENT_RUN = "-"  # --worker-of when tracking is off: a worker nested under n
 if TYPE_CHECKING:  # types only: importing them here would load torch and MLflow before they are needed
     import torch
 
-    from data.splits import Splits
+    from hpo.data.splits import Splits
     from hpo.spec.study_file import StudySpec
     from hpo.track.null_tracker import NullTracker
     from hpo.track.tracker import Tracker
@@ -128,8 +128,9 @@ def open_tracker(study_name: str, stores: Stores):
 
 def load_data(spec, device=None):
     """The study's splits (on ``device``), after checking that its model can be built for them."""
-    from data.errors import DataError
-    from data.splits import load_splits
+    from hpo.data.errors import DataError
+    from hpo.data.splits import load_splits
+    from hpo.models import check_model
 
     d = spec.data
     pretrained = spec.model.args.get("pretrained")
@@ -141,8 +142,9 @@ def load_data(spec, device=None):
     except DataError as err:  # a data field the loader judged: name the file too
         raise (SpecError(spec.source, err.field, err.message) if err.field else UserError(err.message)) from None
     try:  # a model argument only the constructor can judge (a stem, an image too small) fails here, once
+        check_model(spec.model.name, spec.model.args, splits.num_classes, splits.channels, splits.image_size)
         spec.model.build(splits)
-    except (ValueError, TypeError, RuntimeError) as err:
+    except Exception as err:  # noqa: BLE001 - whatever a constructor (the user's too) raises for these images
         raise UserError(f"{spec.source}: model: {spec.model.name} cannot be built for {splits.channels}x"
                         f"{splits.image_size[0]}x{splits.image_size[1]} images: {str(err).splitlines()[0]}") from None
     return splits.to(device) if device is not None else splits

@@ -5,5 +5,5 @@
 - ``pyfunc_entry.py``  the file MLflow runs to rebuild it ("models from code": nothing pickled)
 - ``inference.py``     scoring a checkpoint on its test split, classifying image files
 
-May import: hpo.core, hpo.stores, hpo.train, hpo.study, hpo.spec, hpo.track, hpo.retrain, data, models.
+May import: hpo.core, hpo.stores, hpo.train, hpo.study, hpo.spec, hpo.track, hpo.retrain, hpo.data, hpo.models.
 """

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import torch
 
-from data.errors import DataError
-from data.splits import load_splits
+from hpo.data.errors import DataError
+from hpo.data.splits import load_splits
 from hpo.core.errors import UserError
 from hpo.train.checkpoint import model_from_checkpoint
 from hpo.train.trainer import Evaluation, Setup, evaluate, predict
@@ -25,7 +25,7 @@ def _setup(checkpoint: dict, device: torch.device) -> Setup:
 def evaluate_checkpoint(checkpoint: dict, device: torch.device, data_root: str | None = None) -> Evaluation:
     """Accuracy on the test split of the data set it was trained on (rebuilt from its data fields);
     ``data_root`` points at the data where it lies on this machine."""
-    from data import DATASETS
+    from hpo.data import DATASETS
 
     data = checkpoint["data"]
     if data_root and "root" not in DATASETS.arguments(data["name"]):

@@ -6,8 +6,8 @@
     mlflow models serve -m models:/digits@champion --env-manager local -p 5001
 
 classify images with the same decoding, resizing and normalisation as ``hpo predict`` (``hpo/serve/inference.py``).
-Its one artifact is the retrain run's self-contained checkpoint; it carries the ``hpo``, ``data`` and
-``models`` packages as code, so it loads wherever torch, torchvision and MLflow are installed.
+Its one artifact is the retrain run's self-contained checkpoint; it carries the ``hpo`` package (``hpo.data`` and
+``hpo.models`` included) as code, so it loads wherever torch, torchvision and MLflow are installed.
 
 Input: a DataFrame with one column ``image`` holding the bytes of image files (JPEG, PNG, WebP or GIF).
 Over HTTP the bytes are base64, MLflow's encoding of a binary column::
@@ -22,6 +22,7 @@ probability) and ``probabilities`` (every class name with its probability); the 
 from __future__ import annotations
 
 import contextlib
+import tempfile
 from pathlib import Path
 
 import mlflow
@@ -90,9 +91,7 @@ def log_classifier(tracking_uri: str, experiment_id: str, run_id: str, checkpoin
     import torchvision
     from mlflow.models import infer_signature
 
-    import data
     import hpo
-    import models
 
     example = pd.DataFrame({IMAGE_COLUMN: [example_image(checkpoint)]})
     classifier = ImageClassifier()
@@ -105,14 +104,34 @@ def log_classifier(tracking_uri: str, experiment_id: str, run_id: str, checkpoin
     requirements = [f"torch=={str(torch.__version__).split('+')[0]}",
                     f"torchvision=={str(torchvision.__version__).split('+')[0]}",
                     f"mlflow=={mlflow.__version__}", f"pandas=={pd.__version__}"]
-    with _tracking_uri(tracking_uri):
+    with _tracking_uri(tracking_uri), tempfile.TemporaryDirectory(prefix="hpo-code-") as code:
         mlflow.pyfunc.log_model(
             name=MODEL_NAME, model_id=logged.model_id, python_model=str(Path(__file__).with_name("pyfunc_entry.py")),
             artifacts={"checkpoint": str(checkpoint_file)},
-            code_paths=[str(Path(package.__file__).parent) for package in (hpo, data, models)],
+            code_paths=[str(_whole_package(Path(code)))],
             signature=signature, input_example=example, pip_requirements=requirements,
             metadata={"class_names": list(checkpoint["class_names"]), "hpo_version": hpo.__version__})
     return logged.model_id
+
+
+def _whole_package(folder: Path) -> Path:
+    """The ``hpo`` package, ``hpo.data`` and ``hpo.models`` inside it, copied into ``folder``: the code the
+    registered model carries. (In a source checkout the two live beside ``hpo/``, as setup.cfg's package_dir
+    says; in an installed one, inside it.)"""
+    import shutil
+
+    import hpo
+    import hpo.data
+    import hpo.models
+
+    target = folder / "hpo"
+    skip = shutil.ignore_patterns("__pycache__", "*.pyc")
+    shutil.copytree(Path(hpo.__file__).parent, target, ignore=skip)
+    for package in (hpo.data, hpo.models):
+        inside = target / package.__name__.split(".")[1]
+        if not inside.exists():
+            shutil.copytree(Path(package.__file__).parent, inside, ignore=skip)
+    return target
 
 
 @contextlib.contextmanager

@@ -5,5 +5,5 @@
 
 A study file names things from the registries below it (data sets, models, optimizers and schedules,
 samplers, pruners) and is checked against them when it is read.
-May import: hpo.core, hpo.stores, hpo.train, hpo.study, data, models.
+May import: hpo.core, hpo.stores, hpo.train, hpo.study, hpo.data, hpo.models.
 """

@@ -23,7 +23,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Union
 
-from data.transforms import MAX_JITTER
+from hpo.data.transforms import MAX_JITTER
 from hpo.core.errors import SpecError, shown
 from hpo.train.hyperparams import Hyperparams  # the fields the knobs below describe
 from hpo.train.optim import MOMENTUM_OPTIMIZERS, OPTIMIZERS, SCHEDULERS

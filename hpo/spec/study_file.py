@@ -19,9 +19,9 @@ from typing import Any, Mapping
 
 import yaml
 
-from data import DATASETS
-from data.errors import DataError
-from data.splits import NORMALIZATIONS
+from hpo.data import DATASETS
+from hpo.data.errors import DataError
+from hpo.data.splits import NORMALIZATIONS
 from hpo.core.errors import SpecError, UserError, shown
 from hpo.core.registry import Registry
 from hpo.spec.space import SearchSpace, check_enqueued, parse_search
@@ -29,7 +29,7 @@ from hpo.study.pruners import PRUNERS
 from hpo.study.pruners import RESERVED as PRUNER_RESERVED
 from hpo.study.samplers import RESERVED as SAMPLER_RESERVED
 from hpo.study.samplers import SAMPLERS
-from models import DATA_ARGUMENTS, MODELS
+from hpo.models import DATA_ARGUMENTS, MODELS, source_of
 
 NORMALIZE_CHOICES = ("auto", "measured", *NORMALIZATIONS)
 METRICS = {"val_accuracy": "maximize", "val_loss": "minimize"}  # metric -> its natural direction
@@ -62,7 +62,7 @@ class ModelSpec:
 
     def build(self, splits):
         """This model, freshly initialised, for the classes, channels and image size of ``splits``."""
-        from models import create_model
+        from hpo.models import create_model
 
         return create_model(self.name, num_classes=splits.num_classes, in_channels=splits.channels,
                             image_size=splits.image_size, **self.args)
@@ -157,12 +157,14 @@ def load_study(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) ->
     _plain_document(raw, source)  # before anything walks it
     raw = anchor_paths(raw, path.resolve().parent)  # the file's own relative paths: from its folder
     raw = anchor_paths(apply_overrides(raw, overrides), Path.cwd())  # a --set path: from where it was typed
+    raw = _user_code_from(raw, path.resolve().parent)
     if overrides:
         source = f"{source} (with --set {' '.join(overrides)})"
     return dataclasses.replace(parse_study(raw, source), file=str(path.resolve()))
 
 
-PATH_FIELDS = (("data", "root"), ("model", "pretrained"))  # the study file's paths, read by other processes
+# The study file's paths, read by other processes: relative ones are taken from the file's folder.
+PATH_FIELDS = (("data", "root"), ("model", "pretrained"), ("model", "import_from"))
 
 
 def anchor_paths(raw: dict, folder: Path) -> dict:
@@ -177,6 +179,18 @@ def anchor_paths(raw: dict, folder: Path) -> dict:
         if isinstance(value, str) and value and "\0" not in value:
             path = Path(value).expanduser()
             raw[section] = {**part, key: str(path if path.is_absolute() else (folder / path).resolve())}
+    return raw
+
+
+def _user_code_from(raw: dict, folder: Path) -> dict:
+    """A model of the user's own (``module:callable``) is imported from the study file's folder first, unless
+    ``model.import_from`` says otherwise; recorded absolute, so that workers, retrains and a stored study find
+    the same module."""
+    model = raw.get("model")
+    model = {"name": model} if isinstance(model, str) else model
+    if isinstance(model, dict) and isinstance(model.get("name"), str) and source_of(model["name"]) == "user" \
+            and "import_from" not in model:
+        raw = {**raw, "model": {**model, "import_from": str(folder)}}
     return raw
 
 
@@ -285,21 +299,68 @@ def _parse_data(raw: Any, source: str) -> DataSpec:
 
 
 def _parse_model(raw: Any, source: str) -> ModelSpec:
-    """A registered model and its arguments, plus ``pretrained``: a local weights file (never downloaded)."""
+    """A model from one of four sources (``hpo.models.source_of``) and its arguments, plus ``pretrained``: a
+    local weights file (never downloaded), and for the user's own module ``import_from``: the folder it is
+    looked for in first (the study file's, unless given)."""
     raw = {"name": raw} if isinstance(raw, str) else raw
-    pretrained = raw.get("pretrained") if isinstance(raw, dict) else None
-    rest = {k: v for k, v in raw.items() if k != "pretrained"} if isinstance(raw, dict) else raw
-    component = _parse_component(rest, MODELS, DATA_ARGUMENTS, source, "model", default=None)
-    try:  # the model's own rules for its argument values; nothing is built here
-        MODELS.check(component.name, component.args)
+    if not isinstance(raw, dict) or not isinstance(raw.get("name"), str) or source_of(raw["name"]) == "builtin":
+        pretrained = raw.get("pretrained") if isinstance(raw, dict) else None
+        rest = {k: v for k, v in raw.items() if k != "pretrained"} if isinstance(raw, dict) else raw
+        component = _parse_component(rest, MODELS, DATA_ARGUMENTS, source, "model", default=None)
+        try:  # the model's own rules for its argument values; nothing is built here
+            MODELS.check(component.name, component.args)
+        except ValueError as err:
+            raise SpecError(source, "model", str(err)) from None  # e.g. "model: depth must be >= 0, got -1"
+        name, args = component.name, dict(component.args)
+    else:
+        name, pretrained = raw["name"], raw.get("pretrained")
+        args = {k: v for k, v in raw.items() if k not in ("name", "pretrained")}
+        _check_outside_model(name, args, source)
+    if pretrained is not None:
+        if not isinstance(pretrained, str) or not pretrained:
+            raise SpecError(source, "model.pretrained", f"must be the path of a local weights file, got "
+                                                        f"{shown(pretrained)}")
+        # The file itself is checked when the model is built (hpo run), so a study file validates anywhere.
+        args["pretrained"] = str(Path(pretrained).expanduser())
+    return ModelSpec(name, args)
+
+
+def _check_outside_model(name: str, args: dict, source: str) -> None:
+    """A torchvision, timm or user model's arguments, judged against what builds it (the data's image size is
+    judged when the data is loaded)."""
+    from hpo.models import check_model
+
+    kind = source_of(name)
+    import_from = args.get("import_from")
+    if "import_from" in args and kind != "user":
+        raise SpecError(source, "model.import_from", "is only for a model of the user's own (module:callable)")
+    if import_from is not None and (not isinstance(import_from, str) or not import_from):
+        raise SpecError(source, "model.import_from", f"must be a folder, got {shown(import_from)}")
+    if kind == "user":
+        from hpo.models.user_models import load_callable, takes_any_keyword, user_arguments
+
+        try:
+            constructor = load_callable(name, [import_from] if import_from else [])
+        except ValueError as err:
+            raise SpecError(source, "model.name", str(err)) from None
+        params = {p.name: p for p in user_arguments(constructor)}
+        for key, value in args.items():
+            if key == "import_from":
+                continue
+            if key not in params and not takes_any_keyword(constructor):
+                takes = f"takes {', '.join(params)}" if params else "takes no arguments"
+                raise SpecError(source, f"model.{key}", f"unknown argument; {name} {takes}")
+            if key in params:
+                _check_type(value, params[key].default, source, f"model.{key}")
+        for param in params.values():
+            if param.default is inspect.Parameter.empty and param.name not in args:
+                raise SpecError(source, f"model.{param.name}", f"is required by {name}")
+        return
+    try:
+        check_model(name, args)
     except ValueError as err:
-        raise SpecError(source, "model", str(err)) from None  # e.g. "model: depth must be >= 0, got -1"
-    if pretrained is None:
-        return ModelSpec(component.name, component.args)
-    if not isinstance(pretrained, str) or not pretrained:
-        raise SpecError(source, "model.pretrained", f"must be the path of a local weights file, got {shown(pretrained)}")
-    # The file itself is checked when the model is built (hpo run), so a study file validates anywhere.
-    return ModelSpec(component.name, {**component.args, "pretrained": str(Path(pretrained).expanduser())})
+        raise SpecError(source, "model" if kind != "timm" or "installed" not in str(err) else "model.name",
+                        str(err)) from None
 
 
 def _parse_budget(raw: Any, source: str) -> BudgetSpec:

@@ -83,7 +83,7 @@ def first_line(err: BaseException) -> str:
     """The error's first line; after its class name, unless it is one of ours, whose words say it all."""
     text = str(err).strip().splitlines()
     line = text[0][:300] if text else ""
-    data_errors = sys.modules.get("data.errors")  # loaded with any loader; importing it here would load torch
+    data_errors = sys.modules.get("hpo.data.errors")  # loaded with any loader; importing it here would load torch
     if isinstance(err, (UserError, WorkFailed)) or (data_errors and isinstance(err, data_errors.DataFailed)):
         return line
     return f"{type(err).__name__}: {line}"

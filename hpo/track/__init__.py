@@ -7,5 +7,5 @@
 - ``pictures.py``     the PNGs: learning curves, confusion matrix, per-class accuracy
 - ``best_effort.py``  a picture or a note that fails costs one console line, never a trial
 
-May import: hpo.core, hpo.stores, hpo.train, hpo.study, hpo.spec, data, models.
+May import: hpo.core, hpo.stores, hpo.train, hpo.study, hpo.spec, hpo.data, hpo.models.
 """

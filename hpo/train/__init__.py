@@ -12,5 +12,5 @@ MLflow or the study file: a trial and a retrain hand it plain values.
 - ``checkpoint.py``   the final checkpoint: one self-contained file
 - ``lr_find.py``      the learning-rate range test
 
-May import: hpo.core, hpo.stores, data, models.
+May import: hpo.core, hpo.stores, hpo.data, hpo.models.
 """

@@ -5,7 +5,9 @@ It holds only tensors, strings, numbers, lists and dicts, so it loads with
 
     format          "hpo-checkpoint/1"
     state_dict      the model's weights (CPU tensors)
-    model           {"name", "args"}: rebuilt through the model registry
+    model           {"name", "args"}: rebuilt through the model registry (hpo's, torchvision's or timm's)
+    exported        {"kind", "program", "why"}: a model of the user's own (module:callable) as a program
+                    (hpo/train/export.py); its module is never imported from a checkpoint
     preprocessing   {"channels", "image_size", "mean", "std"}: uint8 image -> /255 -> (x - mean) / std
     class_names     list of class names, index = label
     data            {"name", "args", "val_fraction", "test_fraction", "split_seed", "normalize"}: its test split
@@ -27,7 +29,7 @@ import torch.nn as nn
 
 import hpo
 from hpo.core.errors import UserError
-from models import create_model
+from hpo.models import create_model, source_of
 
 FORMAT = "hpo-checkpoint/1"
 
@@ -35,6 +37,10 @@ FORMAT = "hpo-checkpoint/1"
 def make_checkpoint(model: nn.Module, *, spec, splits, hyperparams: dict, trial_number: int, seed: int,
                     epochs: int, metrics: dict[str, float]) -> dict[str, Any]:
     import torchvision
+    exported = {}
+    if source_of(spec.model.name) == "user":
+        from hpo.train.export import export_network
+        exported = {"exported": export_network(model, splits.channels, tuple(splits.image_size))}
     return {
         "format": FORMAT,
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
@@ -52,6 +58,7 @@ def make_checkpoint(model: nn.Module, *, spec, splits, hyperparams: dict, trial_
         # str(): torch.__version__ is a TorchVersion, which weights_only loading refuses.
         "versions": {"hpo": hpo.__version__, "torch": str(torch.__version__),
                      "torchvision": str(torchvision.__version__)},
+        **exported,
     }
 
 
@@ -113,6 +120,12 @@ def _first_problem(checkpoint: dict) -> str | None:
     bad = [name for name, ok in checks if not ok]
     if bad:
         return f"{', '.join(bad)} missing or malformed"
+    if source_of(model["name"]) == "user":  # never imported: its network must be in the file
+        exported = checkpoint.get("exported")
+        if not (has(exported, dict) and exported.get("kind") in ("torch.export", "torchscript")
+                and isinstance(exported.get("program"), torch.Tensor) and exported["program"].dtype == torch.uint8):
+            return (f"model {model['name']!r} names a module, and hpo never imports code a checkpoint names; the "
+                    f"file lacks the exported network that takes its place")
     weights = checkpoint["state_dict"]
     if not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in weights.items()):
         return "state_dict holds something other than named tensors"
@@ -123,6 +136,9 @@ def _first_problem(checkpoint: dict) -> str | None:
 
 
 def model_from_checkpoint(checkpoint: dict) -> nn.Module:
+    if source_of(checkpoint["model"]["name"]) == "user":
+        from hpo.train.export import load_network
+        return load_network(checkpoint["exported"]).eval()
     prep = checkpoint["preprocessing"]
     model = create_model(checkpoint["model"]["name"], num_classes=len(checkpoint["class_names"]),
                          in_channels=prep["channels"], image_size=tuple(prep["image_size"]),

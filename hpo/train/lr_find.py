@@ -16,8 +16,8 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from data.batches import training_batches
-from data.transforms import Augmentation
+from hpo.data.batches import training_batches
+from hpo.data.transforms import Augmentation
 from hpo.train.device import seed_everything
 from hpo.train.hyperparams import Hyperparams
 from hpo.train.optim import OPTIMIZERS

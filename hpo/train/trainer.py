@@ -28,8 +28,8 @@ import torch
 import torch.nn as nn
 from torch.optim.swa_utils import SWALR, AveragedModel, get_ema_multi_avg_fn, update_bn
 
-from data.batches import EVAL_BATCH_SIZE, evaluation_batches, steps_per_epoch, training_batches
-from data.transforms import Augmentation, normalize, to_float
+from hpo.data.batches import EVAL_BATCH_SIZE, evaluation_batches, steps_per_epoch, training_batches
+from hpo.data.transforms import Augmentation, normalize, to_float
 from hpo.core.errors import OutOfMemory
 from hpo.train.device import Acceleration, out_of_memory, release_memory
 from hpo.train.hyperparams import Hyperparams
@@ -111,11 +111,11 @@ def fit(model: nn.Module, train, hp: Hyperparams, epochs: int, setup: Setup, *, 
 
     Example, on the digits bundled with scikit-learn (val accuracy 0.98 after 3 epochs)::
 
-        from data.splits import load_splits
+        from hpo.data.splits import load_splits
         from hpo.train.hyperparams import Hyperparams
         from hpo.train.device import seed_everything
         from hpo.train.trainer import Setup, fit
-        from models import create_model
+        from hpo.models import create_model
 
         splits = load_splits("digits", {}, val_fraction=0.2, test_fraction=0.2, split_seed=0)
         seed_everything(0)  # the model's initial weights

@@ -1,0 +1,186 @@
+"""Tuning the user's own network: a module of theirs (``mynets:TinyNet``) and torchvision's models by name,
+through the real CLI on digits; the promoted checkpoint and the registered model answer without the user's
+module; a checkpoint that names a module is refused."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from helpers import hpo, write_study
+from hpo.cli import main
+
+MYNETS = '''
+import torch.nn as nn
+
+
+class TinyNet(nn.Module):
+    """A conv, a pool and a head: the user's own network."""
+
+    def __init__(self, num_classes, in_channels, width: int = 8, dropout: float = 0.0):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(in_channels, width, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(2),
+                                  nn.Flatten(), nn.Dropout(dropout), nn.Linear(4 * width, num_classes))
+
+    def forward(self, x):
+        return self.body(x)
+
+
+def wide(num_classes: int, depth: int, width: int = 16):
+    layers = [nn.Flatten()]
+    for _ in range(depth):
+        layers += [nn.LazyLinear(width), nn.ReLU()]
+    return nn.Sequential(*layers, nn.LazyLinear(num_classes))
+'''
+
+OWN_STUDY = {"name": "own", "seed": 1, "data": "digits", "model": {"name": "mynets:TinyNet", "width": 6},
+             "budget": {"trials": 2, "epochs": 2, "retrain": {"epochs": 2}},
+             "search": {"lr": {"low": 3e-3, "high": 3e-2, "log": True}, "optimizer": "adam"}}
+
+
+def digit_pngs(folder, count=4) -> list[str]:
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    images = load_digits().images
+    files = []
+    for i in range(count):
+        path = folder / f"digit{i}.png"
+        Image.fromarray((images[i] * 255 / 16).round().astype(np.uint8)).save(path)
+        files.append(str(path))
+    return files
+
+
+@pytest.fixture(scope="module")
+def own(tmp_path_factory):
+    """The study of the user's TinyNet run, promoted and predicted while mynets.py is there."""
+    work = tmp_path_factory.mktemp("own")
+    code = work / "code"
+    code.mkdir()
+    (code / "mynets.py").write_text(MYNETS)
+    study = write_study(code, OWN_STUDY)  # mynets.py beside the study file: looked for there first
+    run = hpo("run", str(study), cwd=work)
+    checkpoint = work / "own.pt"
+    hpo("promote", "own", "--output", str(checkpoint), cwd=work)
+    files = digit_pngs(work)
+    predicted = [json.loads(line) for line in hpo("predict", str(checkpoint), *files, "--json", cwd=work).stdout.splitlines()]
+    return {"dir": work, "code": code, "run": run, "checkpoint": checkpoint, "files": files, "predicted": predicted}
+
+
+def test_the_users_module_is_tuned_and_recorded(own):
+    import optuna
+    from mlflow.tracking import MlflowClient
+
+    assert "mynets:TinyNet" in own["run"].stdout
+    study = optuna.load_study(study_name="own", storage=f"sqlite:///{own['dir']}/hpo.db")
+    assert sum(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials) == 2
+    client = MlflowClient(f"sqlite:///{own['dir']}/mlflow.db")
+    retrain = client.search_runs([client.get_experiment_by_name("own").experiment_id], "tags.`hpo.role` = 'retrain'")[0]
+    checkpoint = torch.load(own["checkpoint"], weights_only=True)  # a plain client loads it, no code runs
+    assert checkpoint["model"]["name"] == "mynets:TinyNet" and checkpoint["model"]["args"]["width"] == 6
+    assert checkpoint["exported"]["kind"] == "torch.export" and checkpoint["exported"]["why"] == ""
+    assert retrain.data.metrics["test_accuracy"] == pytest.approx(checkpoint["metrics"]["test_accuracy"])
+
+
+def test_the_checkpoint_and_the_registered_model_answer_without_the_users_module(own, tmp_path):
+    shutil.rmtree(own["code"])  # mynets.py is gone: only the exported network is left
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    again = [json.loads(line) for line in
+             hpo("predict", str(own["checkpoint"]), *own["files"], "--json", cwd=elsewhere).stdout.splitlines()]
+    assert [p["class"] for p in again] == [p["class"] for p in own["predicted"]]
+    assert [p["probability"] for p in again] == pytest.approx([p["probability"] for p in own["predicted"]], abs=1e-6)
+    evaluated = hpo("evaluate", str(own["checkpoint"]), "--json", cwd=elsewhere)
+    assert json.loads(evaluated.stdout)["accuracy"] > 0
+
+    script = ("import json, sys, mlflow, pandas as pd\n"
+              "model = mlflow.pyfunc.load_model('models:/own@champion')\n"
+              "frame = pd.DataFrame({'image': [open(f, 'rb').read() for f in sys.argv[1:]]})\n"
+              "print(json.dumps(list(model.predict(frame)['class'])))\n")
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{own['dir']}/mlflow.db"}
+    served = subprocess.run([sys.executable, "-c", script, *own["files"]], cwd=own["dir"], env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert served.returncode == 0, served.stderr
+    assert json.loads(served.stdout.splitlines()[-1]) == [p["class"] for p in own["predicted"]]
+
+
+def test_a_checkpoint_naming_a_module_is_refused_without_importing_it(own, tmp_path, capsys):
+    checkpoint = torch.load(own["checkpoint"], weights_only=True)
+    crafted = dict(checkpoint, model={"name": "os:system", "args": {}})
+    del crafted["exported"]
+    torch.save(crafted, tmp_path / "crafted.pt")
+    assert main(["evaluate", str(tmp_path / "crafted.pt")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "'os:system' names a module, and hpo never imports code" in err
+
+
+def test_a_torchvision_model_by_name_is_tuned_on_grey_digits(tmp_path):
+    study = write_study(tmp_path, {
+        "name": "tv", "seed": 2, "data": "digits",
+        "model": {"name": "torchvision/mobilenet_v3_small", "dropout": 0.1},
+        "budget": {"trials": 1, "epochs": 1, "retrain": {"epochs": 1}},
+        "search": {"lr": {"low": 1e-3, "high": 1e-2, "log": True}}})
+    hpo("run", str(study), "--no-tracking", cwd=tmp_path)
+    import optuna
+
+    trial = optuna.load_study(study_name="tv", storage=f"sqlite:///{tmp_path}/hpo.db").trials[0]
+    assert trial.state == optuna.trial.TrialState.COMPLETE
+
+
+def _hashes(folder) -> dict:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.glob("*.db"))}
+
+
+BAD_MODELS = {
+    "an import path that does not exist": ({"name": "nosuch:Net"}, "model.name: no module 'nosuch' in"),
+    "a module that raises on import": ({"name": "broken:Net"}, "model.name: importing broken failed: "
+                                                               "RuntimeError: no GPU here (broken.py:3)"),
+    "a missing callable": ({"name": "mynets:Nope"}, "model.name: module mynets"),
+    "an argument the signature refuses": ({"name": "mynets:TinyNet", "depth": 3},
+                                          "model.depth: unknown argument; mynets:TinyNet takes width, dropout"),
+    "a required argument missing": ({"name": "mynets:wide"}, "model.depth: is required by mynets:wide"),
+    "an argument of another type": ({"name": "mynets:TinyNet", "width": "wide"}, "model.width: must be an integer"),
+    "a torchvision name that is no classifier": ({"name": "torchvision/fasterrcnn_resnet50_fpn"},
+                                                 "is not one of torchvision's classification models"),
+    "a torchvision argument it does not take": ({"name": "torchvision/resnet18", "width": 3},
+                                                "unexpected keyword argument 'width'"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_MODELS)
+def test_a_bad_model_is_one_line_before_any_store(case, tmp_path):
+    (tmp_path / "mynets.py").write_text(MYNETS)
+    (tmp_path / "broken.py").write_text("import os\n\nraise RuntimeError('no GPU here')\n")
+    model, message = BAD_MODELS[case]
+    study = write_study(tmp_path, dict(OWN_STUDY, model=model))
+    for command in ("check", "run"):
+        result = hpo(command, str(study), cwd=tmp_path, check=False)
+        assert result.returncode == 2, result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1 and message in result.stderr, result.stderr
+    assert _hashes(tmp_path) == {}  # no store was created
+
+
+def test_an_image_size_the_architecture_cannot_take_names_the_smallest(tmp_path):
+    study = write_study(tmp_path, dict(OWN_STUDY, model={"name": "torchvision/alexnet"}))
+    result = hpo("run", str(study), cwd=tmp_path, check=False)
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "torchvision/alexnet cannot take 8x8 images; the smallest square size it takes is 63x63" in result.stderr
+    assert _hashes(tmp_path) == {}
+
+
+def test_timm_missing_is_one_line_saying_how_to_install(tmp_path):
+    study = write_study(tmp_path, dict(OWN_STUDY, model={"name": "timm/resnet18d"}))
+    script = "import sys; sys.modules['timm'] = None\nfrom hpo.cli import main\nsys.exit(main(sys.argv[1:]))"
+    result = subprocess.run([sys.executable, "-c", script, "check", str(study)], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "model.name: timm models need the timm package, which is not installed; pip install -e \".[timm]\"" \
+        in result.stderr
