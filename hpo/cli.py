@@ -45,7 +45,7 @@ def cmd_check(args) -> int:
     print(f"sampler   {spec.sampler.name} {dict(spec.sampler.args) or ''}")
     print(f"pruner    {spec.pruner.name} {dict(spec.pruner.args) or ''}")
     print("search space:")
-    for line in spec.search.describe():
+    for line in spec.search.describe() + (spec.model.space.describe() if spec.model.space else []):
         print("  " + line)
     for i, params in enumerate(spec.enqueue):
         print(f"enqueued trial {i}: {params}")

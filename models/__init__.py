@@ -43,6 +43,34 @@ def bounds(**allowed: tuple[float, float | None]) -> Callable[..., None]:
 SIZE, DROPOUT = (1, None), (0, 1)  # a count of units, channels or blocks; a probability
 
 
+class UnknownModel(ValueError):
+    """A model name its source does not have (or a source that is not installed): the study's ``model.name``."""
+
+
+class UnknownArgument(ValueError):
+    """An argument the model does not take (torchvision's and timm's builders pass any keyword on)."""
+
+
+def module_parameters(entrypoint: Callable[..., Any]) -> set[str]:
+    """The keyword names that the classes and functions of ``entrypoint``'s module take: what a torchvision or
+    timm builder may pass its ``**kwargs`` on to. (Some of their classes also take ``**kwargs`` and ignore
+    them, so building is no proof that an argument is used.)"""
+    import inspect
+    import sys
+
+    module = sys.modules[entrypoint.__module__]
+    names: set[str] = set()
+    for obj in vars(module).values():
+        if getattr(obj, "__module__", None) != module.__name__ or not callable(obj):
+            continue
+        try:
+            params = inspect.signature(obj.__init__ if inspect.isclass(obj) else obj).parameters.values()
+        except (TypeError, ValueError):
+            continue
+        names |= {p.name for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+    return names - {"self", "weights", "progress", "pretrained"}
+
+
 def source_of(name: str) -> str:
     """Where a model name comes from: ``builtin`` (this package's registry), ``torchvision`` (torchvision/NAME),
     ``timm`` (timm/NAME) or ``user`` (module:callable, the user's own code)."""

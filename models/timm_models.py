@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from hpo.models import UnknownArgument, UnknownModel, module_parameters
+
 PREFIX = "timm/"
 INSTALL = 'pip install -e ".[timm]" (or pip install timm)'
 
@@ -18,19 +20,23 @@ def _timm():
     try:
         import timm
     except ImportError:
-        raise ValueError(f"timm models need the timm package, which is not installed; {INSTALL}") from None
+        raise UnknownModel(f"timm models need the timm package, which is not installed; {INSTALL}") from None
     return timm
 
 
 def _network(name: str, num_classes: int, in_channels: int, args: dict[str, Any]):
     timm = _timm()
     if not timm.is_model(name):
-        raise ValueError(f"{PREFIX}{name} is not one of timm's models (timm.list_models() lists them, e.g. "
+        raise UnknownModel(f"{PREFIX}{name} is not one of timm's models (timm.list_models() lists them, e.g. "
                          f"timm/resnet18d, timm/efficientnet_b0, timm/convnext_atto)")
+    unknown = sorted(set(args) - module_parameters(timm.models.model_entrypoint(name)))
+    if unknown:
+        raise UnknownArgument(f"{PREFIX}{name} does not take {', '.join(unknown)} (no class or function of its "
+                              f"timm module has such a parameter)")
     try:
         return timm.create_model(name, pretrained=False, num_classes=num_classes, in_chans=in_channels, **args)
-    except TypeError as err:
-        raise ValueError(f"{PREFIX}{name} does not take these arguments ({err})") from None
+    except TypeError as err:  # an argument the architecture does not take
+        raise UnknownArgument(f"{PREFIX}{name} does not take these arguments ({err})") from None
     except (ValueError, AssertionError) as err:
         raise ValueError(f"{PREFIX}{name} refuses its arguments ({err or type(err).__name__})") from None
 

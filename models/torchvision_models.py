@@ -21,6 +21,8 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
+from hpo.models import UnknownArgument, UnknownModel, module_parameters
+
 PREFIX = "torchvision/"
 AUXILIARY_HEADS = ("googlenet", "inception_v3")  # built without their auxiliary classifiers
 LARGEST_CHECKED = 1024  # the largest square size searched for an architecture's smallest
@@ -36,13 +38,17 @@ def _builder(name: str):
     import torchvision
 
     if name not in names():
-        raise ValueError(f"{PREFIX}{name} is not one of torchvision's classification models; allowed: "
+        raise UnknownModel(f"{PREFIX}{name} is not one of torchvision's classification models; allowed: "
                          f"{', '.join(PREFIX + n for n in names())}")
     return torchvision.models.get_model_builder(name)
 
 
 def _network(name: str, num_classes: int, image_size: tuple[int, int], args: dict[str, Any]):
     builder = _builder(name)
+    unknown = sorted(set(args) - module_parameters(builder))
+    if unknown:
+        raise UnknownArgument(f"{PREFIX}{name} does not take {', '.join(unknown)} (no class or function of "
+                              f"{builder.__module__} has such a parameter)")
     if name.startswith("vit_") and "image_size" not in args:
         args = {**args, "image_size": image_size[0]}
     if name in AUXILIARY_HEADS:  # their extra training outputs are not a classifier's one tensor
@@ -54,7 +60,7 @@ def _network(name: str, num_classes: int, image_size: tuple[int, int], args: dic
             warnings.simplefilter("ignore", FutureWarning)
             return builder(weights=None, num_classes=num_classes, **args)
     except TypeError as err:  # an argument the architecture does not take
-        raise ValueError(f"{PREFIX}{name} does not take these arguments ({err})") from None
+        raise UnknownArgument(f"{PREFIX}{name} does not take these arguments ({err})") from None
     except (ValueError, AssertionError) as err:  # a value it refuses (a vit image_size off its patch grid)
         raise ValueError(f"{PREFIX}{name} refuses its arguments ({err or type(err).__name__})") from None
 

@@ -59,14 +59,28 @@ def digit_pngs(folder, count=4) -> list[str]:
     return files
 
 
+# The model searched among three sources; one enqueued recipe each, the user's TinyNet the only one with a
+# learning rate that learns in two epochs, so that it is the best trial and the one promoted.
+SEARCHED_STUDY = dict(
+    OWN_STUDY,
+    model={"name": ["digits_cnn", "torchvision/mobilenet_v3_small", "mynets:TinyNet"], "width": [6, 8],
+           "dropout": {"low": 0.0, "high": 0.3}},
+    budget={"trials": 3, "epochs": 2, "retrain": {"epochs": 2}},
+    search={"lr": {"low": 1e-5, "high": 3e-2, "log": True}, "optimizer": "adam"},
+    enqueue=[{"lr": 0.03, "model": "mynets:TinyNet", "model.width": 8, "model.dropout": 0.0},
+             {"lr": 1e-5, "model": "torchvision/mobilenet_v3_small", "model.dropout": 0.3},
+             {"lr": 1e-5, "model": "digits_cnn", "model.width": 6, "model.dropout": 0.3}])
+
+
 @pytest.fixture(scope="module")
 def own(tmp_path_factory):
-    """The study of the user's TinyNet run, promoted and predicted while mynets.py is there."""
+    """The searched study run, its best trial (the user's TinyNet) promoted and predicted while mynets.py is
+    there."""
     work = tmp_path_factory.mktemp("own")
     code = work / "code"
     code.mkdir()
     (code / "mynets.py").write_text(MYNETS)
-    study = write_study(code, OWN_STUDY)  # mynets.py beside the study file: looked for there first
+    study = write_study(code, SEARCHED_STUDY)  # mynets.py beside the study file: looked for there first
     run = hpo("run", str(study), cwd=work)
     checkpoint = work / "own.pt"
     hpo("promote", "own", "--output", str(checkpoint), cwd=work)
@@ -79,13 +93,20 @@ def test_the_users_module_is_tuned_and_recorded(own):
     import optuna
     from mlflow.tracking import MlflowClient
 
-    assert "mynets:TinyNet" in own["run"].stdout
     study = optuna.load_study(study_name="own", storage=f"sqlite:///{own['dir']}/hpo.db")
-    assert sum(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials) == 2
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 3
+    assert [t.params["model"] for t in study.trials] == ["mynets:TinyNet", "torchvision/mobilenet_v3_small",
+                                                         "digits_cnn"]
+    assert "model.width" not in study.trials[1].params  # mobilenet takes no width: not sampled for it
+    assert study.best_trial.number == 0
     client = MlflowClient(f"sqlite:///{own['dir']}/mlflow.db")
-    retrain = client.search_runs([client.get_experiment_by_name("own").experiment_id], "tags.`hpo.role` = 'retrain'")[0]
+    experiment = client.get_experiment_by_name("own").experiment_id
+    trial_runs = client.search_runs([experiment], "tags.`hpo.role` = 'trial'", order_by=["attributes.start_time ASC"])
+    assert [r.data.params["model"] for r in trial_runs] == [t.params["model"] for t in study.trials]
+    retrain = client.search_runs([experiment], "tags.`hpo.role` = 'retrain'")[0]
+    assert retrain.data.params["model"] == "mynets:TinyNet" and retrain.data.params["model.width"] == "8"
     checkpoint = torch.load(own["checkpoint"], weights_only=True)  # a plain client loads it, no code runs
-    assert checkpoint["model"]["name"] == "mynets:TinyNet" and checkpoint["model"]["args"]["width"] == 6
+    assert checkpoint["model"]["name"] == "mynets:TinyNet" and checkpoint["model"]["args"]["width"] == 8
     assert checkpoint["exported"]["kind"] == "torch.export" and checkpoint["exported"]["why"] == ""
     assert retrain.data.metrics["test_accuracy"] == pytest.approx(checkpoint["metrics"]["test_accuracy"])
 
@@ -149,9 +170,9 @@ BAD_MODELS = {
     "a required argument missing": ({"name": "mynets:wide"}, "model.depth: is required by mynets:wide"),
     "an argument of another type": ({"name": "mynets:TinyNet", "width": "wide"}, "model.width: must be an integer"),
     "a torchvision name that is no classifier": ({"name": "torchvision/fasterrcnn_resnet50_fpn"},
-                                                 "is not one of torchvision's classification models"),
+                                                 "model.name: torchvision/fasterrcnn_resnet50_fpn is not one of torchvision's classification models"),
     "a torchvision argument it does not take": ({"name": "torchvision/resnet18", "width": 3},
-                                                "unexpected keyword argument 'width'"),
+                                                "torchvision/resnet18 does not take width"),
 }
 
 
@@ -184,3 +205,18 @@ def test_timm_missing_is_one_line_saying_how_to_install(tmp_path):
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert "model.name: timm models need the timm package, which is not installed; pip install -e \".[timm]\"" \
         in result.stderr
+
+
+def test_a_timm_model_by_name_is_tuned_with_the_extra_installed(tmp_path):
+    pytest.importorskip("timm")
+    study = write_study(tmp_path, {
+        "name": "timmy", "seed": 2, "data": "digits", "model": {"name": "timm/mobilenetv3_small_050", "drop_rate": 0.1},
+        "budget": {"trials": 1, "epochs": 1, "retrain": {"epochs": 1}},
+        "search": {"lr": {"low": 1e-3, "high": 1e-2, "log": True}}})
+    hpo("run", str(study), "--no-tracking", cwd=tmp_path)
+    import optuna
+
+    trial = optuna.load_study(study_name="timmy", storage=f"sqlite:///{tmp_path}/hpo.db").trials[0]
+    assert trial.state == optuna.trial.TrialState.COMPLETE
+    refused = hpo("check", str(study), "--set", "model.name=timm/nonesuch", cwd=tmp_path, check=False)
+    assert refused.returncode == 2 and "model.name: timm/nonesuch is not one of timm's models" in refused.stderr

@@ -20,6 +20,7 @@ import optuna
 
 from hpo.core.errors import WorkFailed
 from hpo.search.context import Context
+from hpo.spec.model_space import model_params
 from hpo.study.record import StudyRecord, TrialRecord
 from hpo.track import dashboard
 from hpo.track.best_effort import best_effort
@@ -96,6 +97,7 @@ def record_retrain(ctx: Context, study: optuna.Study, result: RetrainResult) -> 
 
 def retrain(ctx: Context, recipe: Recipe, epochs: int, member: SeedMember | None = None) -> RetrainResult:
     """Train ``recipe`` for ``epochs`` from a fresh model, test once, log the checkpoint."""
+    ctx = ctx.with_model(ctx.spec.model.of_params(recipe.params))  # where the model is searched too
     spec, splits, print_line = ctx.spec, ctx.splits, ctx.print_line
     settings = spec.budget.retrain
     hp = spec.search.resolve(recipe.params)
@@ -103,10 +105,11 @@ def retrain(ctx: Context, recipe: Recipe, epochs: int, member: SeedMember | None
     train, val = (splits.train, splits.val) if settings.monitors_validation else (splits.train_and_val(), None)
     print_line(f"retraining trial {number} ({recipe.found}) with seed {seed} on "
                f"{'train' if val is not None else 'train+val'} ({len(train)} images) for {epochs} epochs: "
-               f"{_short(applicable(spec.search, hp.as_dict()))}")
+               f"{_short({**applicable(spec.search, hp.as_dict()), **model_params(recipe.params)})}")
     stamp = fingerprint(spec.name, hp.as_dict(), seed, epochs, spec.model, spec.data, settings)
     state = retrain_state(spec.name, number, epochs, seed, stamp)
-    with ctx.tracker.retrain_run(number, hp.as_dict(), seed, epochs, ctx.parent_run_id, member) as run:
+    with ctx.tracker.retrain_run(number, {**hp.as_dict(), **model_params(recipe.params)}, seed, epochs,
+                                 ctx.parent_run_id, member) as run:
         training = Training(ctx.build_model, train, hp, epochs, ctx.setup(seed), state, val=val,
                             num_classes=splits.num_classes)
         if training.resumed_after:  # a killed retrain of the same settings: it goes on after its last epoch

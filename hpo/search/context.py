@@ -7,6 +7,7 @@ and the data sets are imported inside the functions that need them.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shlex
 from dataclasses import dataclass, field
@@ -51,6 +52,11 @@ class Context:
     def build_model(self):
         """The study's model, freshly initialised for its data."""
         return self.spec.model.build(self.splits)
+
+    def with_model(self, model) -> "Context":
+        """This context for one trial's (or retrain's) model, where the study searches the model."""
+        return self if model is self.spec.model else dataclasses.replace(
+            self, spec=dataclasses.replace(self.spec, model=model))
 
 
 @dataclass(frozen=True)
@@ -141,10 +147,12 @@ def load_data(spec, device=None):
         splits = load_splits(d.name, d.args, d.val_fraction, d.test_fraction, d.split_seed, d.normalize)
     except DataError as err:  # a data field the loader judged: name the file too
         raise (SpecError(spec.source, err.field, err.message) if err.field else UserError(err.message)) from None
-    try:  # a model argument only the constructor can judge (a stem, an image too small) fails here, once
-        check_model(spec.model.name, spec.model.args, splits.num_classes, splits.channels, splits.image_size)
-        spec.model.build(splits)
-    except Exception as err:  # noqa: BLE001 - whatever a constructor (the user's too) raises for these images
-        raise UserError(f"{spec.source}: model: {spec.model.name} cannot be built for {splits.channels}x"
-                        f"{splits.image_size[0]}x{splits.image_size[1]} images: {str(err).splitlines()[0]}") from None
+    for model in spec.model.candidates():  # every model a trial may train
+        try:  # a model argument only the constructor can judge (a stem, an image too small) fails here, once
+            check_model(model.name, model.args, splits.num_classes, splits.channels, splits.image_size)
+            model.build(splits)
+        except Exception as err:  # noqa: BLE001 - whatever a constructor (the user's too) raises for these images
+            raise UserError(f"{spec.source}: model: {model.name} cannot be built for {splits.channels}x"
+                            f"{splits.image_size[0]}x{splits.image_size[1]} images: "
+                            f"{str(err).splitlines()[0]}") from None
     return splits.to(device) if device is not None else splits

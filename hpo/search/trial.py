@@ -26,6 +26,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from hpo.core.interrupts import signals_deferred
 from hpo.search.context import Context
+from hpo.spec.model_space import model_params
 from hpo.stores.retry import StoreUnavailable, StoreUnwritable
 from hpo.study.claims import fail_running
 from hpo.study.record import StudyRecord, TrialRecord, stored
@@ -45,13 +46,15 @@ def run_trial(ctx: Context, study: optuna.Study, trial: optuna.Trial) -> FrozenT
     """Train one trial inside its MLflow run and tell Optuna how it ended (before the run closes)."""
     record = TrialRecord(trial)
     hp = ctx.spec.search.suggest(trial)
+    ctx = ctx.with_model(ctx.spec.model.chosen(trial))  # where the model is searched too
     seed = _training_seed(ctx, study, record)
     dead = stored("", dead_line, study, trial)  # the trials this one retries, the latest first
     dead_runs = [TrialRecord(t).mlflow_run_id for t in dead if TrialRecord(t).mlflow_run_id]
     state = _state_file(ctx, study, record, hp, seed, dead, dead_runs)
     frozen = None
     try:
-        with ctx.tracker.trial_run(trial.number, hp.as_dict(), seed, ctx.parent_run_id) as run:
+        with ctx.tracker.trial_run(trial.number, {**hp.as_dict(), **model_params(trial.params)}, seed,
+                                   ctx.parent_run_id) as run:
             _link(ctx, record, run)
             try:
                 value, verdict = _train(ctx, record, hp, seed, run, state), TrialState.COMPLETE

@@ -24,6 +24,8 @@ from hpo.data.errors import DataError
 from hpo.data.splits import NORMALIZATIONS
 from hpo.core.errors import SpecError, UserError, shown
 from hpo.core.registry import Registry
+from hpo.spec.model_space import (NAME_PARAM, PREFIX, ModelSpace, check_enqueued_model, is_searched, parse_candidates,
+                                  parse_searched, values_to_check)
 from hpo.spec.space import SearchSpace, check_enqueued, parse_search
 from hpo.study.pruners import PRUNERS
 from hpo.study.pruners import RESERVED as PRUNER_RESERVED
@@ -57,13 +59,36 @@ class DataSpec:
 
 @dataclass(frozen=True)
 class ModelSpec:
+    """One model (a name and its arguments); with ``space``, a searched model (hpo/spec/model_space.py) whose
+    name shows the candidates and whose ``args`` are the fixed ones: each trial gets its own by ``chosen``."""
+
     name: str
     args: Mapping[str, Any] = field(default_factory=dict)
+    space: ModelSpace | None = None
+
+    def chosen(self, trial) -> "ModelSpec":
+        """The model this trial trains: sampled when the model is searched."""
+        return self if self.space is None else ModelSpec(*self.space.suggest(trial))
+
+    def of_params(self, params: Mapping[str, Any]) -> "ModelSpec":
+        """The model a finished trial trained, from its params."""
+        return self if self.space is None else ModelSpec(*self.space.resolve(params))
+
+    def candidates(self) -> list["ModelSpec"]:
+        """Each model a trial may train, with its fixed arguments and its searched ones at their first value."""
+        if self.space is None:
+            return [self]
+        s = self.space
+        return [ModelSpec(n, {**{k: v for k, v in s.fixed.items() if k in s.takes[n]},
+                              **{k: values_to_check(p)[0] for k, p in s.searched.items() if k in s.takes[n]}})
+                for n in s.candidates]
 
     def build(self, splits):
         """This model, freshly initialised, for the classes, channels and image size of ``splits``."""
         from hpo.models import create_model
 
+        if self.space is not None:
+            raise RuntimeError("a searched model is built per trial: ModelSpec.chosen(trial) first")
         return create_model(self.name, num_classes=splits.num_classes, in_channels=splits.channels,
                             image_size=splits.image_size, **self.args)
 
@@ -188,7 +213,10 @@ def _user_code_from(raw: dict, folder: Path) -> dict:
     the same module."""
     model = raw.get("model")
     model = {"name": model} if isinstance(model, str) else model
-    if isinstance(model, dict) and isinstance(model.get("name"), str) and source_of(model["name"]) == "user" \
+    names = model.get("name") if isinstance(model, dict) else None
+    names = names.get("choices") if isinstance(names, dict) else names
+    names = names if isinstance(names, list) else [names]
+    if isinstance(model, dict) and any(isinstance(n, str) and source_of(n) == "user" for n in names) \
             and "import_from" not in model:
         raw = {**raw, "model": {**model, "import_from": str(folder)}}
     return raw
@@ -245,16 +273,20 @@ def parse_study(raw: dict, source: str) -> StudySpec:
         raise SpecError(source, "device", f"must be auto, cpu, cuda or cuda:N, got {shown(device)}")
     budget = _parse_budget(raw.get("budget"), source)
     search = parse_search(raw.get("search"), source)
+    model = _parse_model(raw.get("model"), source)
     spec = StudySpec(
         name=name, seed=seed, metric=metric, direction=direction, device=device,
         compile=_choice(_compile_mode(raw.get("compile", "off")), COMPILE_MODES, source, "compile"),
         data=_parse_data(raw.get("data"), source),
-        model=_parse_model(raw.get("model"), source),
+        model=model,
         budget=budget, search=search,
         sampler=_parse_component(raw.get("sampler"), SAMPLERS, SAMPLER_RESERVED, source, "sampler", default="tpe"),
         pruner=_parse_component(raw.get("pruner"), PRUNERS, PRUNER_RESERVED, source, "pruner", default="median"),
-        enqueue=_parse_enqueue(raw.get("enqueue"), search, source),
+        enqueue=_parse_enqueue(raw.get("enqueue"), search, model, source),
         source=source, raw=raw)
+    if spec.model.space is not None and spec.sampler.name == "grid":
+        raise SpecError(source, "sampler", "the grid sampler walks search: only; a searched model (model.name "
+                                           "choices, model argument ranges) needs another sampler, e.g. tpe")
     for part, build in (("sampler", spec.build_sampler), ("pruner", spec.build_pruner)):
         try:  # the constructors check their arguments' values; building is cheap and touches no storage
             build()
@@ -301,7 +333,72 @@ def _parse_data(raw: Any, source: str) -> DataSpec:
 def _parse_model(raw: Any, source: str) -> ModelSpec:
     """A model from one of four sources (``hpo.models.source_of``) and its arguments, plus ``pretrained``: a
     local weights file (never downloaded), and for the user's own module ``import_from``: the folder it is
-    looked for in first (the study file's, unless given)."""
+    looked for in first (the study file's, unless given). Several names, or an argument given as a range or
+    choices, make a searched model (hpo/spec/model_space.py)."""
+    raw = {"name": raw} if isinstance(raw, (str, list)) else raw
+    if not isinstance(raw, dict) or "name" not in raw or isinstance(raw.get("name"), str) and not any(
+            is_searched(v) for k, v in raw.items() if k not in ("name", "pretrained", "import_from")):
+        return _parse_one_model(raw, source)
+    candidates = parse_candidates(raw["name"], source)
+    searched = {k: parse_searched(v, source, f"model.{k}") for k, v in raw.items()
+                if k not in ("name", "pretrained", "import_from") and is_searched(v)}
+    fixed = {k: v for k, v in raw.items() if k != "name" and k not in searched}
+    takes = {}
+    for name in candidates:  # what each takes, then each value it may get, judged as for a single model
+        takes[name] = _arguments_taken(name, fixed, searched, source)
+        base = {k: v for k, v in fixed.items() if k in takes[name]}
+        first = {k: values_to_check(p)[0] for k, p in searched.items() if k in takes[name]}
+        one = _parse_one_model({"name": name, **base, **first}, source)
+        for key, param in searched.items():
+            for value in values_to_check(param)[1:] if key in takes[name] else []:
+                _parse_one_model({"name": name, **base, **first, key: value}, source)
+        fixed = {**fixed, **{k: v for k, v in one.args.items() if k in ("pretrained", "import_from")}}
+    for key in (*fixed, *searched):
+        if not any(key in takes[n] for n in candidates):
+            raise SpecError(source, f"model.{key}", f"is never used: none of {', '.join(candidates)} takes it")
+    space = ModelSpace(candidates, fixed, searched, {n: tuple(sorted(t)) for n, t in takes.items()})
+    return ModelSpec(" | ".join(candidates), fixed, space)
+
+
+def _arguments_taken(name: str, fixed: Mapping[str, Any], searched: Mapping[str, Any], source: str) -> set[str]:
+    """The arguments among ``fixed`` and ``searched`` that the model ``name`` takes."""
+    from hpo.models import UnknownArgument, UnknownModel, check_model
+
+    keys = [k for k in (*fixed, *searched) if k not in ("pretrained", "import_from")]
+    common = {"pretrained"} | ({"import_from"} if source_of(name) == "user" else set())
+    kind = source_of(name)
+    if kind == "builtin":
+        if name not in MODELS:
+            _parse_one_model({"name": name}, source)  # refuses it, listing the names
+        return common | (set(keys) & set(MODELS.arguments(name, DATA_ARGUMENTS)))
+    if kind == "user":
+        from hpo.models.user_models import load_callable, takes_any_keyword, user_arguments
+
+        import_from = fixed.get("import_from")
+        try:
+            constructor = load_callable(name, [import_from] if isinstance(import_from, str) else [])
+        except ValueError as err:
+            raise SpecError(source, "model.name", str(err)) from None
+        if takes_any_keyword(constructor):
+            return common | set(keys)
+        return common | (set(keys) & {p.name for p in user_arguments(constructor)})
+    taken = set(common)
+    for key in keys:  # torchvision's and timm's builders take **kwargs: ask the architecture itself
+        value = fixed[key] if key in fixed else values_to_check(searched[key])[0]
+        try:
+            check_model(name, {key: value})
+        except UnknownModel as err:
+            raise SpecError(source, "model.name", str(err)) from None
+        except UnknownArgument:
+            continue
+        except ValueError:  # it takes the argument, and the value is judged below
+            pass
+        taken.add(key)
+    return taken
+
+
+def _parse_one_model(raw: Any, source: str) -> ModelSpec:
+    """One model and its arguments (no search)."""
     raw = {"name": raw} if isinstance(raw, str) else raw
     if not isinstance(raw, dict) or not isinstance(raw.get("name"), str) or source_of(raw["name"]) == "builtin":
         pretrained = raw.get("pretrained") if isinstance(raw, dict) else None
@@ -328,7 +425,7 @@ def _parse_model(raw: Any, source: str) -> ModelSpec:
 def _check_outside_model(name: str, args: dict, source: str) -> None:
     """A torchvision, timm or user model's arguments, judged against what builds it (the data's image size is
     judged when the data is loaded)."""
-    from hpo.models import check_model
+    from hpo.models import UnknownModel, check_model
 
     kind = source_of(name)
     import_from = args.get("import_from")
@@ -358,9 +455,10 @@ def _check_outside_model(name: str, args: dict, source: str) -> None:
         return
     try:
         check_model(name, args)
+    except UnknownModel as err:
+        raise SpecError(source, "model.name", str(err)) from None
     except ValueError as err:
-        raise SpecError(source, "model" if kind != "timm" or "installed" not in str(err) else "model.name",
-                        str(err)) from None
+        raise SpecError(source, "model", str(err)) from None
 
 
 def _parse_budget(raw: Any, source: str) -> BudgetSpec:
@@ -438,12 +536,25 @@ def _check_type(value: Any, default: Any, source: str, field: str) -> None:
         raise SpecError(source, field, f"must be {names.get(expected, expected.__name__)}, got {shown(value)}")
 
 
-def _parse_enqueue(raw: Any, space: SearchSpace, source: str) -> tuple[dict, ...]:
+def _parse_enqueue(raw: Any, space: SearchSpace, model: ModelSpec, source: str) -> tuple[dict, ...]:
     if raw is None:
         return ()
     if not isinstance(raw, list):
         raise SpecError(source, "enqueue", f"must be a list of hyperparameter mappings, got {shown(raw)}")
-    return tuple(check_enqueued(item, space, source, f"enqueue[{i}]") for i, item in enumerate(raw))
+    recipes = []
+    for i, item in enumerate(raw):
+        field = f"enqueue[{i}]"
+        chosen = {k: v for k, v in item.items() if k == NAME_PARAM or k.startswith(PREFIX)} \
+            if isinstance(item, dict) else {}
+        recipe = check_enqueued({k: v for k, v in item.items() if k not in chosen} if chosen else item, space,
+                                source, field)
+        if chosen:
+            if model.space is None:
+                raise SpecError(source, f"{field}.{next(iter(chosen))}", "the model is not searched (model.name "
+                                "is one name and no model argument is a range or choices): leave it out")
+            recipe.update(check_enqueued_model(chosen, model.space, source, field))
+        recipes.append(recipe)
+    return tuple(recipes)
 
 
 MAX_DEPTH = 20  # levels of nesting: a study file needs 4 (search.lr.choices[0]); a typo or an attack needs more
