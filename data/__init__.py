@@ -18,6 +18,21 @@ from hpo.core.registry import Registry
 
 DATASETS = Registry("dataset")
 register_dataset = DATASETS.register
+TORCHVISION = "torchvision/"  # torchvision/FashionMNIST: hpo/data/torchvision_data.py
+
+
+def load_source(name: str, args: dict):
+    """The data set ``name`` names: hpo's own (this registry), torchvision's (``torchvision/NAME``) or the user's
+    (``module:callable``, imported from ``import_from`` first)."""
+    if name.startswith(TORCHVISION):
+        from hpo.data import torchvision_data
+        return torchvision_data.load(name.removeprefix(TORCHVISION), **args)
+    if ":" in name:
+        from hpo.data import user_data
+        args = dict(args)
+        folder = args.pop("import_from", None)
+        return user_data.load(name, [folder] if folder else [], **args)
+    return DATASETS.get(name)(**args)
 
 # Importing the modules fills the registry.
 from hpo.data import cifar, digits, folder  # noqa: E402,F401

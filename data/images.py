@@ -67,3 +67,48 @@ class DataSource:
     val: LabelledImages | None = None
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
+
+
+def labelled_from(part, what: str) -> LabelledImages:
+    """A split the user's code or torchvision gives, as LabelledImages: an ``(images, labels)`` pair of tensors
+    (images uint8 (N, C, H, W) or (N, H, W), or floats in [0, 1]), or a ``Dataset`` of (image, label) items
+    whose images are PIL images or such tensors, all of one size. Raises ValueError naming ``what``."""
+    if isinstance(part, (tuple, list)) and len(part) == 2 and all(isinstance(p, torch.Tensor) for p in part):
+        images, labels = part
+    else:
+        try:
+            items = [part[i] for i in range(len(part))]
+        except TypeError:
+            raise ValueError(f"{what}: expected a Dataset of (image, label) items or an (images, labels) pair of "
+                             f"tensors, got a {type(part).__name__}") from None
+        if not items:
+            raise ValueError(f"{what}: holds no images")
+        images = [_image_tensor(image, f"{what}[{i}]") for i, (image, _) in enumerate(items)]
+        if len({tuple(i.shape) for i in images}) > 1:
+            raise ValueError(f"{what}: images of several sizes ({', '.join(sorted({'x'.join(map(str, i.shape)) for i in images})[:3])}); resize them to one")
+        images, labels = torch.stack(images), torch.as_tensor([int(label) for _, label in items])
+    images = _image_tensor(images, what, batch=True)
+    labels = torch.as_tensor(labels).long().reshape(-1)
+    return LabelledImages(images.contiguous(), labels)
+
+
+def _image_tensor(image, what: str, batch: bool = False) -> "torch.Tensor":
+    """One image (or a batch) as uint8 (C, H, W) (or (N, C, H, W))."""
+    if not isinstance(image, torch.Tensor):
+        from torchvision.transforms.v2.functional import pil_to_tensor
+        try:
+            image = pil_to_tensor(image)
+        except TypeError:
+            raise ValueError(f"{what}: an image must be a PIL image or a tensor, got a {type(image).__name__}") \
+                from None
+    if image.is_floating_point():
+        image = image.clamp(0, 1).mul(255).round().to(torch.uint8)
+    elif image.dtype != torch.uint8:
+        raise ValueError(f"{what}: images must be uint8 or floats in [0, 1], got {image.dtype}")
+    wanted = 4 if batch else 3
+    if image.ndim == wanted - 1:
+        image = image.unsqueeze(-3)  # grey: one channel
+    if image.ndim != wanted or image.shape[-3] not in (1, 3):
+        raise ValueError(f"{what}: images must be {'(N, C, H, W)' if batch else '(C, H, W)'} with 1 or 3 "
+                         f"channels, got shape {tuple(image.shape)}")
+    return image

@@ -13,7 +13,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Mapping
 
-from hpo.data import DATASETS
+from hpo.data import load_source
 from hpo.data.errors import DataError
 from hpo.core.lazy import lazy
 
@@ -119,7 +119,7 @@ def load_splits(name: str, args: Mapping[str, Any], val_fraction: float, test_fr
                 split_seed: int, normalize: str = "auto") -> Splits:
     """``normalize``: ``auto`` (the data set's usual statistics, else measured on train), ``measured``,
     ``imagenet`` or ``half``."""
-    source = DATASETS.get(name)(**args)
+    source = load_source(name, dict(args))
     names = source.class_names
     if len(names) < 2:
         raise DataError(f"the data set has {len(names)} class ({', '.join(map(repr, names)) or 'none'}) with "

@@ -7,6 +7,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from helpers import hpo, write_study
 from test_own_models import OWN_STUDY, digit_pngs
 
@@ -30,6 +32,7 @@ print(json.dumps({"params": result.best_params, "value": result.best_value, "tri
 '''
 
 
+@pytest.mark.slow  # a study, a promote, a load
 def test_a_script_runs_promotes_and_loads_through_the_python_api(tmp_path):
     study = write_study(tmp_path, dict(OWN_STUDY, name="api", model={"name": "digits_cnn", "width": 4},
                                        budget={"trials": 5, "epochs": 1, "retrain": {"epochs": 1}}))

@@ -25,10 +25,14 @@ def _setup(checkpoint: dict, device: torch.device) -> Setup:
 def evaluate_checkpoint(checkpoint: dict, device: torch.device, data_root: str | None = None) -> Evaluation:
     """Accuracy on the test split of the data set it was trained on (rebuilt from its data fields);
     ``data_root`` points at the data where it lies on this machine."""
-    from hpo.data import DATASETS
+    from hpo.data import DATASETS, TORCHVISION
 
     data = checkpoint["data"]
-    if data_root and "root" not in DATASETS.arguments(data["name"]):
+    if ":" in data["name"] and not data["name"].startswith(TORCHVISION):  # never imported from a checkpoint
+        raise UserError(f"the checkpoint's data set {data['name']!r} is code of the user's, and hpo never imports "
+                        f"code a checkpoint names; test it in Python: hpo.load(CHECKPOINT).model on your data")
+    takes_root = data["name"].startswith(TORCHVISION) or "root" in DATASETS.arguments(data["name"])
+    if data_root and not takes_root:
         raise UserError(f"--data-root: the checkpoint's data set {data['name']!r} reads no files (it takes no "
                         f"root); leave --data-root out")
     args = {**data["args"], **({"root": data_root} if data_root else {})}

@@ -19,7 +19,7 @@ from typing import Any, Mapping
 
 import yaml
 
-from hpo.data import DATASETS
+from hpo.data import DATASETS, TORCHVISION as TORCHVISION_DATA
 from hpo.data.errors import DataError
 from hpo.data.splits import NORMALIZATIONS
 from hpo.core.errors import SpecError, UserError, shown
@@ -189,7 +189,7 @@ def load_study(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) ->
 
 
 # The study file's paths, read by other processes: relative ones are taken from the file's folder.
-PATH_FIELDS = (("data", "root"), ("model", "pretrained"), ("model", "import_from"))
+PATH_FIELDS = (("data", "root"), ("data", "import_from"), ("model", "pretrained"), ("model", "import_from"))
 
 
 def anchor_paths(raw: dict, folder: Path) -> dict:
@@ -208,6 +208,18 @@ def anchor_paths(raw: dict, folder: Path) -> dict:
 
 
 def _user_code_from(raw: dict, folder: Path) -> dict:
+    """A model or a data set of the user's own (``module:callable``) is imported from the study file's folder
+    first, unless its ``import_from`` says otherwise; recorded absolute, so that workers, retrains and a stored
+    study find the same module."""
+    data = raw.get("data")
+    data = {"name": data} if isinstance(data, str) else data
+    if isinstance(data, dict) and isinstance(data.get("name"), str) and ":" in data["name"] \
+            and not data["name"].startswith(TORCHVISION_DATA) and "import_from" not in data:
+        raw = {**raw, "data": {**data, "import_from": str(folder)}}
+    return _model_code_from(raw, folder)
+
+
+def _model_code_from(raw: dict, folder: Path) -> dict:
     """A model of the user's own (``module:callable``) is imported from the study file's folder first, unless
     ``model.import_from`` says otherwise; recorded absolute, so that workers, retrains and a stored study find
     the same module."""
@@ -315,12 +327,16 @@ def _parse_data(raw: Any, source: str) -> DataSpec:
         raise SpecError(source, "data", f"is missing; give at least data.name, one of {', '.join(DATASETS.names())}")
     raw = _mapping({"name": raw} if isinstance(raw, str) else raw, source, "data")
     common = ("name", "val_fraction", "test_fraction", "split_seed", "normalize")
-    component = _parse_component({k: v for k, v in raw.items() if k not in common[1:]}, DATASETS, (),
-                                 source, "data", default=None)
-    try:  # the loader's own rules for its option values (stream, workers, ...); the data is not opened here
-        DATASETS.check(component.name, component.args)
-    except DataError as err:
-        raise SpecError(source, err.field or "data", err.message) from None
+    own = {k: v for k, v in raw.items() if k not in common[1:]}
+    name = own.get("name")
+    if isinstance(name, str) and (name.startswith(TORCHVISION_DATA) or ":" in name):
+        component = _parse_outside_data(name, {k: v for k, v in own.items() if k != "name"}, source)
+    else:
+        component = _parse_component(own, DATASETS, (), source, "data", default=None)
+        try:  # the loader's own rules for its option values (stream, workers, ...); the data is not opened here
+            DATASETS.check(component.name, component.args)
+        except DataError as err:
+            raise SpecError(source, err.field or "data", err.message) from None
     return DataSpec(
         name=component.name,
         val_fraction=_fraction(raw.get("val_fraction", 0.2), source, "data.val_fraction"),
@@ -328,6 +344,25 @@ def _parse_data(raw: Any, source: str) -> DataSpec:
         split_seed=_int(raw.get("split_seed", 0), source, "data.split_seed", low=0),
         normalize=_choice(raw.get("normalize", "auto"), NORMALIZE_CHOICES, source, "data.normalize"),
         args=component.args)
+
+
+def _parse_outside_data(name: str, args: dict, source: str) -> ComponentSpec:
+    """A torchvision data set by name, or the user's ``module:callable`` (its arguments judged against its
+    signature); the files are opened when the data is loaded."""
+    if name.startswith(TORCHVISION_DATA):
+        from hpo.data.torchvision_data import check
+
+        try:
+            check(name.removeprefix(TORCHVISION_DATA), args)
+        except DataError as err:
+            raise SpecError(source, err.field or "data", err.message) from None
+        return ComponentSpec(name, args)
+    import_from = args.get("import_from")
+    if import_from is not None and (not isinstance(import_from, str) or not import_from):
+        raise SpecError(source, "data.import_from", f"must be a folder, got {shown(import_from)}")
+    _check_user_callable(name, {k: v for k, v in args.items() if k != "import_from"}, import_from, (), source,
+                         "data")
+    return ComponentSpec(name, args)
 
 
 def _parse_model(raw: Any, source: str) -> ModelSpec:
@@ -372,7 +407,7 @@ def _arguments_taken(name: str, fixed: Mapping[str, Any], searched: Mapping[str,
             _parse_one_model({"name": name}, source)  # refuses it, listing the names
         return common | (set(keys) & set(MODELS.arguments(name, DATA_ARGUMENTS)))
     if kind == "user":
-        from hpo.models.user_models import load_callable, takes_any_keyword, user_arguments
+        from hpo.core.user_code import load_callable, takes_any_keyword, user_arguments
 
         import_from = fixed.get("import_from")
         try:
@@ -381,7 +416,7 @@ def _arguments_taken(name: str, fixed: Mapping[str, Any], searched: Mapping[str,
             raise SpecError(source, "model.name", str(err)) from None
         if takes_any_keyword(constructor):
             return common | set(keys)
-        return common | (set(keys) & {p.name for p in user_arguments(constructor)})
+        return common | (set(keys) & {p.name for p in user_arguments(constructor, DATA_ARGUMENTS)})
     taken = set(common)
     for key in keys:  # torchvision's and timm's builders take **kwargs: ask the architecture itself
         value = fixed[key] if key in fixed else values_to_check(searched[key])[0]
@@ -434,24 +469,8 @@ def _check_outside_model(name: str, args: dict, source: str) -> None:
     if import_from is not None and (not isinstance(import_from, str) or not import_from):
         raise SpecError(source, "model.import_from", f"must be a folder, got {shown(import_from)}")
     if kind == "user":
-        from hpo.models.user_models import load_callable, takes_any_keyword, user_arguments
-
-        try:
-            constructor = load_callable(name, [import_from] if import_from else [])
-        except ValueError as err:
-            raise SpecError(source, "model.name", str(err)) from None
-        params = {p.name: p for p in user_arguments(constructor)}
-        for key, value in args.items():
-            if key == "import_from":
-                continue
-            if key not in params and not takes_any_keyword(constructor):
-                takes = f"takes {', '.join(params)}" if params else "takes no arguments"
-                raise SpecError(source, f"model.{key}", f"unknown argument; {name} {takes}")
-            if key in params:
-                _check_type(value, params[key].default, source, f"model.{key}")
-        for param in params.values():
-            if param.default is inspect.Parameter.empty and param.name not in args:
-                raise SpecError(source, f"model.{param.name}", f"is required by {name}")
+        _check_user_callable(name, {k: v for k, v in args.items() if k != "import_from"}, import_from,
+                             DATA_ARGUMENTS, source, "model")
         return
     try:
         check_model(name, args)
@@ -459,6 +478,29 @@ def _check_outside_model(name: str, args: dict, source: str) -> None:
         raise SpecError(source, "model.name", str(err)) from None
     except ValueError as err:
         raise SpecError(source, "model", str(err)) from None
+
+
+def _check_user_callable(name: str, args: Mapping[str, Any], import_from: str | None, filled, source: str,
+                         section: str):
+    """Import the user's ``module:callable`` (hpo/core/user_code.py) and judge ``args`` against its signature:
+    unknown names, missing required ones, values of another type than the default's. Returns the callable."""
+    from hpo.core.user_code import load_callable, takes_any_keyword, user_arguments
+
+    try:
+        constructor = load_callable(name, [import_from] if import_from else [])
+    except ValueError as err:
+        raise SpecError(source, f"{section}.name", str(err)) from None
+    params = {p.name: p for p in user_arguments(constructor, filled)}
+    for key, value in args.items():
+        if key not in params and not takes_any_keyword(constructor):
+            takes = f"takes {', '.join(params)}" if params else "takes no arguments"
+            raise SpecError(source, f"{section}.{key}", f"unknown argument; {name} {takes}")
+        if key in params:
+            _check_type(value, params[key].default, source, f"{section}.{key}")
+    for param in params.values():
+        if param.default is inspect.Parameter.empty and param.name not in args:
+            raise SpecError(source, f"{section}.{param.name}", f"is required by {name}")
+    return constructor
 
 
 def _parse_budget(raw: Any, source: str) -> BudgetSpec:
