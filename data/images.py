@@ -102,7 +102,10 @@ def _image_tensor(image, what: str, batch: bool = False) -> "torch.Tensor":
             raise ValueError(f"{what}: an image must be a PIL image or a tensor, got a {type(image).__name__}") \
                 from None
     if image.is_floating_point():
-        image = image.clamp(0, 1).mul(255).round().to(torch.uint8)
+        if image.numel() and (image.min() < 0 or image.max() > 1):
+            raise ValueError(f"{what}: float images must lie in [0, 1] (before normalisation; hpo normalises), "
+                             f"got values from {float(image.min()):g} to {float(image.max()):g}")
+        image = image.mul(255).round().to(torch.uint8)
     elif image.dtype != torch.uint8:
         raise ValueError(f"{what}: images must be uint8 or floats in [0, 1], got {image.dtype}")
     wanted = 4 if batch else 3

@@ -18,6 +18,7 @@ from hpo.data.images import DataSource, labelled_from
 
 PREFIX = "torchvision/"
 # The classification sets with a train and a test part, in files of one image size.
+RESERVED = ("train", "split", "transform", "target_transform")  # EMNIST's split names its variant
 NAMES = ("MNIST", "FashionMNIST", "KMNIST", "QMNIST", "EMNIST", "USPS", "SVHN", "STL10", "CIFAR10", "CIFAR100")
 
 
@@ -30,6 +31,10 @@ def check(name: str, args: dict[str, Any]) -> None:
         raise DataError(f"{PREFIX}{name} needs root: the folder that holds its files", "data.root")
     if not isinstance(args.get("download", False), bool):
         raise DataError(f"must be true or false, got {args['download']!r}", "data.download")
+    for key in RESERVED:
+        if key in args and not (key == "split" and name == "EMNIST"):
+            raise DataError(f"is set by hpo (it loads the train and the test part itself); leave it out",
+                            f"data.{key}")
 
 
 def load(name: str, root: str, download: bool = False, **args: Any) -> DataSource:
@@ -44,13 +49,15 @@ def load(name: str, root: str, download: bool = False, **args: Any) -> DataSourc
                         f"{', '.join(p for p in takes if p not in ('root', 'download', 'transform', 'target_transform', 'train', 'split'))}",
                         f"data.{unknown[0]}")
     parts = {}
-    for part in ("train", "test"):
-        chosen = {"train": part == "train"} if "train" in takes else {"split": part}
-        try:
+    by_train = "train" in takes or name == "EMNIST"  # EMNIST takes train= through **kwargs
+    try:
+        for part in ("train", "test"):
+            chosen = {"train": part == "train"} if by_train else {"split": part}
             parts[part] = cls(root=root, download=download, **chosen, **args)
-        except RuntimeError as err:  # "Dataset not found. You can use download=True to download it"
-            raise DataError(f"{PREFIX}{name}: {' '.join(str(err).split())} (looked in {root})", "data.root") from None
-    train, test = (labelled_from(_pairs(parts[p]), f"{PREFIX}{name} {p}") for p in ("train", "test"))
+        train, test = (labelled_from(_pairs(parts[p]), f"{PREFIX}{name} {p}") for p in ("train", "test"))
+    except (RuntimeError, TypeError, ValueError, OSError) as err:  # "Dataset not found. ...", a bad argument
+        raise DataError(f"{PREFIX}{name}: {' '.join(str(err).split())[:300]} (looked in {root})",
+                        "data.root") from None
     classes = getattr(parts["train"], "classes", None)
     count = int(max(train.labels.max(), test.labels.max())) + 1
     names = tuple(str(c) for c in classes) if classes and len(classes) >= count else tuple(map(str, range(count)))
@@ -67,6 +74,8 @@ def _pairs(dataset):
         data = torch.from_numpy(data)
     if isinstance(labels, (list, np.ndarray)):
         labels = torch.as_tensor(np.asarray(labels))
+    if isinstance(labels, torch.Tensor) and labels.ndim == 2:  # QMNIST keeps 8 columns; the first is the class
+        labels = labels[:, 0]
     if isinstance(data, torch.Tensor) and isinstance(labels, torch.Tensor) and data.dtype == torch.uint8:
         if data.ndim == 4 and data.shape[-1] in (1, 3) and data.shape[1] not in (1, 3):
             data = data.permute(0, 3, 1, 2)  # CIFAR keeps (N, H, W, C)

@@ -29,6 +29,9 @@ def load(path: str, folders: Iterable[str | Path] = (), **args: Any) -> DataSour
             raise ValueError(f"returned an unknown part {unknown[0]!r}; the parts are train, val, test, classes")
         splits = {k: labelled_from(parts[k], f"{path} {k}") if parts.get(k) is not None else None
                   for k in ("train", "val", "test")}
+        empty = [k for k, part in splits.items() if part is not None and len(part) == 0]
+        if empty:
+            raise ValueError(f"its {empty[0]} part holds no images")
     except DataError:
         raise
     except Exception as err:  # noqa: BLE001 - whatever the user's code raises: one line naming it

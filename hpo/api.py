@@ -73,15 +73,19 @@ def run_file(study_file: str, overrides: Mapping[str, Any] | Iterable[str] | Non
     :class:`hpo.UserError`) with the one line the command line prints; prints nothing unless ``progress``."""
     import optuna
 
+    from hpo.core.errors import WorkFailed
     from hpo.stores.urls import storage_url
     from hpo.study.record import StudyRecord
 
     stores = Stores(storage, tracking_uri, tracking_off=not tracking)
     request = RunRequest(str(study_file), stores, _overrides(overrides), device=device, retrain=retrain,
                          invocation="hpo.run", quiet=not progress)
-    run(request, print_line=print if progress else _say_nothing)
+    if run(request, print_line=print if progress else _say_nothing) != 0:
+        raise WorkFailed(f"hpo.run({study_file!r}) ended without reaching its budget")
     name = study_name_from_file(str(study_file), request.overrides)
     study = optuna.load_study(study_name=name, storage=storage_url(storage))
+    if not any(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials):
+        raise WorkFailed(f"study {name!r} has no COMPLETE trial (hpo show {name} says how its trials ended)")
     best = study.best_trial
     return RunResult(study, best, dict(best.params), best.value, StudyRecord(study).retrain_results)
 
@@ -280,7 +284,8 @@ def report(study: str, output: str | None = None, top: int = 5, storage: str | N
 def retrain(study: str, stores: Stores, overrides=(), device: str | None = None, print_line: PrintLine = print):
     """``hpo retrain``: retrain the best trial of a stored study, always (even when a retrain exists); returns
     the :class:`hpo.retrain.retrain.RetrainResult` of each retrain."""
-    from hpo.spec.study_file import anchor_paths, apply_overrides, is_study_file, load_study, parse_study
+    from hpo.spec.study_file import (anchor_paths, apply_overrides, is_study_file, load_study, parse_study,
+                                     user_code_named)
 
     spec = load_study(study, list(overrides)) if is_study_file(study) else None  # a bad file: refused at once
     check_stores(stores)
@@ -300,7 +305,11 @@ def retrain(study: str, stores: Stores, overrides=(), device: str | None = None,
         if raw is None:
             raise UserError(f"study {study!r} was not created by hpo run; pass its study file instead")
         raw = anchor_paths(apply_overrides(raw, overrides), Path.cwd())  # a --set path: from where it was typed
-        spec = parse_study(raw, f"study {study!r} in {storage.url}")
+        spec = parse_study(raw, f"study {study!r} in {storage.url}", import_user_code=False)
+        named = user_code_named(spec)
+        if named:  # imported only where the user names it: a study file, not a store
+            raise UserError(f"study {study!r} trains code of the user's ({', '.join(named)}), which hpo imports "
+                            f"only from a study file; run hpo retrain STUDY_FILE")
     stored = load_existing_study(spec.name, storage)
     torch_device = resolve_device(device or spec.device)
     ctx = Context(spec, load_data(spec, torch_device), torch_device, open_tracker(spec.name, stores), None,
@@ -391,10 +400,14 @@ def lr_find(study_file: str, overrides=(), device: str | None = None, start: flo
 
     torch_device = resolve_device(device or spec.device)
     splits = load_data(spec)
-    hp = spec.search.resolve(spec.enqueue[0] if spec.enqueue else {})
+    recipe = spec.enqueue[0] if spec.enqueue else {}
+    hp = spec.search.resolve(recipe)
+    from hpo.spec.model_space import model_params
+
+    chosen = spec.model.of_params(model_params(recipe))  # a searched model: the recipe's, else the first one
     seed_everything(spec.seed)
-    model = spec.model.build(splits)
-    print_line(f"LR range test: {spec.model.name} on {spec.data.name}, {hp.optimizer}, batch {hp.batch_size}, "
+    model = chosen.build(splits)
+    print_line(f"LR range test: {chosen.name} on {spec.data.name}, {hp.optimizer}, batch {hp.batch_size}, "
                f"lr {start:g} -> {end:g} over {steps} steps")
     result = lr_range_test(model, splits.train, hp, Setup(torch_device, splits.mean, splits.std, spec.seed),
                            start_lr=start, end_lr=end, steps=steps)

@@ -107,8 +107,17 @@ def test_the_users_module_is_tuned_and_recorded(own):
     assert retrain.data.params["model"] == "mynets:TinyNet" and retrain.data.params["model.width"] == "8"
     checkpoint = torch.load(own["checkpoint"], weights_only=True)  # a plain client loads it, no code runs
     assert checkpoint["model"]["name"] == "mynets:TinyNet" and checkpoint["model"]["args"]["width"] == 8
-    assert checkpoint["exported"]["kind"] == "torch.export" and checkpoint["exported"]["why"] == ""
+    assert checkpoint["exported"]["kind"] == "torch.export"
     assert retrain.data.metrics["test_accuracy"] == pytest.approx(checkpoint["metrics"]["test_accuracy"])
+
+
+def test_a_stored_study_never_makes_hpo_import_the_users_module(own):
+    refused = hpo("retrain", "own", cwd=own["dir"], check=False)
+    assert refused.returncode == 2 and refused.stderr.strip() == (
+        "hpo retrain: error: study 'own' trains code of the user's (mynets:TinyNet), which hpo imports only from "
+        "a study file; run hpo retrain STUDY_FILE"), refused.stderr
+    report = hpo("report", "own", cwd=own["dir"])  # reads the stored spec without importing it
+    assert report.returncode == 0
 
 
 @pytest.mark.slow  # several hpo commands
@@ -142,6 +151,48 @@ def test_a_checkpoint_naming_a_module_is_refused_without_importing_it(own, tmp_p
     assert main(["evaluate", str(tmp_path / "crafted.pt")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "'os:system' names a module, and hpo never imports code" in err
+
+
+def test_a_program_that_calls_more_than_aten_operators_is_refused_before_it_loads(own, tmp_path, capsys):
+    """torch.export.load would run what a crafted graph names (torch.load here): the archive is read first."""
+    import io
+    import zipfile
+
+    checkpoint = torch.load(own["checkpoint"], weights_only=True)
+    original = zipfile.ZipFile(io.BytesIO(checkpoint["exported"]["program"].numpy().tobytes()))
+    crafted = io.BytesIO()
+    with zipfile.ZipFile(crafted, "w") as out:
+        for name in original.namelist():
+            data = original.read(name)
+            if name.endswith("models/model.json"):
+                assert b"torch.ops.aten.relu.default" in data
+                data = data.replace(b"torch.ops.aten.relu.default", b"torch.load")
+            out.writestr(name, data)
+    checkpoint["exported"]["program"] = torch.frombuffer(bytearray(crafted.getvalue()), dtype=torch.uint8)
+    torch.save(checkpoint, tmp_path / "crafted.pt")
+    assert main(["predict", str(tmp_path / "crafted.pt"), own["files"][0]]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "refused: the exported program calls 'torch.load'" in err, err
+
+
+def test_a_network_torch_export_cannot_trace_is_refused_before_any_trial(tmp_path):
+    (tmp_path / "mynets.py").write_text(MYNETS + """
+
+class Branchy(nn.Module):
+    def __init__(self, num_classes):
+        super().__init__()
+        self.head = nn.Linear(64, num_classes)
+
+    def forward(self, x):
+        if x.sum() > 0:  # data-dependent control flow: torch.export cannot trace it
+            return self.head(x.flatten(1))
+        return -self.head(x.flatten(1))
+""")
+    study = write_study(tmp_path, dict(OWN_STUDY, model={"name": "mynets:Branchy"}))
+    result = hpo("run", str(study), cwd=tmp_path, check=False)
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "model: mynets:Branchy cannot be built for 1x8x8 images: torch.export cannot trace it" in result.stderr
+    assert _hashes(tmp_path) == {}
 
 
 @pytest.mark.slow  # several hpo commands

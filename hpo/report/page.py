@@ -69,7 +69,7 @@ def spec_of(study):
     if raw is None:
         return None
     try:
-        return parse_study(raw, f"study {study.study_name!r}")
+        return parse_study(raw, f"study {study.study_name!r}", import_user_code=False)
     except (UserError, ValueError):
         return None
 

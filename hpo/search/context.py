@@ -136,7 +136,7 @@ def load_data(spec, device=None):
     """The study's splits (on ``device``), after checking that its model can be built for them."""
     from hpo.data.errors import DataError
     from hpo.data.splits import load_splits
-    from hpo.models import check_model
+    from hpo.models import check_model, source_of
 
     d = spec.data
     pretrained = spec.model.args.get("pretrained")
@@ -150,7 +150,10 @@ def load_data(spec, device=None):
     for model in spec.model.candidates():  # every model a trial may train
         try:  # a model argument only the constructor can judge (a stem, an image too small) fails here, once
             check_model(model.name, model.args, splits.num_classes, splits.channels, splits.image_size)
-            model.build(splits)
+            network = model.build(splits)
+            if source_of(model.name) == "user":  # its checkpoint will keep it as a program: exportable?
+                from hpo.train.export import export_network
+                export_network(network, splits.channels, tuple(splits.image_size))
         except Exception as err:  # noqa: BLE001 - whatever a constructor (the user's too) raises for these images
             raise UserError(f"{spec.source}: model: {model.name} cannot be built for {splits.channels}x"
                             f"{splits.image_size[0]}x{splits.image_size[1]} images: "

@@ -157,7 +157,8 @@ def check_enqueued_model(values: Mapping[str, Any], space: ModelSpace, source: s
         if arg not in space.takes[name]:
             raise SpecError(source, f"{field}.{key}", f"is never used: {name} does not take {arg}")
         inside = value in param.choices if isinstance(param, Choice) else (
-            isinstance(value, (int, float)) and not isinstance(value, bool) and param.low <= value <= param.high)
+            isinstance(value, (int, float)) and not isinstance(value, bool) and param.low <= value <= param.high
+            and (isinstance(param, FloatRange) or float(value).is_integer()))
         if not inside:
             allowed = f"one of {list(param.choices)}" if isinstance(param, Choice) else \
                 f"within [{param.low:g}, {param.high:g}]"

@@ -222,7 +222,7 @@ class SearchSpace:
 RANGE_KEYS = {"low", "high", "log", "step"}
 
 
-def parse_search(raw: Any, source: str) -> SearchSpace:
+def parse_search(raw: Any, source: str, model_searched: bool = False) -> SearchSpace:
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
@@ -235,9 +235,9 @@ def parse_search(raw: Any, source: str) -> SearchSpace:
         params[name] = _parse_param(raw[name], knob, source, f"search.{name}") if name in raw \
             else Fixed(getattr(Hyperparams, name))
     space = SearchSpace(params)
-    if not space.searched:
+    if not space.searched and not model_searched:
         raise SpecError(source, "search", "the space is empty: search at least one of "
-                        + ", ".join(KNOBS) + " with a range or choices")
+                        + ", ".join(KNOBS) + " with a range or choices (or search the model: hpo/spec/model_space.py)")
     for name in space.searched:
         condition = KNOBS[name].only_when
         if condition is not None and not any(map(condition.test, _extremes(params[condition.other]))):

@@ -8,6 +8,7 @@ documented in docs/study-files.md.
 
 from __future__ import annotations
 
+import contextvars
 import copy
 import dataclasses
 import inspect
@@ -71,7 +72,16 @@ class ModelSpec:
         return self if self.space is None else ModelSpec(*self.space.suggest(trial))
 
     def of_params(self, params: Mapping[str, Any]) -> "ModelSpec":
-        """The model a finished trial trained, from its params."""
+        """The model a finished trial trained, from its params; refused (UserError) when the study file no
+        longer offers it (edited between the search and the retrain)."""
+        trained = params.get(NAME_PARAM)
+        offered = self.space.candidates if self.space is not None else (self.name,)
+        if trained is None and len(offered) > 1 and params:
+            raise UserError(f"the trial chose no model (the study file searched none then); model.name now offers "
+                            f"{', '.join(offered)}: name one, or run a new study")
+        if trained is not None and trained not in offered:
+            raise UserError(f"the trial trained model {trained!r}, which the study's model.name no longer offers "
+                            f"({', '.join(offered)}); put it back, or run a new study")
         return self if self.space is None else ModelSpec(*self.space.resolve(params))
 
     def candidates(self) -> list["ModelSpec"]:
@@ -267,7 +277,22 @@ def apply_overrides(raw: dict, overrides) -> dict:
     return raw
 
 
-def parse_study(raw: dict, source: str) -> StudySpec:
+# False while a stored spec is read back for show (hpo report): the user's modules it names are not imported,
+# and their arguments are taken as they were judged when the study file was read.
+_IMPORTS_USER_CODE: contextvars.ContextVar[bool] = contextvars.ContextVar("imports_user_code", default=True)
+
+
+def parse_study(raw: dict, source: str, import_user_code: bool = True) -> StudySpec:
+    """Validate a study document. ``import_user_code=False`` reads a stored one without importing the modules
+    it names (a store is no place to name code to run)."""
+    token = _IMPORTS_USER_CODE.set(import_user_code)
+    try:
+        return _parse_study(raw, source)
+    finally:
+        _IMPORTS_USER_CODE.reset(token)
+
+
+def _parse_study(raw: dict, source: str) -> StudySpec:
     _plain_document(raw, source)
     _no_unknown(raw, TOP_LEVEL, source, "")
     name = _required(raw, "name", source, "")
@@ -284,8 +309,8 @@ def parse_study(raw: dict, source: str) -> StudySpec:
     if not isinstance(device, str) or not DEVICE_PATTERN.match(device):
         raise SpecError(source, "device", f"must be auto, cpu, cuda or cuda:N, got {shown(device)}")
     budget = _parse_budget(raw.get("budget"), source)
-    search = parse_search(raw.get("search"), source)
     model = _parse_model(raw.get("model"), source)
+    search = parse_search(raw.get("search"), source, model_searched=model.space is not None)
     spec = StudySpec(
         name=name, seed=seed, metric=metric, direction=direction, device=device,
         compile=_choice(_compile_mode(raw.get("compile", "off")), COMPILE_MODES, source, "compile"),
@@ -305,6 +330,12 @@ def parse_study(raw: dict, source: str) -> StudySpec:
         except (ValueError, TypeError) as err:
             raise SpecError(source, part, str(err).splitlines()[0]) from None
     return spec
+
+
+def user_code_named(spec: StudySpec) -> list[str]:
+    """The user's modules (``module:callable``) a study trains with: its model candidates and its data set."""
+    models = spec.model.space.candidates if spec.model.space else (spec.model.name,)
+    return [n for n in (*models, spec.data.name) if source_of(n) == "user" and not n.startswith(TORCHVISION_DATA)]
 
 
 def is_study_file(value: str) -> bool:
@@ -410,6 +441,8 @@ def _arguments_taken(name: str, fixed: Mapping[str, Any], searched: Mapping[str,
         from hpo.core.user_code import load_callable, takes_any_keyword, user_arguments
 
         import_from = fixed.get("import_from")
+        if not _IMPORTS_USER_CODE.get():
+            return common | set(keys)
         try:
             constructor = load_callable(name, [import_from] if isinstance(import_from, str) else [])
         except ValueError as err:
@@ -486,6 +519,8 @@ def _check_user_callable(name: str, args: Mapping[str, Any], import_from: str | 
     unknown names, missing required ones, values of another type than the default's. Returns the callable."""
     from hpo.core.user_code import load_callable, takes_any_keyword, user_arguments
 
+    if not _IMPORTS_USER_CODE.get():
+        return None
     try:
         constructor = load_callable(name, [import_from] if import_from else [])
     except ValueError as err:
@@ -544,7 +579,9 @@ def _parse_component(raw: Any, registry: Registry, reserved, source: str, field:
     name = raw.get("name")
     if not isinstance(name, str) or name not in registry:
         what = "is missing" if name is None else f"unknown {registry.kind} {shown(name)}"
-        raise SpecError(source, f"{field}.name", f"{what}; allowed: {', '.join(registry.names())}")
+        more = {"model": ", or torchvision/NAME, timm/NAME, module:callable (docs/models-and-data.md)",
+                "dataset": ", or torchvision/NAME, module:callable (docs/models-and-data.md)"}.get(registry.kind, "")
+        raise SpecError(source, f"{field}.name", f"{what}; allowed: {', '.join(registry.names())}{more}")
     args = {k: v for k, v in raw.items() if k != "name"}
     allowed = registry.arguments(name, reserved)
     for key in args:

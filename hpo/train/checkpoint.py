@@ -6,7 +6,7 @@ It holds only tensors, strings, numbers, lists and dicts, so it loads with
     format          "hpo-checkpoint/1"
     state_dict      the model's weights (CPU tensors)
     model           {"name", "args"}: rebuilt through the model registry (hpo's, torchvision's or timm's)
-    exported        {"kind", "program", "why"}: a model of the user's own (module:callable) as a program
+    exported        {"kind", "program"}: a model of the user's own (module:callable) as a torch.export program
                     (hpo/train/export.py); its module is never imported from a checkpoint
     preprocessing   {"channels", "image_size", "mean", "std"}: uint8 image -> /255 -> (x - mean) / std
     class_names     list of class names, index = label
@@ -30,6 +30,7 @@ import torch.nn as nn
 import hpo
 from hpo.core.errors import UserError
 from hpo.models import create_model, source_of
+from hpo.train.export import UnsafeProgram
 
 FORMAT = "hpo-checkpoint/1"
 
@@ -88,6 +89,8 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         raise UserError(f"{path}: a damaged hpo checkpoint: {problem}; export it again with `hpo promote STUDY`")
     try:
         model_from_checkpoint(checkpoint)
+    except UnsafeProgram as err:  # a user's network whose program holds more than an exported network should
+        raise UserError(f"{path}: refused: {err}; hpo loads only programs it could have written") from None
     except Exception as err:  # a file's arguments and weights the model cannot take, whatever the model raises
         raise UserError(f"{path}: its weights do not fit model {checkpoint['model']['name']!r} "
                         f"({str(err).splitlines()[0][:200]}); export it again with `hpo promote STUDY`") from None
@@ -122,7 +125,7 @@ def _first_problem(checkpoint: dict) -> str | None:
         return f"{', '.join(bad)} missing or malformed"
     if source_of(model["name"]) == "user":  # never imported: its network must be in the file
         exported = checkpoint.get("exported")
-        if not (has(exported, dict) and exported.get("kind") in ("torch.export", "torchscript")
+        if not (has(exported, dict) and exported.get("kind") == "torch.export"
                 and isinstance(exported.get("program"), torch.Tensor) and exported["program"].dtype == torch.uint8):
             return (f"model {model['name']!r} names a module, and hpo never imports code a checkpoint names; the "
                     f"file lacks the exported network that takes its place")
