@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from hpo.core.errors import SpecError, shown
-from hpo.spec.space import RANGE_KEYS, Choice, FloatRange, IntRange, Param
+from hpo.spec.space import RANGE_KEYS, Choice, FloatRange, IntRange, Param, choices_of, describe_param, suggest_param
 
 NAME_PARAM = "model"  # the Optuna parameter that holds the chosen model's name
 PREFIX = "model."  # before each searched argument's name: model.width
@@ -42,15 +42,8 @@ class ModelSpace:
             trial.suggest_categorical(NAME_PARAM, list(self.candidates))
         args = {k: v for k, v in self.fixed.items() if k in self.takes[name]}
         for arg, param in self.searched.items():
-            if arg not in self.takes[name]:
-                continue
-            key = PREFIX + arg
-            if isinstance(param, FloatRange):
-                args[arg] = trial.suggest_float(key, param.low, param.high, log=param.log, step=param.step)
-            elif isinstance(param, IntRange):
-                args[arg] = trial.suggest_int(key, param.low, param.high, log=param.log, step=param.step)
-            else:
-                args[arg] = trial.suggest_categorical(key, list(param.choices))
+            if arg in self.takes[name]:
+                args[arg] = suggest_param(trial, PREFIX + arg, param)
         return name, args
 
     def resolve(self, trial_params: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -66,12 +59,7 @@ class ModelSpace:
         for arg, p in self.searched.items():
             users = [n for n in self.candidates if arg in self.takes[n]]
             when = f"  (only for {', '.join(users)})" if len(users) < len(self.candidates) else ""
-            if isinstance(p, Choice):
-                lines.append(f"{PREFIX + arg:16s} choice {list(p.choices)}{when}")
-            else:
-                kind = "float " if isinstance(p, FloatRange) else "int   "
-                extra = (" log" if p.log else "") + (f" step {p.step:g}" if p.step not in (None, 1) else "")
-                lines.append(f"{PREFIX + arg:16s} {kind} [{p.low:g}, {p.high:g}]{extra}{when}")
+            lines.append(describe_param(PREFIX + arg, p, when))
         return lines
 
 
@@ -98,11 +86,7 @@ def parse_searched(raw: Any, source: str, field: str) -> Param:
     if isinstance(raw, list):
         raw = {"choices": raw}
     if "choices" in raw:
-        if set(raw) != {"choices"}:
-            raise SpecError(source, field, "give either choices or low/high, not both")
-        choices = raw["choices"]
-        if not isinstance(choices, list) or not choices:
-            raise SpecError(source, f"{field}.choices", f"must be a non-empty list, got {shown(choices)}")
+        choices = choices_of(raw, source, field)
         if not all(isinstance(c, (str, int, float, bool)) or c is None for c in choices):
             raise SpecError(source, f"{field}.choices", f"must be numbers, strings, true/false or null, got "
                                                         f"{shown(choices)}")

@@ -171,12 +171,8 @@ class SearchSpace:
         for name, param in self.params.items():
             if isinstance(param, Fixed) or not self.applies(name, decided):
                 decided[name] = param.value if isinstance(param, Fixed) else getattr(Hyperparams, name)
-            elif isinstance(param, FloatRange):
-                decided[name] = trial.suggest_float(name, param.low, param.high, log=param.log, step=param.step)
-            elif isinstance(param, IntRange):
-                decided[name] = trial.suggest_int(name, param.low, param.high, log=param.log, step=param.step)
             else:
-                decided[name] = trial.suggest_categorical(name, list(param.choices))
+                decided[name] = suggest_param(trial, name, param)
         return Hyperparams(**decided)
 
     def resolve(self, trial_params: Mapping[str, Any]) -> Hyperparams:
@@ -206,15 +202,28 @@ class SearchSpace:
         for name, p in self.params.items():
             condition = KNOBS[name].only_when
             when = f"  (only when {condition.text})" if condition else ""
-            if isinstance(p, Fixed):
-                lines.append(f"{name:16s} fixed  {p.value!r}")
-            elif isinstance(p, Choice):
-                lines.append(f"{name:16s} choice {list(p.choices)}{when}")
-            else:
-                kind = "float " if isinstance(p, FloatRange) else "int   "
-                extra = (" log" if p.log else "") + (f" step {p.step:g}" if p.step not in (None, 1) else "")
-                lines.append(f"{name:16s} {kind} [{p.low:g}, {p.high:g}]{extra}{when}")
+            lines.append(describe_param(name, p, when))
         return lines
+
+
+def suggest_param(trial, name: str, param: Param) -> Any:
+    """Optuna's sample of a searched parameter (a range or choices)."""
+    if isinstance(param, FloatRange):
+        return trial.suggest_float(name, param.low, param.high, log=param.log, step=param.step)
+    if isinstance(param, IntRange):
+        return trial.suggest_int(name, param.low, param.high, log=param.log, step=param.step)
+    return trial.suggest_categorical(name, list(param.choices))
+
+
+def describe_param(name: str, p: Param, when: str = "") -> str:
+    """One line of ``hpo check``'s search space: the parameter, its kind and values, and when it applies."""
+    if isinstance(p, Fixed):
+        return f"{name:16s} fixed  {p.value!r}"
+    if isinstance(p, Choice):
+        return f"{name:16s} choice {list(p.choices)}{when}"
+    kind = "float " if isinstance(p, FloatRange) else "int   "
+    extra = (" log" if p.log else "") + (f" step {p.step:g}" if p.step not in (None, 1) else "")
+    return f"{name:16s} {kind} [{p.low:g}, {p.high:g}]{extra}{when}"
 
 
 # --- parsing from a study file ------------------------------------------------------------------
@@ -265,17 +274,23 @@ def on_grid(value: float, param: FloatRange | IntRange) -> bool:
     return abs(steps - round(steps)) <= 1e-8 * max(1.0, abs(steps))
 
 
+def choices_of(raw: dict, source: str, field: str) -> list:
+    """The list of ``{choices: [...]}``, refused unless it is the mapping's only key and a non-empty list."""
+    if set(raw) != {"choices"}:
+        raise SpecError(source, field, "give either choices or low/high, not both")
+    choices = raw["choices"]
+    if not isinstance(choices, list) or not choices:
+        raise SpecError(source, f"{field}.choices", f"must be a non-empty list, got {shown(choices)}")
+    return choices
+
+
 def _parse_param(raw: Any, knob: Knob, source: str, field: str) -> Param:
     if isinstance(raw, list):
         raw = {"choices": raw}
     if not isinstance(raw, dict):
         return Fixed(_value(raw, knob, source, field))
     if "choices" in raw:
-        if set(raw) != {"choices"}:
-            raise SpecError(source, field, "give either choices or low/high, not both")
-        choices = raw["choices"]
-        if not isinstance(choices, list) or not choices:
-            raise SpecError(source, f"{field}.choices", f"must be a non-empty list, got {shown(choices)}")
+        choices = choices_of(raw, source, field)
         values = tuple(_value(c, knob, source, f"{field}.choices") for c in choices)
         if len(set(values)) != len(values):
             raise SpecError(source, f"{field}.choices", f"has duplicates: {shown(choices)}")
