@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -107,6 +108,36 @@ def start_mlflow_server(root: Path, port: int, backend_store_uri: str | None = N
                 stop_mlflow_server(server)
                 pytest.fail("the MLflow server did not start")
             time.sleep(0.3)
+
+
+@contextlib.contextmanager
+def mlflow_models_serve(model_uri: str, store_dir: Path, log_path: Path, timeout: float = 120):
+    """``mlflow models serve -m MODEL_URI`` on a free port, run from the store's folder (the artifact locations
+    are relative to it), logging to a file (not a pipe: a server that logs much never blocks on it); yields the
+    port once /ping answers, and stops the server after."""
+    import time
+    import urllib.request
+
+    port = free_port()
+    with open(log_path, "wb") as log:
+        env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{store_dir}/mlflow.db"}
+        server = subprocess.Popen([sys.executable, "-m", "mlflow", "models", "serve", "-m", model_uri,
+                                   "--env-manager", "local", "--host", "127.0.0.1", "-p", str(port)],
+                                  cwd=store_dir, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                  start_new_session=True)
+        try:
+            deadline = time.time() + timeout
+            while True:
+                try:
+                    urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2)
+                    break
+                except OSError:
+                    if server.poll() is not None or time.time() > deadline:
+                        pytest.fail(f"mlflow models serve did not answer /ping:\n{log_path.read_text()[-2000:]}")
+                    time.sleep(0.5)
+            yield port
+        finally:
+            stop_mlflow_server(server)
 
 
 def stop_mlflow_server(server: subprocess.Popen) -> None:

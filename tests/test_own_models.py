@@ -146,37 +146,16 @@ def test_the_checkpoint_and_the_registered_model_answer_without_the_users_module
 @pytest.mark.slow  # mlflow models serve
 def test_mlflow_models_serve_answers_for_the_users_model_without_its_module(own, tmp_path):
     import base64
-    import time
-    import urllib.request
 
-    from helpers import free_port, stop_mlflow_server
+    from helpers import mlflow_models_serve
     from test_pyfunc import post
 
     shutil.rmtree(own["code"], ignore_errors=True)  # mynets.py is gone: only the exported network is left
-    port = free_port()
-    log = open(tmp_path / "serve.log", "wb")
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{own['dir']}/mlflow.db"}
-    server = subprocess.Popen([sys.executable, "-m", "mlflow", "models", "serve", "-m", "models:/own@champion",
-                               "--env-manager", "local", "--host", "127.0.0.1", "-p", str(port)],
-                              cwd=own["dir"], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        deadline = time.time() + 180
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2)
-                break
-            except OSError:
-                if server.poll() is not None or time.time() > deadline:
-                    pytest.fail(f"mlflow models serve did not answer /ping:\n"
-                                f"{(tmp_path / 'serve.log').read_text()[-2000:]}")
-                time.sleep(0.5)
+    with mlflow_models_serve("models:/own@champion", own["dir"], tmp_path / "serve.log", timeout=180) as port:
         images = [[base64.b64encode(open(f, "rb").read()).decode()] for f in own["files"]]
         status, answer = post(port, {"dataframe_split": {"columns": ["image"], "data": images}})
         assert status == 200, answer
         assert [p["class"] for p in answer["predictions"]] == [p["class"] for p in own["predicted"]]
-    finally:
-        stop_mlflow_server(server)
-        log.close()
 
 
 def test_a_checkpoint_naming_a_module_is_refused_without_importing_it(own, tmp_path, capsys):

@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from helpers import copy_study_folder, free_port, hpo, stop_mlflow_server
+from helpers import copy_study_folder, hpo, mlflow_models_serve
 
 N_IMAGES = 6
 
@@ -133,24 +133,7 @@ def post(port: int, body: dict) -> tuple[int, dict]:
 
 @pytest.mark.slow  # mlflow models serve
 def test_mlflow_models_serve_answers_images_over_http(champion, tmp_path):
-    port = free_port()
-    log = open(tmp_path / "serve.log", "wb")  # a file, not a pipe: a server that logs much never blocks on it
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{champion['dir']}/mlflow.db"}
-    server = subprocess.Popen([sys.executable, "-m", "mlflow", "models", "serve", "-m", "models:/tiny@champion",
-                               "--env-manager", "local", "--host", "127.0.0.1", "-p", str(port)],
-                              cwd=champion["dir"], env=env, stdout=log, stderr=subprocess.STDOUT,
-                              start_new_session=True)
-    try:
-        deadline = time.time() + 120
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2)
-                break
-            except OSError:
-                if server.poll() is not None or time.time() > deadline:
-                    pytest.fail(f"mlflow models serve did not answer /ping:\n"
-                                f"{(tmp_path / 'serve.log').read_text()[-2000:]}")
-                time.sleep(0.5)
+    with mlflow_models_serve("models:/tiny@champion", champion["dir"], tmp_path / "serve.log") as port:
         # The request format of docs/retrain-and-serve.md: a dataframe_split with one column of base64 image files.
         images = [[base64.b64encode(open(f, "rb").read()).decode()] for f in champion["files"]]
         status, answer = post(port, {"dataframe_split": {"columns": ["image"], "data": images}})
@@ -160,9 +143,6 @@ def test_mlflow_models_serve_answers_images_over_http(champion, tmp_path):
         status, answer = post(port, {"dataframe_split": {"columns": ["image"],
                                                          "data": [[base64.b64encode(b"not an image").decode()]]}})
         assert status == 400 and "image of row 0: cannot be read as an image" in answer["message"]
-    finally:
-        stop_mlflow_server(server)
-        log.close()
 
 
 def test_promote_refuses_a_run_that_is_not_a_retrain(champion):
