@@ -33,7 +33,7 @@ def check(name: str, args: dict[str, Any]) -> None:
         raise DataError(f"must be true or false, got {args['download']!r}", "data.download")
     for key in RESERVED:
         if key in args and not (key == "split" and name == "EMNIST"):
-            raise DataError(f"is set by hpo (it loads the train and the test part itself); leave it out",
+            raise DataError("is set by hpo (it loads the train and the test part itself); leave it out",
                             f"data.{key}")
 
 

@@ -23,6 +23,7 @@ Measured on the CPU here with torchvision's mobilenet_v3_small (1.5 M parameters
 from __future__ import annotations
 
 import contextlib
+import importlib
 import io
 import json
 import logging
@@ -56,7 +57,7 @@ def export_network(model: nn.Module, channels: int, image_size: tuple[int, int])
     except StopIteration:
         device = torch.device("cpu")
     model.cpu().eval()
-    import torch._dynamo  # noqa: F401 - it sets torch's log levels when imported: before ours, not after
+    importlib.import_module("torch._dynamo")  # it sets torch's log levels when imported: before ours, not after
 
     quiet = [logging.getLogger(name) for name in TORCH_LOGGERS]  # a refused trace is our one line, not theirs
     levels = [log.level for log in quiet]
