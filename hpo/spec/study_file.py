@@ -221,26 +221,15 @@ def _user_code_from(raw: dict, folder: Path) -> dict:
     """A model or a data set of the user's own (``module:callable``) is imported from the study file's folder
     first, unless its ``import_from`` says otherwise; recorded absolute, so that workers, retrains and a stored
     study find the same module."""
-    data = raw.get("data")
-    data = {"name": data} if isinstance(data, str) else data
-    if isinstance(data, dict) and isinstance(data.get("name"), str) and ":" in data["name"] \
-            and not data["name"].startswith(TORCHVISION_DATA) and "import_from" not in data:
-        raw = {**raw, "data": {**data, "import_from": str(folder)}}
-    return _model_code_from(raw, folder)
-
-
-def _model_code_from(raw: dict, folder: Path) -> dict:
-    """A model of the user's own (``module:callable``) is imported from the study file's folder first, unless
-    ``model.import_from`` says otherwise; recorded absolute, so that workers, retrains and a stored study find
-    the same module."""
-    model = raw.get("model")
-    model = {"name": model} if isinstance(model, str) else model
-    names = model.get("name") if isinstance(model, dict) else None
-    names = names.get("choices") if isinstance(names, dict) else names
-    names = names if isinstance(names, list) else [names]
-    if isinstance(model, dict) and any(isinstance(n, str) and source_of(n) == "user" for n in names) \
-            and "import_from" not in model:
-        raw = {**raw, "model": {**model, "import_from": str(folder)}}
+    for section in ("data", "model"):
+        part = raw.get(section)
+        part = {"name": part} if isinstance(part, (str, list)) else part
+        names = part.get("name") if isinstance(part, dict) else None
+        names = names.get("choices") if isinstance(names, dict) else names  # a searched model's candidates
+        names = names if isinstance(names, list) else [names]
+        if isinstance(part, dict) and "import_from" not in part \
+                and any(isinstance(n, str) and source_of(n) == "user" for n in names):
+            raw = {**raw, section: {**part, "import_from": str(folder)}}
     return raw
 
 
