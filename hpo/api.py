@@ -71,29 +71,25 @@ def run_file(study_file: str, overrides: Mapping[str, Any] | Iterable[str] | Non
              device: str | None = None, retrain: bool = True, progress: bool = False) -> RunResult:
     """``hpo.run``: ``hpo run STUDY_FILE`` as a function. Raises :class:`hpo.SpecError` (or
     :class:`hpo.UserError`) with the one line the command line prints; prints nothing unless ``progress``."""
-    import optuna
-
     from hpo.core.errors import WorkFailed
+    from hpo.spec.study_file import load_study
     from hpo.stores.urls import storage_url
     from hpo.study.record import StudyRecord
 
     stores = Stores(storage, tracking_uri, tracking_off=not tracking)
     request = RunRequest(str(study_file), stores, _overrides(overrides), device=device, retrain=retrain,
                          invocation="hpo.run", quiet=not progress)
-    if run(request, print_line=print if progress else _say_nothing) != 0:
+    spec = load_study(request.study_file, request.overrides)
+    if run_spec(spec, request, print_line=print if progress else _say_nothing) != 0:
         raise WorkFailed(f"hpo.run({study_file!r}) ended without reaching its budget")
-    name = study_name_from_file(str(study_file), request.overrides)
+    import optuna
+
+    name = spec.name
     study = optuna.load_study(study_name=name, storage=storage_url(storage))
     if not any(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials):
         raise WorkFailed(f"study {name!r} has no COMPLETE trial (hpo show {name} says how its trials ended)")
     best = study.best_trial
     return RunResult(study, best, dict(best.params), best.value, StudyRecord(study).retrain_results)
-
-
-def study_name_from_file(study_file: str, overrides=()) -> str:
-    from hpo.spec.study_file import load_study
-
-    return load_study(study_file, list(overrides)).name
 
 
 @dataclass(frozen=True)
@@ -196,9 +192,15 @@ def check(study_file: str, overrides=()):
 
 def run(request: RunRequest, print_line: PrintLine = print) -> int:
     """``hpo run``: search the study, then retrain its best trial (``hpo/pipeline.py``); returns the exit code."""
-    from hpo.spec.study_file import check_data_root, load_study
+    from hpo.spec.study_file import load_study
 
-    spec = load_study(request.study_file, request.overrides)
+    return run_spec(load_study(request.study_file, request.overrides), request, print_line)
+
+
+def run_spec(spec, request: RunRequest, print_line: PrintLine = print) -> int:
+    """``hpo run`` of a study file already read into ``spec``."""
+    from hpo.spec.study_file import check_data_root
+
     check_data_root(spec)
     check_stores(request.stores)
     from hpo.core.interrupts import imports_uninterrupted
