@@ -360,6 +360,8 @@ class Evaluated:
     loss: float
     n_images: int
     logged_test_accuracy: float | None
+    f1_macro: float | None = None  # scikit-learn's macro F1 and balanced accuracy
+    balanced_accuracy: float | None = None
 
 
 def evaluate(checkpoint: str, device: str | None = None, data_root: str | None = None) -> Evaluated:
@@ -371,7 +373,7 @@ def evaluate(checkpoint: str, device: str | None = None, data_root: str | None =
     loaded = load_checkpoint(checkpoint)
     result = evaluate_checkpoint(loaded, resolve_device(device or "auto"), data_root)
     return Evaluated(checkpoint, loaded["data"]["name"], result.accuracy, result.top5, result.loss, result.n_images,
-                     loaded["metrics"].get("test_accuracy"))
+                     loaded["metrics"].get("test_accuracy"), result.f1_macro, result.balanced_accuracy)
 
 
 def predict(checkpoint: str, files: list[str], device: str | None = None) -> list:

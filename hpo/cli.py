@@ -110,8 +110,11 @@ def cmd_evaluate(args) -> int:
     if args.json:
         print(json.dumps(dataclasses.asdict(result)))
     else:
-        print(f"{args.checkpoint}: accuracy {result.accuracy:.4f} (loss {result.loss:.4f}) on {result.n_images} "
-              f"test images of {result.data}; logged at retrain: {result.logged_test_accuracy:.4f}")
+        others = ", ".join(f"{name} {value:.4f}" for name, value in (
+            ("top5", result.top5), ("f1_macro", result.f1_macro), ("balanced_accuracy", result.balanced_accuracy))
+            if value is not None)
+        print(f"{args.checkpoint}: accuracy {result.accuracy:.4f} (loss {result.loss:.4f}; {others}) on "
+              f"{result.n_images} test images of {result.data}; logged at retrain: {result.logged_test_accuracy:.4f}")
     return 0
 
 

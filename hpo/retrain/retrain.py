@@ -117,17 +117,16 @@ def retrain(ctx: Context, recipe: Recipe, epochs: int, member: SeedMember | None
             print_line(f"  resuming after epoch {training.resumed_after}, from {state.path}")
         model, trained = _train(ctx, training, run, number, epochs)
         test = evaluate(model, splits.test, ctx.setup(seed))
-        metrics = {"test_accuracy": test.accuracy, "test_loss": test.loss, "n_test_images": test.n_images,
-                   "epochs_trained": trained}
-        if test.top5 is not None:
-            metrics["test_top5"] = test.top5
+        metrics = {**test.scores("test"), "n_test_images": test.n_images, "epochs_trained": trained}
         run.log_metrics(metrics)
         _show(ctx, run, model, number, epochs)
         ctx.tracker.log_checkpoint(run, make_checkpoint(model, spec=spec, splits=splits, hyperparams=hp.as_dict(),
                                                         trial_number=number, seed=seed, epochs=trained,
                                                         metrics=metrics))
     state.discard()
-    print_line(f"retrain of trial {number} ({epochs} epochs): test_accuracy {test.accuracy:.4f} on "
+    chosen = spec.metric.replace("val_", "test_")
+    also = f" ({chosen} {metrics[chosen]:.4f})" if chosen not in ("test_accuracy", "test_loss") else ""
+    print_line(f"retrain of trial {number} ({epochs} epochs): test_accuracy {test.accuracy:.4f}{also} on "
                f"{test.n_images} held-out images" + (f" (MLflow run {run.run_id})" if run.run_id else ""))
     return RetrainResult(run.run_id, number, epochs, trained, test, seed, member)
 

@@ -147,6 +147,9 @@ def load_data(spec, device=None):
         splits = load_splits(d.name, d.args, d.val_fraction, d.test_fraction, d.split_seed, d.normalize)
     except DataError as err:  # a data field the loader judged: name the file too
         raise (SpecError(spec.source, err.field, err.message) if err.field else UserError(err.message)) from None
+    if spec.metric == "val_top5" and splits.num_classes <= 5:
+        raise SpecError(spec.source, "metric", f"val_top5 needs more than 5 classes; {d.name} has "
+                                               f"{splits.num_classes}: choose val_accuracy, val_f1_macro, ...")
     for model in spec.model.candidates():  # every model a trial may train
         try:  # a model argument only the constructor can judge (a stem, an image too small) fails here, once
             check_model(model.name, model.args, splits.num_classes, splits.channels, splits.image_size)

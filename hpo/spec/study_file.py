@@ -35,7 +35,10 @@ from hpo.study.samplers import SAMPLERS
 from hpo.models import DATA_ARGUMENTS, MODELS, source_of
 
 NORMALIZE_CHOICES = ("auto", "measured", *NORMALIZATIONS)
-METRICS = {"val_accuracy": "maximize", "val_loss": "minimize"}  # metric -> its natural direction
+# metric -> its natural direction. val_top5 needs more than 5 classes; F1 and balanced accuracy are
+# scikit-learn's macro averages (hpo/train/trainer.py: class_balanced_scores).
+METRICS = {"val_accuracy": "maximize", "val_loss": "minimize", "val_top5": "maximize", "val_f1_macro": "maximize",
+           "val_balanced_accuracy": "maximize"}
 DIRECTIONS = ("maximize", "minimize")
 MAX_TRIALS = 100_000  # far above any study we know of (write-ups: tens to hundreds); a typo, not a plan
 MAX_SEEDS = 100  # retrains per trial in a seed comparison

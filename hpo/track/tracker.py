@@ -165,7 +165,9 @@ class RunLog:
         """Per-epoch metrics of a :class:`hpo.train.trainer.EpochResult`, at step = epoch."""
         self.epochs.append(result)
         self.log_metrics({"train_loss": result.train_loss, "val_loss": result.val_loss,
-                          "val_accuracy": result.val_accuracy, "val_top5": result.val_top5, "lr": result.lr,
+                          "val_accuracy": result.val_accuracy, "val_top5": result.val_top5,
+                          "val_f1_macro": result.val_f1_macro, "val_balanced_accuracy": result.val_balanced_accuracy,
+                          "lr": result.lr,
                           "epoch_time_s": result.epoch_time_s}, step=result.epoch)
 
     def log_params(self, params: Mapping[str, Any]) -> None:

@@ -45,6 +45,8 @@ class EpochResult:
     val_loss: float | None = None
     val_accuracy: float | None = None
     val_top5: float | None = None
+    val_f1_macro: float | None = None
+    val_balanced_accuracy: float | None = None
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,14 @@ class Evaluation:
     accuracy: float
     n_images: int
     top5: float | None = None  # with more than 5 classes
+    f1_macro: float | None = None  # scikit-learn's f1_score(average="macro") and balanced_accuracy_score
+    balanced_accuracy: float | None = None
+
+    def scores(self, prefix: str) -> dict[str, float]:
+        """The scores by their metric names (``val_accuracy``, ``test_f1_macro``...), those it has."""
+        named = {"accuracy": self.accuracy, "loss": self.loss, "top5": self.top5, "f1_macro": self.f1_macro,
+                 "balanced_accuracy": self.balanced_accuracy}
+        return {f"{prefix}_{name}": value for name, value in named.items() if value is not None}
 
 
 @dataclass(frozen=True)
@@ -237,7 +247,8 @@ def _train(model: nn.Module, train, hp: Hyperparams, epochs: int, setup: Setup, 
             epoch=epoch, train_loss=train_loss, lr=optimizer.param_groups[0]["lr"],
             epoch_time_s=time.perf_counter() - started,
             val_loss=scores.loss if scores else None, val_accuracy=scores.accuracy if scores else None,
-            val_top5=scores.top5 if scores else None)
+            val_top5=scores.top5 if scores else None, val_f1_macro=scores.f1_macro if scores else None,
+            val_balanced_accuracy=scores.balanced_accuracy if scores else None)
 
 
 def forward_backward(forward: nn.Module, images: torch.Tensor, labels: torch.Tensor, generator: torch.Generator, *,
@@ -320,4 +331,19 @@ def _evaluate(model: nn.Module, part, setup: Setup) -> Evaluation:
     top5 = None
     if logits.shape[1] > 5:
         top5 = (logits.topk(5, dim=1).indices == labels[:, None]).any(dim=1).float().mean().item()
-    return Evaluation(loss=loss, accuracy=accuracy, n_images=len(part), top5=top5)
+    f1_macro, balanced = class_balanced_scores(logits.argmax(dim=1), labels, logits.shape[1])
+    return Evaluation(loss=loss, accuracy=accuracy, n_images=len(part), top5=top5, f1_macro=f1_macro,
+                      balanced_accuracy=balanced)
+
+
+def class_balanced_scores(predicted: torch.Tensor, labels: torch.Tensor, num_classes: int) -> tuple[float, float]:
+    """Macro F1 and balanced accuracy from one confusion matrix on the device, as scikit-learn defines them:
+    F1 averaged over the classes that occur in the labels or the predictions (a class predicted but never
+    true scores 0), recall averaged over the classes that occur in the labels."""
+    confusion = torch.bincount(labels * num_classes + predicted, minlength=num_classes ** 2).view(
+        num_classes, num_classes).double()
+    hits, true, guessed = confusion.diagonal(), confusion.sum(dim=1), confusion.sum(dim=0)
+    present = (true + guessed) > 0
+    f1 = (2 * hits / (true + guessed).clamp_min(1))[present].mean()
+    recall = (hits / true.clamp_min(1))[true > 0].mean()
+    return f1.item(), recall.item()
