@@ -60,6 +60,7 @@ MALFORMED = {
     "fractional seed": (setitem("seed", 1.5), "seed: must be an integer from 0 to 4,294,967,295, got 1.5"),
     "unknown direction": (setitem("direction", "up"), "direction: must be one of maximize, minimize, got 'up'"),
     "unknown metric": (setitem("metric", "val_f1"), "metric: must be one of val_accuracy, val_loss"),
+    "unknown lr scaling": (setitem("lr_scaling", "cubic"), "lr_scaling: must be one of none, linear, sqrt"),
     "device gpu": (setitem("device", "gpu"), "device: must be auto, cpu, cuda or cuda:N, got 'gpu'"),
     "unknown compile mode": (setitem("compile", "fast"), "compile: must be one of off, default, reduce-overhead"),
     "compile a number": (setitem("compile", 3), "compile: must be one of off, default, reduce-overhead, max-autotune"),

@@ -82,6 +82,28 @@ def test_resolve_fills_fixed_and_unsampled_values():
     assert hp == Hyperparams(lr=0.01, optimizer="adam", label_smoothing=0.1)
 
 
+@pytest.mark.parametrize("scaling, factor", [("none", lambda b: 1.0), ("linear", lambda b: b / 256),
+                                             ("sqrt", lambda b: (b / 256) ** 0.5)])
+def test_lr_scaling_makes_lr_the_rate_per_256_images(scaling, factor):
+    spec = spec_with(search={"lr": {"low": 0.01, "high": 0.1, "log": True}, "batch_size": [16, 64, 512]},
+                     lr_scaling=scaling)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for _ in range(12):
+        trial = study.ask()
+        hp = spec.search.suggest(trial)
+        assert hp.lr == pytest.approx(trial.params["lr"] * factor(hp.batch_size))
+        assert spec.search.resolve(trial.params) == hp  # the retrain trains with the same rate
+        recorded = spec.search.scaling_params(hp)
+        assert recorded == ({} if scaling == "none" else
+                            {"lr_scaling": scaling, "lr_per_256": pytest.approx(trial.params["lr"])})
+        study.tell(trial, 0.5)
+
+
+def test_lr_scaling_is_one_of_three():
+    with pytest.raises(SpecError, match="lr_scaling: must be one of none, linear, sqrt, got 'cubic'"):
+        spec_with(lr_scaling="cubic")
+
+
 def objective_for(spec):
     def objective(trial):
         hp = spec.search.suggest(trial)

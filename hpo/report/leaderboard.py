@@ -60,8 +60,14 @@ def ranked(study) -> list[Row]:
         return sorted(((v, t) for v, t in scored if v is not None), key=lambda pair: (sign * pair[0], pair[1].number))
 
     ordered = rows(TrialState.COMPLETE, lambda t: t.value) + rows(TrialState.PRUNED, last_reported)
-    return [Row(rank, t.number, t.state.name, float(value), epochs_trained(t), dict(t.params))
+    return [Row(rank, t.number, t.state.name, float(value), epochs_trained(t), shown_params(t))
             for rank, (value, t) in enumerate(ordered, start=1)]
+
+
+def shown_params(trial: FrozenTrial) -> dict:
+    """A trial's params, with the learning rate it trained with where the study scales lr by batch size."""
+    effective = TrialRecord(trial).effective_lr
+    return {**trial.params, **({"lr_effective": effective} if effective is not None else {})}
 
 
 def leaderboard(study, top: int) -> list[Row]:

@@ -53,8 +53,10 @@ def run_trial(ctx: Context, study: optuna.Study, trial: optuna.Trial) -> FrozenT
     state = _state_file(ctx, study, record, hp, seed, dead, dead_runs)
     frozen = None
     try:
-        with ctx.tracker.trial_run(trial.number, {**hp.as_dict(), **model_params(trial.params)}, seed,
-                                   ctx.parent_run_id) as run:
+        if ctx.spec.search.lr_scaling != "none":
+            record.set_effective_lr(hp.lr)
+        with ctx.tracker.trial_run(trial.number, {**hp.as_dict(), **ctx.spec.search.scaling_params(hp),
+                                                  **model_params(trial.params)}, seed, ctx.parent_run_id) as run:
             _link(ctx, record, run)
             try:
                 value, verdict = _train(ctx, record, hp, seed, run, state), TrialState.COMPLETE

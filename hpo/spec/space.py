@@ -147,9 +147,16 @@ class Choice:
 Param = Union[Fixed, FloatRange, IntRange, Choice]
 
 
+# lr_scaling: the study's lr is the rate for REFERENCE_BATCH images, scaled to each trial's batch size by
+# (batch_size / 256) (linear, Goyal et al. 2017) or its square root (sqrt, for adaptive optimizers).
+REFERENCE_BATCH = 256
+LR_SCALINGS = {"none": lambda ratio: 1.0, "linear": lambda ratio: ratio, "sqrt": math.sqrt}
+
+
 @dataclass(frozen=True)
 class SearchSpace:
     params: Mapping[str, Param]  # every knob, in KNOBS order; the unnamed ones Fixed at their default
+    lr_scaling: str = "none"  # a key of LR_SCALINGS
 
     @property
     def searched(self) -> list[str]:
@@ -173,13 +180,28 @@ class SearchSpace:
                 decided[name] = param.value if isinstance(param, Fixed) else getattr(Hyperparams, name)
             else:
                 decided[name] = suggest_param(trial, name, param)
-        return Hyperparams(**decided)
+        return self.scaled(Hyperparams(**decided))
 
     def resolve(self, trial_params: Mapping[str, Any]) -> Hyperparams:
         """A finished trial's hyperparameters: its sampled params over the fixed ones and defaults."""
         values = {name: p.value for name, p in self.params.items() if isinstance(p, Fixed)}
         values.update({k: v for k, v in trial_params.items() if k in KNOBS})
-        return Hyperparams(**values)
+        return self.scaled(Hyperparams(**values))
+
+    def scaled(self, hp: Hyperparams) -> Hyperparams:
+        """``hp`` with the effective learning rate: the study's lr (per 256 images under ``lr_scaling``)
+        scaled to the batch size. Trials keep the study's lr as their Optuna param; the trainer, MLflow's
+        ``lr`` param and the checkpoint get the effective one."""
+        factor = LR_SCALINGS[self.lr_scaling](hp.batch_size / REFERENCE_BATCH)
+        return hp if factor == 1.0 else dataclasses.replace(hp, lr=hp.lr * factor)
+
+    def scaling_params(self, hp: Hyperparams) -> dict[str, Any]:
+        """What MLflow records beside the effective ``lr`` of ``scaled`` hyperparameters: the rule and the
+        study's rate per 256 images (nothing without lr_scaling)."""
+        if self.lr_scaling == "none":
+            return {}
+        per_256 = hp.lr / LR_SCALINGS[self.lr_scaling](hp.batch_size / REFERENCE_BATCH)
+        return {"lr_scaling": self.lr_scaling, f"lr_per_{REFERENCE_BATCH}": per_256}
 
     def grid(self) -> dict[str, list]:
         """The values a grid search visits; every searched parameter must be categorical or stepped."""
@@ -202,6 +224,9 @@ class SearchSpace:
         for name, p in self.params.items():
             condition = KNOBS[name].only_when
             when = f"  (only when {condition.text})" if condition else ""
+            if name == "lr" and self.lr_scaling != "none":
+                when += f"  (per {REFERENCE_BATCH} images; lr_scaling {self.lr_scaling}: x (batch_size/256)" + \
+                        ("^0.5)" if self.lr_scaling == "sqrt" else ")")
             lines.append(describe_param(name, p, when))
         return lines
 
@@ -231,7 +256,13 @@ def describe_param(name: str, p: Param, when: str = "") -> str:
 RANGE_KEYS = {"low", "high", "log", "step"}
 
 
-def parse_search(raw: Any, source: str, model_searched: bool = False) -> SearchSpace:
+def parse_lr_scaling(raw: Any, source: str) -> str:
+    if not isinstance(raw, str) or raw not in LR_SCALINGS:
+        raise SpecError(source, "lr_scaling", f"must be one of {', '.join(LR_SCALINGS)}, got {shown(raw)}")
+    return raw
+
+
+def parse_search(raw: Any, source: str, model_searched: bool = False, lr_scaling: str = "none") -> SearchSpace:
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
@@ -243,7 +274,7 @@ def parse_search(raw: Any, source: str, model_searched: bool = False) -> SearchS
     for name, knob in KNOBS.items():
         params[name] = _parse_param(raw[name], knob, source, f"search.{name}") if name in raw \
             else Fixed(getattr(Hyperparams, name))
-    space = SearchSpace(params)
+    space = SearchSpace(params, lr_scaling)
     if not space.searched and not model_searched:
         raise SpecError(source, "search", "the space is empty: search at least one of "
                         + ", ".join(KNOBS) + " with a range or choices (or search the model: hpo/spec/model_space.py)")

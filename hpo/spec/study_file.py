@@ -27,7 +27,7 @@ from hpo.core.errors import SpecError, UserError, shown
 from hpo.core.registry import Registry
 from hpo.spec.model_space import (NAME_PARAM, PREFIX, ModelSpace, check_enqueued_model, is_searched, parse_candidates,
                                   parse_searched, values_to_check)
-from hpo.spec.space import SearchSpace, check_enqueued, parse_search
+from hpo.spec.space import SearchSpace, check_enqueued, parse_lr_scaling, parse_search
 from hpo.study.pruners import PRUNERS
 from hpo.study.pruners import RESERVED as PRUNER_RESERVED
 from hpo.study.samplers import RESERVED as SAMPLER_RESERVED
@@ -169,7 +169,7 @@ class StudySpec:
 
 
 TOP_LEVEL = ("name", "seed", "metric", "direction", "device", "compile", "data", "model", "budget", "search",
-             "sampler", "pruner", "enqueue")
+             "lr_scaling", "sampler", "pruner", "enqueue")
 
 
 def load_study(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> StudySpec:
@@ -302,7 +302,8 @@ def _parse_study(raw: dict, source: str) -> StudySpec:
         raise SpecError(source, "device", f"must be auto, cpu, cuda or cuda:N, got {shown(device)}")
     budget = _parse_budget(raw.get("budget"), source)
     model = _parse_model(raw.get("model"), source)
-    search = parse_search(raw.get("search"), source, model_searched=model.space is not None)
+    search = parse_search(raw.get("search"), source, model_searched=model.space is not None,
+                          lr_scaling=parse_lr_scaling(raw.get("lr_scaling", "none"), source))
     spec = StudySpec(
         name=name, seed=seed, metric=metric, direction=direction, device=device,
         compile=_choice(_compile_mode(raw.get("compile", "off")), COMPILE_MODES, source, "compile"),

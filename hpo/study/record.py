@@ -20,6 +20,7 @@ Trial attributes (:class:`TrialRecord`):
     trial_seed            the training seed (init, batch order, augmentation); a retry keeps its line's
     epochs                epochs trained so far
     prune_reason          why the trial was stopped: the pruner, or a divergence
+    lr_effective          the learning rate it trained with, under the study's lr_scaling (its lr param is per 256)
     at_chance             a COMPLETE trial whose last validation accuracy is at chance (hpo/train/divergence.py)
     fail_reason, died     why it failed; ``died``: its process ended (Ctrl-C, a kill, a store), so it is retried
     retry_of, resumes_trial, attempt, resumed_after_epoch
@@ -48,7 +49,7 @@ UID, SPEC, STUDY_FILE, METRIC, EXPERIMENT = "uid", "spec", "study_file", "metric
 RETRIES, RETRIES_USED_UP, RETRAINS, VERDICT = "retries", "retries_used_up", "retrain_results", "seed_verdict"
 
 SEED, EPOCHS, PRUNE_REASON, FAIL_REASON, DIED = "trial_seed", "epochs", "prune_reason", "fail_reason", "died"
-AT_CHANCE = "at_chance"
+AT_CHANCE, EFFECTIVE_LR = "at_chance", "lr_effective"
 RETRY_OF, RESUMES, ATTEMPT, RESUMED_AFTER = "retry_of", "resumes_trial", "attempt", "resumed_after_epoch"
 RUN_ID, RUN_URL = "mlflow_run_id", "mlflow_run_url"
 
@@ -175,6 +176,10 @@ class TrialRecord:
         return self._get(SEED)
 
     @property
+    def effective_lr(self) -> float | None:
+        return self._get(EFFECTIVE_LR)
+
+    @property
     def epochs(self) -> int:
         """Epochs trained: as recorded after each epoch, else (a finished trial of another tool) one per value
         it reported."""
@@ -241,6 +246,9 @@ class TrialRecord:
 
     def set_epochs(self, epochs: int) -> None:
         self._set(EPOCHS, epochs)
+
+    def set_effective_lr(self, lr: float) -> None:
+        self._set(EFFECTIVE_LR, lr)
 
     def set_prune_reason(self, reason: str) -> None:
         self._set(PRUNE_REASON, reason)
