@@ -31,6 +31,7 @@ torch = lazy("torch")
 F = lazy("torch.nn.functional")
 
 RRC_TRIES = 10  # torchvision's RandomResizedCrop tries 10 (area, ratio) draws before its fallback
+ERASING_SCALE_MIN, ERASING_RATIO = 0.02, (0.3, 3.3)  # torchvision's RandomErasing defaults
 MAX_JITTER = 2.5  # beyond this the brightness range 1 +- 0.4 s would include negative factors
 _LUMA = (0.299, 0.587, 0.114)  # ITU-R 601, as torchvision's rgb_to_grayscale
 
@@ -108,6 +109,8 @@ class Augmentation:
     hflip: float = 0.0  # probability
     rotation: float = 0.0  # degrees
     jitter: float = 0.0  # colour-jitter strength (module docstring)
+    erasing: float = 0.0  # RandomErasing's probability, applied by ``erase`` after normalisation
+    erasing_scale: float = 0.33  # its largest erased area, as a fraction of the image (the smallest is 0.02)
 
     @property
     def geometric(self) -> bool:
@@ -117,6 +120,35 @@ class Augmentation:
         if self.geometric:
             x = self.warp(x, generator)
         return color_jitter(x, self.jitter, generator)
+
+    def erase(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """torchvision's RandomErasing(p=erasing, scale=(0.02, erasing_scale), ratio=(0.3, 3.3), value=0) with a
+        draw per image, on a normalised batch (0 is then the data's mean colour, as in torchvision's
+        classification references, which erase after Normalize)."""
+        if self.erasing <= 0:
+            return x
+        n, _, height, width = x.shape
+        device, tries = x.device, RRC_TRIES  # RandomErasing also gives up after 10 draws that do not fit
+
+        def uniform(*shape):
+            return torch.rand(*shape, device=device, generator=generator)
+
+        chosen = uniform(n) < self.erasing
+        area = height * width * (ERASING_SCALE_MIN + (self.erasing_scale - ERASING_SCALE_MIN) * uniform(n, tries))
+        low, high = math.log(ERASING_RATIO[0]), math.log(ERASING_RATIO[1])
+        aspect = (low + (high - low) * uniform(n, tries)).exp()
+        h, w = (area * aspect).sqrt().round(), (area / aspect).sqrt().round()  # half to even, as Python's round
+        fits = (h < height) & (w < width)
+        first = fits.int().argmax(dim=1, keepdim=True)
+        h, w = h.gather(1, first).squeeze(1), w.gather(1, first).squeeze(1)
+        top = (uniform(n) * (height - h + 1)).floor()
+        left = (uniform(n) * (width - w + 1)).floor()
+        rows = torch.arange(height, device=device).view(1, -1, 1)
+        cols = torch.arange(width, device=device).view(1, 1, -1)
+        inside = ((rows >= top.view(-1, 1, 1)) & (rows < (top + h).view(-1, 1, 1))
+                  & (cols >= left.view(-1, 1, 1)) & (cols < (left + w).view(-1, 1, 1)))
+        erased = inside & (chosen & fits.any(dim=1)).view(-1, 1, 1)
+        return x.masked_fill(erased.unsqueeze(1), 0.0)
 
     def crop_sizes(self, n: int, height: int, width: int, device, generator) -> tuple[torch.Tensor, torch.Tensor]:
         """RandomResizedCrop's width and height as fractions of the image's, drawn as torchvision draws

@@ -35,6 +35,7 @@ def run(splits, epochs=3, **changes):
     {"warmup_epochs": 1, "scheduler": "cosine"}, {"warmup_epochs": 1, "scheduler": "onecycle"},
     {"grad_clip": 0.5}, {"accumulation": 3}, {"swa_start": 2, "swa_lr": 1e-3}, {"ema_decay": 0.9},
     {"crop_padding": 1, "hflip": 0.5}, {"rrc_scale_min": 0.5, "rotation": 10.0}, {"jitter": 0.4},
+    {"mixup_alpha": 0.2, "cutmix_alpha": 1.0, "erasing": 0.25, "label_smoothing": 0.1},
 ])
 def test_feature_still_learns(splits, changes):
     _, results = run(splits, **changes)

@@ -25,8 +25,9 @@ CONFIGS = {
         lr=0.05, optimizer="sgd", momentum=0.9, scheduler="cosine", warmup_epochs=1, batch_size=64, hflip=0.5),
     "adamw, one-cycle, EMA, colour jitter": Hyperparams(
         lr=3e-3, optimizer="adamw", weight_decay=1e-4, scheduler="onecycle", ema_decay=0.9, batch_size=64, jitter=0.4),
-    "rmsprop, SWA from epoch 2, accumulation": Hyperparams(
-        lr=1e-3, optimizer="rmsprop", momentum=0.5, swa_start=2, swa_lr=1e-3, accumulation=2, batch_size=32),
+    "rmsprop, SWA from epoch 2, accumulation, MixUp or CutMix, erasing": Hyperparams(
+        lr=1e-3, optimizer="rmsprop", momentum=0.5, swa_start=2, swa_lr=1e-3, accumulation=2, batch_size=32,
+        mixup_alpha=0.2, cutmix_alpha=1.0, mix_prob=0.8, erasing=0.25),
     "head first for 3 epochs, step schedule, grad clipping": Hyperparams(
         lr=3e-3, optimizer="adam", head_epochs=3, head_lr=1e-2, scheduler="step", grad_clip=1.0, batch_size=64),
 }

@@ -59,6 +59,9 @@ CASES = {  # name: (ours, torchvision's, ours with a slightly different setting)
                             v2.RandomResizedCrop(SIZE, scale=(0.35, 1.0), antialias=False),
                             Augmentation(rrc_scale_min=0.5)),
     "colour jitter 0.5": (Augmentation(jitter=0.5), v2.ColorJitter(0.2, 0.2, 0.2, 0.05), Augmentation(jitter=0.35)),
+    "random erasing": (Augmentation(erasing=0.5, erasing_scale=0.33).erase,
+                       v2.RandomErasing(p=0.5, scale=(0.02, 0.33), value=0),
+                       Augmentation(erasing=0.5, erasing_scale=0.25).erase),
 }
 
 

@@ -112,6 +112,17 @@ KNOBS: dict[str, Knob] = {
     "rotation": Knob(float, "random rotation in [-r, r] degrees", low=0, high=180),
     "jitter": Knob(float, "colour-jitter strength s: brightness/contrast/saturation 0.4s, hue 0.1s; 0 = off",
                    low=0, high=MAX_JITTER),
+    "erasing": Knob(float, "RandomErasing: probability of a rectangle of the mean colour per image; 0 = off",
+                    low=0, high=1),
+    "erasing_scale": Knob(float, "RandomErasing: largest area fraction (the smallest is 0.02)", low=0.02, high=1,
+                          only_when=when_positive("erasing")),
+    "mixup_alpha": Knob(float, "MixUp: Beta(alpha, alpha) blend of each batch with itself rolled by one; 0 = off",
+                        low=0),
+    "cutmix_alpha": Knob(float, "CutMix: Beta(alpha, alpha) share of each image kept, the rest pasted; 0 = off",
+                         low=0),
+    "mix_prob": Knob(float, "probability that a batch is mixed (MixUp or CutMix)", low=0, high=1),
+    "cutmix_prob": Knob(float, "with MixUp and CutMix on: probability of CutMix for a mixed batch", low=0, high=1,
+                        only_when=when_positive("cutmix_alpha")),
 }
 assert list(KNOBS) == [f.name for f in dataclasses.fields(Hyperparams)], "every hyperparameter needs a knob"
 assert all(k.only_when is None or list(KNOBS).index(k.only_when.other) < list(KNOBS).index(name)

@@ -41,6 +41,13 @@ class Hyperparams:
     hflip: float = 0.0  # probability of a horizontal flip
     rotation: float = 0.0  # degrees; each image turns by a uniform draw from [-rotation, rotation]
     jitter: float = 0.0  # colour-jitter strength s: brightness, contrast, saturation 0.4 s, hue 0.1 s turns
+    erasing: float = 0.0  # RandomErasing: probability that an image gets a rectangle of the mean colour; 0 = off
+    erasing_scale: float = 0.33  # RandomErasing: the largest rectangle, as a fraction of the area (smallest 0.02)
+    # Mixing of training batches (data/mixing.py: Mixing)
+    mixup_alpha: float = 0.0  # MixUp: blend weight ~ Beta(alpha, alpha), one per batch; 0 = off
+    cutmix_alpha: float = 0.0  # CutMix: the image's uncovered share ~ Beta(alpha, alpha), one per batch; 0 = off
+    mix_prob: float = 1.0  # probability that a batch is mixed at all (with MixUp or CutMix on)
+    cutmix_prob: float = 0.5  # with both on: probability that a mixed batch gets CutMix rather than MixUp
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

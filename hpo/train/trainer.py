@@ -29,6 +29,7 @@ import torch.nn as nn
 from torch.optim.swa_utils import SWALR, AveragedModel, get_ema_multi_avg_fn, update_bn
 
 from hpo.data.batches import EVAL_BATCH_SIZE, evaluation_batches, steps_per_epoch, training_batches
+from hpo.data.mixing import Mixing
 from hpo.data.transforms import Augmentation, normalize, to_float
 from hpo.core.errors import OutOfMemory
 from hpo.train.device import Acceleration, out_of_memory, release_memory
@@ -166,7 +167,9 @@ def _train(model: nn.Module, train, hp: Hyperparams, epochs: int, setup: Setup, 
     train = train.to(device)
     val = val.to(device) if val is not None else None
     generator = torch.Generator(device=device).manual_seed(setup.seed)  # shuffling and augmentation
-    augment = Augmentation(hp.crop_padding, hp.rrc_scale_min, hp.rrc_ratio_max, hp.hflip, hp.rotation, hp.jitter)
+    augment = Augmentation(hp.crop_padding, hp.rrc_scale_min, hp.rrc_ratio_max, hp.hflip, hp.rotation, hp.jitter,
+                           hp.erasing, hp.erasing_scale)
+    mixing = Mixing(hp.mixup_alpha, hp.cutmix_alpha, hp.mix_prob, hp.cutmix_prob, seed=setup.seed)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=hp.label_smoothing)
     steps = max(1, steps_per_epoch(len(train), hp.batch_size) // hp.accumulation)  # optimizer steps per epoch
     head_epochs = min(hp.head_epochs, epochs)
@@ -180,6 +183,8 @@ def _train(model: nn.Module, train, hp: Hyperparams, epochs: int, setup: Setup, 
             if average is not None:
                 average.load_state_dict(resume[key])
         generator.set_state(resume["generator"])
+        if resume.get("mixing") is not None:
+            mixing.restore(resume["mixing"])
         torch.set_rng_state(resume["torch_rng"])  # dropout draws from it
         if device.type == "cuda":
             torch.cuda.set_rng_state(resume["cuda_rng"], device)
@@ -211,7 +216,7 @@ def _train(model: nn.Module, train, hp: Hyperparams, epochs: int, setup: Setup, 
         batches = training_batches(train, hp.batch_size, generator, limit=steps * hp.accumulation)
         for batch_index, (images, labels) in enumerate(batches, start=1):
             loss = forward_backward(forward, images, labels, generator, augment=augment, loss_fn=loss_fn,
-                                    setup=setup, accumulation=hp.accumulation)
+                                    setup=setup, accumulation=hp.accumulation, mixing=mixing)
             loss_sum += loss.float() * len(labels)
             seen += len(labels)
             if batch_index % hp.accumulation:
@@ -241,6 +246,7 @@ def _train(model: nn.Module, train, hp: Hyperparams, epochs: int, setup: Setup, 
             keep_state({"epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                         "scheduler": scheduler.state_dict(), "ema": ema.state_dict() if ema else None,
                         "swa": swa.state_dict() if swa else None, "generator": generator.get_state(),
+                        "mixing": mixing.state() if mixing.on else None,
                         "torch_rng": torch.get_rng_state(),
                         "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None})
         yield EpochResult(
@@ -252,8 +258,10 @@ def _train(model: nn.Module, train, hp: Hyperparams, epochs: int, setup: Setup, 
 
 
 def forward_backward(forward: nn.Module, images: torch.Tensor, labels: torch.Tensor, generator: torch.Generator, *,
-                     augment: Augmentation, loss_fn: nn.Module, setup: Setup, accumulation: int = 1) -> torch.Tensor:
-    """One training batch up to the optimizer step (the caller's): augment, normalise, forward, backward.
+                     augment: Augmentation, loss_fn: nn.Module, setup: Setup, accumulation: int = 1,
+                     mixing: Mixing | None = None) -> torch.Tensor:
+    """One training batch up to the optimizer step (the caller's): augment, normalise, erase, mix, forward,
+    backward. A mixed batch's loss is the same blend of its two labels' losses (data/mixing.py).
 
     The batch's gradient, divided by ``accumulation``, adds to each parameter's ``.grad``. Returns its mean
     loss, detached and still on the device: reading it here would make every step wait for the host. A batch
@@ -261,17 +269,20 @@ def forward_backward(forward: nn.Module, images: torch.Tensor, labels: torch.Ten
     """
     acceleration = setup.speedups
     try:
-        x = normalize(augment(to_float(images), generator), setup.mean, setup.std).contiguous(
-            memory_format=acceleration.memory_format)
+        x = augment.erase(normalize(augment(to_float(images), generator), setup.mean, setup.std), generator)
+        mixed = mixing(x, labels) if mixing is not None else None
+        x = (mixed.images if mixed is not None else x).contiguous(memory_format=acceleration.memory_format)
         with acceleration.autocast(images.device):
-            loss = loss_fn(forward(x), labels)
+            logits = forward(x)
+            loss = loss_fn(logits, labels) if mixed is None else \
+                mixed.lam * loss_fn(logits, labels) + (1.0 - mixed.lam) * loss_fn(logits, mixed.partners)
         (loss / accumulation).backward()
         return loss.detach()
     except RuntimeError as err:
         failure = out_of_memory(err, len(images), images.device)
         if failure is None:
             raise
-    x = loss = None  # the batch and the graph of its activations
+    x = loss = logits = mixed = None  # the batch and the graph of its activations
     release_memory(images.device)
     raise failure
 
