@@ -119,7 +119,8 @@ def test_a_digits_study_searches_the_regularisation(tmp_path):
 
     from helpers import TINY_STUDY, hpo, write_study
 
-    study = {**TINY_STUDY, "name": "mixing", "enqueue": [], "budget": {"trials": 3, "epochs": 2, "retrain": {"epochs": 1}},
+    study = {**TINY_STUDY, "name": "mixing", "enqueue": [],
+             "budget": {"trials": 3, "epochs": 2, "retrain": {"epochs": 1}},
              "search": {"lr": 0.01, "mixup_alpha": {"low": 0.1, "high": 0.4}, "cutmix_alpha": [0.0, 1.0],
                         "cutmix_prob": {"low": 0.3, "high": 0.7}, "erasing": {"low": 0.0, "high": 0.5},
                         "label_smoothing": 0.1}}
