@@ -26,6 +26,7 @@ import math
 from dataclasses import dataclass
 
 from hpo.core.lazy import lazy
+from hpo.data.policies import Policy
 
 torch = lazy("torch")
 F = lazy("torch.nn.functional")
@@ -109,6 +110,7 @@ class Augmentation:
     hflip: float = 0.0  # probability
     rotation: float = 0.0  # degrees
     jitter: float = 0.0  # colour-jitter strength (module docstring)
+    policy: Policy = Policy()  # TrivialAugment or RandAugment, after the warp and before the jitter
     erasing: float = 0.0  # RandomErasing's probability, applied by ``erase`` after normalisation
     erasing_scale: float = 0.33  # its largest erased area, as a fraction of the image (the smallest is 0.02)
 
@@ -119,7 +121,7 @@ class Augmentation:
     def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         if self.geometric:
             x = self.warp(x, generator)
-        return color_jitter(x, self.jitter, generator)
+        return color_jitter(self.policy(x, generator), self.jitter, generator)
 
     def erase(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """torchvision's RandomErasing(p=erasing, scale=(0.02, erasing_scale), ratio=(0.3, 3.3), value=0) with a

@@ -133,6 +133,10 @@ MALFORMED = {
     "cutmix switch with cutmix off": (setitem("search", "cutmix_prob", {"low": 0.2, "high": 0.8}),
                                       "search.cutmix_prob: is searched but never sampled: it applies only when "
                                       "cutmix_alpha > 0, and cutmix_alpha is fixed to 0.0"),
+    "an unknown policy": (setitem("search", "augment", "autoaugment"),
+                          "search.augment: must be one of none, trivialaugment, randaugment, got 'autoaugment'"),
+    "randaugment magnitude 31": (setitem("search", "randaugment_magnitude", 31),
+                                 "search.randaugment_magnitude: must be an integer >= 0 and <= 30, got 31"),
     "mix probability of 2": (setitem("search", "mix_prob", 2), "search.mix_prob: must be a number >= 0 and <= 1"),
     "log range touching 0": (setitem("search", "lr", {"low": 0.0, "high": 0.1, "log": True}),
                              "search.lr.low: must be a number > 0, got 0.0"),

@@ -113,7 +113,7 @@ def test_the_draws_resume_where_they_stopped():
 
 
 @pytest.mark.slow
-def test_a_digits_study_searches_the_regularisation(tmp_path):
+def test_a_digits_study_searches_the_regularisation_and_the_policy(tmp_path):
     import mlflow
     import optuna
 
@@ -123,11 +123,13 @@ def test_a_digits_study_searches_the_regularisation(tmp_path):
              "budget": {"trials": 3, "epochs": 2, "retrain": {"epochs": 1}},
              "search": {"lr": 0.01, "mixup_alpha": {"low": 0.1, "high": 0.4}, "cutmix_alpha": [0.0, 1.0],
                         "cutmix_prob": {"low": 0.3, "high": 0.7}, "erasing": {"low": 0.0, "high": 0.5},
+                        "augment": ["trivialaugment", "randaugment"], "randaugment_magnitude": {"low": 5, "high": 15},
                         "label_smoothing": 0.1}}
     hpo("run", str(write_study(tmp_path, study)), cwd=tmp_path)
     trials = optuna.load_study(study_name="mixing", storage=f"sqlite:///{tmp_path}/hpo.db").trials
     assert all(t.state == optuna.trial.TrialState.COMPLETE and t.value > 0.3 for t in trials)
     assert all(("cutmix_prob" in t.params) == (t.params["cutmix_alpha"] > 0) for t in trials)
+    assert all(("randaugment_magnitude" in t.params) == (t.params["augment"] == "randaugment") for t in trials)
     client = mlflow.MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
     runs = client.search_runs([client.get_experiment_by_name("mixing").experiment_id], "tags.`hpo.role` = 'trial'")
     assert {float(r.data.params["mixup_alpha"]) for r in runs} == {t.params["mixup_alpha"] for t in trials}

@@ -23,8 +23,9 @@ EPOCHS = 4
 CONFIGS = {
     "sgd, momentum, cosine after warm-up, dropout, flips": Hyperparams(
         lr=0.05, optimizer="sgd", momentum=0.9, scheduler="cosine", warmup_epochs=1, batch_size=64, hflip=0.5),
-    "adamw, one-cycle, EMA, colour jitter": Hyperparams(
-        lr=3e-3, optimizer="adamw", weight_decay=1e-4, scheduler="onecycle", ema_decay=0.9, batch_size=64, jitter=0.4),
+    "adamw, one-cycle, EMA, colour jitter, TrivialAugment": Hyperparams(
+        lr=3e-3, optimizer="adamw", weight_decay=1e-4, scheduler="onecycle", ema_decay=0.9, batch_size=64, jitter=0.4,
+        augment="trivialaugment"),
     "rmsprop, SWA from epoch 2, accumulation, MixUp or CutMix, erasing": Hyperparams(
         lr=1e-3, optimizer="rmsprop", momentum=0.5, swa_start=2, swa_lr=1e-3, accumulation=2, batch_size=32,
         mixup_alpha=0.2, cutmix_alpha=1.0, mix_prob=0.8, erasing=0.25),

@@ -12,6 +12,7 @@ import pytest
 import torch
 from torchvision.transforms import v2
 
+from hpo.data.policies import OPS, SIGNED, Policy, apply, magnitude_table
 from hpo.data.transforms import Augmentation
 
 N = 8000  # the per-pixel statistics' sampling noise is then about 0.001, below the tolerances
@@ -48,7 +49,7 @@ def statistics_gap(ours: Augmentation, reference) -> tuple[float, float]:
     return (mean - reference[0]).abs().mean().item(), (std - reference[1]).abs().mean().item()
 
 
-BILINEAR = v2.InterpolationMode.BILINEAR
+BILINEAR, NEAREST = v2.InterpolationMode.BILINEAR, v2.InterpolationMode.NEAREST
 CASES = {  # name: (ours, torchvision's, ours with a slightly different setting)
     "crop with padding + flip": (Augmentation(crop_padding=4, hflip=0.5),
                                  v2.Compose([v2.RandomCrop(SIZE, padding=4), v2.RandomHorizontalFlip()]),
@@ -59,6 +60,9 @@ CASES = {  # name: (ours, torchvision's, ours with a slightly different setting)
                             v2.RandomResizedCrop(SIZE, scale=(0.35, 1.0), antialias=False),
                             Augmentation(rrc_scale_min=0.5)),
     "colour jitter 0.5": (Augmentation(jitter=0.5), v2.ColorJitter(0.2, 0.2, 0.2, 0.05), Augmentation(jitter=0.35)),
+    "trivialaugment": (Policy("trivialaugment"), v2.TrivialAugmentWide(), Policy("randaugment", ops=1, magnitude=15)),
+    "randaugment 2 x 9": (Policy("randaugment", ops=2, magnitude=9), v2.RandAugment(num_ops=2, magnitude=9),
+                          Policy("randaugment", ops=2, magnitude=7)),
     "random erasing": (Augmentation(erasing=0.5, erasing_scale=0.33).erase,
                        v2.RandomErasing(p=0.5, scale=(0.02, 0.33), value=0),
                        Augmentation(erasing=0.5, erasing_scale=0.25).erase),
@@ -73,3 +77,17 @@ def test_same_distribution_as_torchvision(case):
     assert mean_gap < MEAN_TOLERANCE and std_gap < STD_TOLERANCE, (mean_gap, std_gap)
     mean_gap, std_gap = statistics_gap(different, reference)
     assert mean_gap >= MEAN_TOLERANCE or std_gap >= STD_TOLERANCE, ("the comparison cannot tell", mean_gap, std_gap)
+
+
+@pytest.mark.parametrize("op", OPS)
+def test_each_policy_operation_is_torchvisions(op):
+    """Image by image, every operation of the policies at several magnitudes gives torchvision's pixels."""
+    policy = v2.TrivialAugmentWide()
+    image = pattern().unsqueeze(0)
+    for level in (0, 7, 18, 30):
+        for sign in ((1, -1) if op in SIGNED else (1,)):
+            magnitude = magnitude_table("trivialaugment", SIZE, SIZE).get(op, [0.0] * 31)[level] * sign
+            ours = apply(image, torch.tensor([OPS.index(op)]), torch.tensor([magnitude]))
+            theirs = policy._apply_image_or_video_transform(image, op, magnitude, interpolation=NEAREST,
+                                                            fill=policy._fill)
+            assert torch.allclose(ours, theirs, atol=1e-5), (op, magnitude, (ours - theirs).abs().max())

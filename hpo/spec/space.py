@@ -23,6 +23,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Union
 
+from hpo.data.policies import BINS as POLICY_BINS, OPS as POLICY_OPS, POLICIES
 from hpo.data.transforms import MAX_JITTER
 from hpo.core.errors import SpecError, shown
 from hpo.train.hyperparams import Hyperparams  # the fields the knobs below describe
@@ -112,6 +113,12 @@ KNOBS: dict[str, Knob] = {
     "rotation": Knob(float, "random rotation in [-r, r] degrees", low=0, high=180),
     "jitter": Knob(float, "colour-jitter strength s: brightness/contrast/saturation 0.4s, hue 0.1s; 0 = off",
                    low=0, high=MAX_JITTER),
+    "augment": Knob(str, "augmentation policy, a draw per image (TrivialAugmentWide, RandAugment)",
+                    choices=lambda: list(POLICIES)),
+    "randaugment_ops": Knob(int, "RandAugment: operations per image", low=1, high=len(POLICY_OPS),
+                            only_when=when_in("augment", ("randaugment",))),
+    "randaugment_magnitude": Knob(int, "RandAugment: magnitude bin of every operation", low=0, high=POLICY_BINS - 1,
+                                  only_when=when_in("augment", ("randaugment",))),
     "erasing": Knob(float, "RandomErasing: probability of a rectangle of the mean colour per image; 0 = off",
                     low=0, high=1),
     "erasing_scale": Knob(float, "RandomErasing: largest area fraction (the smallest is 0.02)", low=0.02, high=1,

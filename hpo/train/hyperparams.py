@@ -41,6 +41,9 @@ class Hyperparams:
     hflip: float = 0.0  # probability of a horizontal flip
     rotation: float = 0.0  # degrees; each image turns by a uniform draw from [-rotation, rotation]
     jitter: float = 0.0  # colour-jitter strength s: brightness, contrast, saturation 0.4 s, hue 0.1 s turns
+    augment: str = "none"  # data/policies.py: POLICIES (none, trivialaugment, randaugment), a draw per image
+    randaugment_ops: int = 2  # RandAugment: operations per image, one after the other
+    randaugment_magnitude: int = 9  # RandAugment: the magnitude bin of every operation, 0..30
     erasing: float = 0.0  # RandomErasing: probability that an image gets a rectangle of the mean colour; 0 = off
     erasing_scale: float = 0.33  # RandomErasing: the largest rectangle, as a fraction of the area (smallest 0.02)
     # Mixing of training batches (data/mixing.py: Mixing)

@@ -17,11 +17,10 @@ import torch
 import torch.nn as nn
 
 from hpo.data.batches import training_batches
-from hpo.data.transforms import Augmentation
 from hpo.train.device import seed_everything
 from hpo.train.hyperparams import Hyperparams
 from hpo.train.optim import OPTIMIZERS
-from hpo.train.trainer import Setup, forward_backward
+from hpo.train.trainer import Setup, augmentation_of, forward_backward
 
 SMOOTHING = 0.98  # exponential moving average of the loss, bias-corrected
 
@@ -43,7 +42,7 @@ def lr_range_test(model: nn.Module, train, hp: Hyperparams, setup: Setup, *, sta
     model.to(device, memory_format=acceleration.memory_format).train()
     train = train.to(device)
     generator = torch.Generator(device=device).manual_seed(setup.seed)
-    augment = Augmentation(hp.crop_padding, hp.rrc_scale_min, hp.rrc_ratio_max, hp.hflip, hp.rotation, hp.jitter)
+    augment = augmentation_of(hp)
     optimizer = OPTIMIZERS.get(hp.optimizer)(model.parameters(), hp, fused=acceleration.fused)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=hp.label_smoothing)
     growth = (end_lr / start_lr) ** (1 / max(1, steps - 1))

@@ -30,6 +30,7 @@ from torch.optim.swa_utils import SWALR, AveragedModel, get_ema_multi_avg_fn, up
 
 from hpo.data.batches import EVAL_BATCH_SIZE, evaluation_batches, steps_per_epoch, training_batches
 from hpo.data.mixing import Mixing
+from hpo.data.policies import Policy
 from hpo.data.transforms import Augmentation, normalize, to_float
 from hpo.core.errors import OutOfMemory
 from hpo.train.device import Acceleration, out_of_memory, release_memory
@@ -95,6 +96,12 @@ def set_trainable(model: nn.Module, head_only: bool) -> list[nn.Parameter]:
     for p in model.parameters():
         p.requires_grad_(head is None or p in head)
     return [p for p in model.parameters() if p.requires_grad]
+
+
+def augmentation_of(hp: Hyperparams) -> Augmentation:
+    """The per-image augmentation of training batches that ``hp`` asks for (data/transforms.py)."""
+    return Augmentation(hp.crop_padding, hp.rrc_scale_min, hp.rrc_ratio_max, hp.hflip, hp.rotation, hp.jitter,
+                        Policy(hp.augment, hp.randaugment_ops, hp.randaugment_magnitude), hp.erasing, hp.erasing_scale)
 
 
 def build_schedule(optimizer, hp: Hyperparams, total_steps: int, warmup_steps: int):
@@ -167,8 +174,7 @@ def _train(model: nn.Module, train, hp: Hyperparams, epochs: int, setup: Setup, 
     train = train.to(device)
     val = val.to(device) if val is not None else None
     generator = torch.Generator(device=device).manual_seed(setup.seed)  # shuffling and augmentation
-    augment = Augmentation(hp.crop_padding, hp.rrc_scale_min, hp.rrc_ratio_max, hp.hflip, hp.rotation, hp.jitter,
-                           hp.erasing, hp.erasing_scale)
+    augment = augmentation_of(hp)
     mixing = Mixing(hp.mixup_alpha, hp.cutmix_alpha, hp.mix_prob, hp.cutmix_prob, seed=setup.seed)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=hp.label_smoothing)
     steps = max(1, steps_per_epoch(len(train), hp.batch_size) // hp.accumulation)  # optimizer steps per epoch
