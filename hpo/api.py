@@ -190,6 +190,14 @@ def check(study_file: str, overrides=()):
     return spec
 
 
+def warm_start_lines(spec, storage: str | None = None) -> list[str]:
+    """What the study's warm start carries over from the other study, and what it drops and why."""
+    from hpo.stores.urls import storage_url
+    from hpo.study.warm_start import carried_over
+
+    return carried_over(spec, storage_url(storage)).lines()
+
+
 def run(request: RunRequest, print_line: PrintLine = print) -> int:
     """``hpo run``: search the study, then retrain its best trial (``hpo/pipeline.py``); returns the exit code."""
     from hpo.spec.study_file import load_study

@@ -166,6 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="example:\n  hpo check studies/digits.yaml --set budget.trials=5")
     check.add_argument("study_file", metavar="STUDY_FILE")
     _overrides(check)
+    check.add_argument("--storage", metavar="URL", help="where a warm_start: study without storage: is looked for "
+                                                        "(default: $HPO_STORAGE, else sqlite:///hpo.db)")
 
     show = commands.add_parser(
         "show", help="best trial, its params and trial counts by state", formatter_class=_formatter,

@@ -49,6 +49,9 @@ def cmd_check(args) -> int:
         print("  " + line)
     for i, params in enumerate(spec.enqueue):
         print(f"enqueued trial {i}: {params}")
+    if spec.warm_start is not None:
+        for line in api.warm_start_lines(spec, args.storage):
+            print(line)
     return 0
 
 

@@ -183,8 +183,8 @@ MALFORMED = {
     "enqueued trial outside the space": (setitem("enqueue", [{"lr": 10.0}]),
                                          "enqueue[0].lr: must be within [0.001, 3] (the search space), got 10.0"),
     # 10/13: what a list, a mapping, a date or a number that is not finite does where a name or a number belongs
-    "metric a list": (setitem("metric", ["val_accuracy"]), "metric: must be one of val_accuracy, val_loss, got "
-                                                           "['val_accuracy']"),
+    "metric a list": (setitem("metric", ["val_accuracy"]), "metric: must be one of val_accuracy, val_loss, val_top5, "
+                                                           "val_f1_macro, val_balanced_accuracy, got ['val_accuracy']"),
     "sampler name a list": (setitem("sampler", {"name": ["tpe"]}), "sampler.name: unknown sampler ['tpe']; allowed:"),
     "pruner name a mapping": (setitem("pruner", {"name": {"a": 1}}), "pruner.name: unknown pruner {'a': 1}; allowed:"),
     "model name a nested list": (setitem("model", {"name": [["mlp"]]}),

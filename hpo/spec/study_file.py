@@ -155,6 +155,7 @@ class StudySpec:
     source: str  # the file it came from, for messages
     raw: Mapping[str, Any]  # the validated document (after --set), logged with the study
     file: str | None = None  # the study file's absolute path; None for a spec read back from a stored study
+    warm_start: WarmStartSpec | None = None  # hpo/study/warm_start.py
 
     def build_sampler(self):
         return SAMPLERS.get(self.sampler.name)(space=self.search, seed=self.seed, **self.sampler.args)
@@ -169,7 +170,7 @@ class StudySpec:
 
 
 TOP_LEVEL = ("name", "seed", "metric", "direction", "device", "compile", "data", "model", "budget", "search",
-             "lr_scaling", "sampler", "pruner", "enqueue")
+             "lr_scaling", "sampler", "pruner", "enqueue", "warm_start")
 
 
 def load_study(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> StudySpec:
@@ -313,7 +314,7 @@ def _parse_study(raw: dict, source: str) -> StudySpec:
         sampler=_parse_component(raw.get("sampler"), SAMPLERS, SAMPLER_RESERVED, source, "sampler", default="tpe"),
         pruner=_parse_component(raw.get("pruner"), PRUNERS, PRUNER_RESERVED, source, "pruner", default="median"),
         enqueue=_parse_enqueue(raw.get("enqueue"), search, model, source),
-        source=source, raw=raw)
+        source=source, raw=raw, warm_start=_parse_warm_start(raw.get("warm_start"), source))
     if spec.model.space is not None and spec.sampler.name == "grid":
         raise SpecError(source, "sampler", "the grid sampler walks search: only; a searched model (model.name "
                                            "choices, model argument ranges) needs another sampler, e.g. tpe")
@@ -613,20 +614,51 @@ def _parse_enqueue(raw: Any, space: SearchSpace, model: ModelSpec, source: str) 
         return ()
     if not isinstance(raw, list):
         raise SpecError(source, "enqueue", f"must be a list of hyperparameter mappings, got {shown(raw)}")
-    recipes = []
-    for i, item in enumerate(raw):
-        field = f"enqueue[{i}]"
-        chosen = {k: v for k, v in item.items() if k == NAME_PARAM or k.startswith(PREFIX)} \
-            if isinstance(item, dict) else {}
-        recipe = check_enqueued({k: v for k, v in item.items() if k not in chosen} if chosen else item, space,
-                                source, field)
-        if chosen:
-            if model.space is None:
-                raise SpecError(source, f"{field}.{next(iter(chosen))}", "the model is not searched (model.name "
-                                "is one name and no model argument is a range or choices): leave it out")
-            recipe.update(check_enqueued_model(chosen, model.space, source, field))
-        recipes.append(recipe)
-    return tuple(recipes)
+    return tuple(check_recipe(item, space, model, source, f"enqueue[{i}]") for i, item in enumerate(raw))
+
+
+@dataclass(frozen=True)
+class WarmStartSpec:
+    """``warm_start:``: begin with the best trials of another study whose params lie in this study's space."""
+
+    study: str  # its name
+    storage: str | None = None  # its storage URL; None: the storage this study runs in
+    top: int = 3  # how many of its best trials to enqueue
+
+
+def _parse_warm_start(raw: Any, source: str) -> WarmStartSpec | None:
+    if raw is None:
+        return None
+    if isinstance(raw, str):
+        raw = {"study": raw}
+    if not isinstance(raw, dict):
+        raise SpecError(source, "warm_start", f"must be a mapping (study: NAME, storage: URL, top: K), "
+                                              f"got {shown(raw)}")
+    _no_unknown(raw, ("study", "storage", "top"), source, "warm_start")
+    name = _required(raw, "study", source, "warm_start")
+    if not isinstance(name, str) or not NAME_PATTERN.match(name):
+        raise SpecError(source, "warm_start.study", f"must be a study name (1-100 letters, digits, '_', '.' or "
+                                                    f"'-'), got {shown(name)}")
+    storage = raw.get("storage")
+    if storage is not None and (not isinstance(storage, str) or not storage.strip()):
+        raise SpecError(source, "warm_start.storage", f"must be a storage URL (sqlite:///hpo.db, "
+                                                      f"postgresql://...), got {shown(storage)}")
+    return WarmStartSpec(name, storage, _int(raw.get("top", 3), source, "warm_start.top", low=1, high=1000))
+
+
+def check_recipe(item: Any, space: SearchSpace, model: ModelSpec, source: str, field: str) -> dict:
+    """One set of trial params (an enqueued recipe, or a trial of another study to warm-start from), refused
+    (SpecError) unless every value lies in this study's space."""
+    chosen = {k: v for k, v in item.items() if k == NAME_PARAM or k.startswith(PREFIX)} \
+        if isinstance(item, dict) else {}
+    recipe = check_enqueued({k: v for k, v in item.items() if k not in chosen} if chosen else item, space,
+                            source, field)
+    if chosen:
+        if model.space is None:
+            raise SpecError(source, f"{field}.{next(iter(chosen))}", "the model is not searched (model.name "
+                            "is one name and no model argument is a range or choices): leave it out")
+        recipe.update(check_enqueued_model(chosen, model.space, source, field))
+    return recipe
 
 
 MAX_DEPTH = 20  # levels of nesting: a study file needs 4 (search.lr.choices[0]); a typo or an attack needs more

@@ -109,8 +109,9 @@ def load_existing_study(name: str, storage: optuna.storages.RDBStorage) -> optun
     return optuna.load_study(study_name=name, storage=storage)
 
 
-def open_study(spec, storage: optuna.storages.RDBStorage) -> optuna.Study:
-    """The study with its sampler and pruner, created (with its enqueued trials and attributes) if new.
+def open_study(spec, storage: optuna.storages.RDBStorage, warm=None) -> optuna.Study:
+    """The study with its sampler and pruner, created (with its enqueued trials and attributes) if new; ``warm``
+    (hpo/study/warm_start.py: CarriedOver): another study's best trials, enqueued after the file's recipes.
 
     The one way every process opens a study it will run trials of."""
     sampler = study_sampler(spec.sampler.name, spec.sampler.args, spec.search, spec.seed)
@@ -127,6 +128,9 @@ def open_study(spec, storage: optuna.storages.RDBStorage) -> optuna.Study:
             StudyRecord(study).created(uuid.uuid4().hex)
             for params in spec.enqueue:  # e.g. a write-up's own recipe as trial 0
                 study.enqueue_trial(params, skip_if_exists=True)
+            if warm is not None:
+                from hpo.study.warm_start import enqueue_carried
+                enqueue_carried(study, warm, spec.warm_start.study)
     return study
 
 
