@@ -51,13 +51,15 @@ def test_the_first_trials_are_the_other_studys_best_that_fit(cold):
     assert "warm_start_of" not in warm[len(fits)].user_attrs  # then the sampler's own
 
 
-def test_a_warm_start_from_a_study_that_is_not_there(cold, tmp_path):
+def test_a_warm_start_from_a_study_that_is_not_there(tiny_run, tmp_path):
+    cold = tiny_run["dir"]  # a storage that holds the tiny study, and no study named nowhere
     study_file = write_study(tmp_path, {**WARM, "warm_start": {"study": "nowhere",
                                                                 "storage": f"sqlite:///{cold}/hpo.db"}})
     before, stored = store_state(tmp_path), _summaries(cold)
     result = hpo("run", str(study_file), cwd=tmp_path, check=False)
     assert result.returncode == 2 and "Traceback" not in result.stderr, result
-    assert f"{study_file}: warm_start: no study named 'nowhere'" in result.stderr.strip().splitlines()[-1]
+    assert f"{study_file}: warm_start: no study named 'nowhere' in sqlite:///{cold}/hpo.db; studies there: tiny" \
+        in result.stderr.strip().splitlines()[-1]
     assert store_state(tmp_path) == before and _summaries(cold) == stored  # the other storage is only read
 
 

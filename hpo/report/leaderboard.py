@@ -155,20 +155,24 @@ def _retrain_of(run) -> dict:
     finished = run.info.end_time
     return {"trial": whole(tags.get("hpo.retrain_of_trial")), "epochs": whole(tags.get("hpo.epochs")),
             "epochs_trained": whole(metrics.get("epochs_trained")), "seed": whole(params.get("seed")),
-            "test_accuracy": metrics.get("test_accuracy"), "test_loss": metrics.get("test_loss"),
+            **{name: metrics.get(name) for name in TEST_SCORES},
             "n_test_images": whole(metrics.get("n_test_images")), "run_id": run.info.run_id,
             "group": tags.get("hpo.seed_group"), "role": tags.get("hpo.seed_role"),
             "finished_at": datetime.datetime.fromtimestamp(finished / 1000, datetime.timezone.utc).isoformat(
                 timespec="seconds") if finished else None}
 
 
-RETRAIN_COLUMNS = ("trial", "epochs", "epochs_trained", "seed", "test_accuracy", "test_loss", "n_test_images",
-                   "role", "group", "run_id", "finished_at")
+TEST_SCORES = ("test_accuracy", "test_loss", "test_top5", "test_f1_macro", "test_balanced_accuracy")
+RETRAIN_COLUMNS = ("trial", "epochs", "epochs_trained", "seed", *TEST_SCORES, "n_test_images", "role", "group",
+                   "run_id", "finished_at")
 
 
-def retrain_table(results: list[dict]) -> tuple[list[str], list[list[str]]]:
-    """(header, cells) of the retrains; columns no result fills are left out."""
-    columns = [c for c in RETRAIN_COLUMNS if any(r.get(c) is not None for r in results)]
+def retrain_table(results: list[dict], metric: str | None = None) -> tuple[list[str], list[list[str]]]:
+    """(header, cells) of the retrains: test accuracy and loss, and the study's metric on the test split where it
+    is another; columns no result fills are left out."""
+    shown = {"test_accuracy", "test_loss", (metric or "").replace("val_", "test_")}
+    columns = [c for c in RETRAIN_COLUMNS if (c not in TEST_SCORES or c in shown)
+               and any(r.get(c) is not None for r in results)]
     cells = [[MISSING if r.get(c) is None else (f"{r[c]:.4f}" if isinstance(r[c], float) else str(r[c]))
               for c in columns] for r in results]
     return columns, cells
@@ -186,4 +190,4 @@ def leaderboard_lines(rows: list[Row], metric: str, results: list[dict], source:
     if not results:
         return lines + ["retrains: none recorded" + ("" if source == "none" else f" in the study; {source}")]
     lines.append(f"retrains ({'from MLflow' if source == 'mlflow' else 'recorded in the study'}):")
-    return lines + ["  " + line for line in text_table(*retrain_table(results))]
+    return lines + ["  " + line for line in text_table(*retrain_table(results, metric))]

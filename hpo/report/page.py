@@ -189,13 +189,13 @@ def seeds_section(study) -> list[Block]:
     return blocks
 
 
-def retrains_section(results: list[dict], source: str, name: str) -> list[Block]:
+def retrains_section(results: list[dict], source: str, name: str, metric: str | None = None) -> list[Block]:
     if not results:
         where = "neither in the study nor in an MLflow store" if source == "none" else f"in the study; {source}"
         return [("p", f"No retrain recorded ({where}); run `hpo retrain {name}`.")]
     where = "the MLflow retrain runs (the study predates retrain_results)" if source == "mlflow" else "the study"
     return [("p", f"{_count(len(results), 'retrain')}, oldest first, read from {where}."),
-            ("table", *retrain_table(results))]
+            ("table", *retrain_table(results, metric))]
 
 
 def spec_section(study) -> list[Block]:
@@ -222,7 +222,7 @@ def sections(study, tracking_uri: str | None, top: int, print_line: Callable[[st
         "compute": lambda: compute_section(compute_of(study, spec.budget.epochs if spec else None)),
         "leaderboard": lambda: leaderboard_section(rows, top, metric),
         "seeds": lambda: seeds_section(study),
-        "retrains": lambda: retrains_section(results, source, study.study_name),
+        "retrains": lambda: retrains_section(results, source, study.study_name, metric),
         "spec": lambda: spec_section(study),
     }
     done = {}

@@ -77,8 +77,8 @@ class RetrainResult:
         import datetime
 
         return {"trial": self.trial_number, "epochs": self.epochs, "epochs_trained": self.epochs_trained,
-                "seed": self.seed, "test_accuracy": self.test.accuracy, "test_loss": self.test.loss,
-                "n_test_images": self.test.n_images, "run_id": self.run_id,
+                "seed": self.seed, **self.test.scores("test"), "n_test_images": self.test.n_images,
+                "run_id": self.run_id,
                 "group": self.member.group if self.member else None, "role": self.member.role if self.member else None,
                 "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
 
