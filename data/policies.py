@@ -14,6 +14,7 @@ tests/test_transforms.py compares the distribution with torchvision's transforms
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -61,8 +62,7 @@ class Policy:
         if self.name == "none":
             return x
         n, device = x.shape[0], x.device
-        table = magnitude_table(self.name, *x.shape[-2:])
-        values = torch.tensor([table.get(op, [0.0] * BINS) for op in OPS], device=device, dtype=x.dtype)
+        values = _magnitudes(self.name, *x.shape[-2:], device, x.dtype)
         for _ in range(1 if self.name == "trivialaugment" else self.ops):
             op = torch.randint(len(OPS), (n,), device=device, generator=generator)
             if self.name == "trivialaugment":
@@ -70,10 +70,23 @@ class Policy:
             else:
                 level = torch.full((n,), self.magnitude, device=device)
             flip = torch.rand(n, device=device, generator=generator) <= 0.5
-            signed = torch.tensor([o in SIGNED for o in OPS], device=device)[op]
+            signed = constant(tuple(float(o in SIGNED) for o in OPS), device, x.dtype)[op] > 0
             magnitude = values[op, level] * torch.where(signed & flip, -1.0, 1.0).to(x.dtype)
             x = apply(x, op, magnitude)
         return x
+
+
+@functools.lru_cache(maxsize=64)
+def constant(values: tuple, device, dtype) -> torch.Tensor:
+    """A small tensor of ``values`` on ``device``, made once: copying it from the host at every step would make
+    the step wait for the device."""
+    return torch.tensor(values, device=device, dtype=dtype)
+
+
+@functools.lru_cache(maxsize=16)
+def _magnitudes(policy: str, height: int, width: int, device, dtype) -> torch.Tensor:
+    table = magnitude_table(policy, height, width)
+    return torch.tensor([table.get(op, [0.0] * BINS) for op in OPS], device=device, dtype=dtype)
 
 
 def apply(x: torch.Tensor, op: torch.Tensor, magnitude: torch.Tensor) -> torch.Tensor:
@@ -112,7 +125,8 @@ def _sharpen(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
     if x.shape[-1] <= 2 or x.shape[-2] <= 2:
         return x
     channels = x.shape[1]
-    kernel = torch.tensor([[1.0, 1.0, 1.0], [1.0, 5.0, 1.0], [1.0, 1.0, 1.0]], dtype=x.dtype, device=x.device) / 13
+    kernel = constant((1 / 13, 1 / 13, 1 / 13, 1 / 13, 5 / 13, 1 / 13, 1 / 13, 1 / 13, 1 / 13), x.device,
+                      x.dtype).view(3, 3)
     blurred = F.conv2d(x, kernel.expand(channels, 1, 3, 3), groups=channels)
     out = x.clone()
     inner = out[..., 1:-1, 1:-1]
@@ -166,7 +180,7 @@ def _warp(x: torch.Tensor, op: torch.Tensor, magnitude: torch.Tensor) -> torch.T
     ys = torch.linspace((1.0 - height) * 0.5, (height - 1.0) * 0.5, height, device=x.device, dtype=x.dtype)
     base = torch.stack([xs.expand(height, width), ys.view(-1, 1).expand(height, width),
                         torch.ones(height, width, device=x.device, dtype=x.dtype)], dim=-1).view(1, -1, 3)
-    scale = torch.tensor([0.5 * width, 0.5 * height], device=x.device, dtype=x.dtype)
+    scale = constant((0.5 * width, 0.5 * height), x.device, x.dtype)
     grid = base.expand(n, -1, -1).bmm(theta.transpose(1, 2) / scale).view(n, height, width, 2)
     warped = F.grid_sample(x, grid, mode="nearest", padding_mode="zeros", align_corners=False)
     geometric = sum(pick(name) for name in GEOMETRIC).bool().view(-1, 1, 1, 1)

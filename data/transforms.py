@@ -26,7 +26,7 @@ import math
 from dataclasses import dataclass
 
 from hpo.core.lazy import lazy
-from hpo.data.policies import Policy
+from hpo.data.policies import Policy, constant
 
 torch = lazy("torch")
 F = lazy("torch.nn.functional")
@@ -43,8 +43,8 @@ def to_float(images: torch.Tensor) -> torch.Tensor:
 
 
 def normalize(x: torch.Tensor, mean, std) -> torch.Tensor:
-    mean = torch.as_tensor(mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
-    std = torch.as_tensor(std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+    mean = constant(tuple(mean), x.device, x.dtype).view(1, -1, 1, 1)  # made once per device, not per batch
+    std = constant(tuple(std), x.device, x.dtype).view(1, -1, 1, 1)
     return (x - mean) / std
 
 

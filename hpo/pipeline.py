@@ -31,8 +31,8 @@ from hpo.stores.urls import storage_url
 from hpo.study.claims import fail_dead_trials
 from hpo.study.record import url_of
 from hpo.study.sampling import points_left
-from hpo.study.storage import (count_finished, counts_by_state, open_storage, open_study, record_study, study_lock,
-                               study_names)
+from hpo.study.storage import (count_finished, counts_by_state, open_storage, open_study, record_study, study_exists,
+                               study_lock)
 from hpo.study.warm_start import carried_over
 from hpo.track import dashboard
 from hpo.track.best_effort import best_effort
@@ -51,12 +51,13 @@ def run_study(spec, request: RunRequest, print_line: Callable[[str], None] = pri
             torch.set_num_threads(request.worker_threads)
         splits = load_data(spec, device)
         url = storage_url(request.stores.storage)
-        warm = carried_over(spec, url) if spec.warm_start is not None and not request.worker_of else None
+        warm = None  # read only when this run creates the study: a resumed study needs the other no more
+        if spec.warm_start is not None and not request.worker_of and not study_exists(url, spec.name):
+            warm = carried_over(spec, url)  # before this storage is opened: a bad warm start writes nothing
         storage = open_storage(url)
-        new = warm is not None and spec.name not in study_names(storage)
         tracker = open_tracker(spec.name, request.stores)
         study = open_study(spec, storage, warm)
-        for line in warm.lines() if new else []:
+        for line in warm.lines() if warm is not None else []:
             print_line(line)
         progress = Progress.for_output(request.quiet)  # a worker's output is a pipe: epoch lines, never bars
         ctx = Context(spec, splits, device, tracker, None, print_line, progress)

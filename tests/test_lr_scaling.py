@@ -17,7 +17,8 @@ def test_the_effective_rate_is_recorded_everywhere(tmp_path):
     study = {**TINY_STUDY, "name": "scaled", "lr_scaling": "linear", "enqueue": [],
              "search": {"lr": {"low": 0.01, "high": 0.1, "log": True}, "batch_size": [32, 64]},
              "budget": {"trials": 3, "epochs": 1, "retrain": {"epochs": 1}}}
-    hpo("run", str(write_study(tmp_path, study)), cwd=tmp_path)
+    study_file = write_study(tmp_path, study)
+    hpo("run", str(study_file), cwd=tmp_path)
     trials = {t.number: t for t in optuna.load_study(study_name="scaled", storage=f"sqlite:///{tmp_path}/hpo.db").trials}
     effective = {n: t.params["lr"] * t.params["batch_size"] / 256 for n, t in trials.items()}
 
@@ -39,3 +40,13 @@ def test_the_effective_rate_is_recorded_everywhere(tmp_path):
     number = checkpoint["study"]["trial"]
     assert checkpoint["hyperparams"]["lr"] == pytest.approx(effective[number])
     assert checkpoint["hyperparams"]["lr_per_256"] == pytest.approx(trials[number].params["lr"])
+
+    # The stored trials' lr params are per 256 images: resuming under another rule is refused, storage unchanged.
+    before = optuna.load_study(study_name="scaled", storage=f"sqlite:///{tmp_path}/hpo.db").trials
+    changed = write_study(tmp_path, {**study, "lr_scaling": "sqrt"}, "sqrt.yaml")
+    refused = hpo("run", str(changed), cwd=tmp_path, check=False)
+    assert refused.returncode == 2 and refused.stderr.strip().splitlines()[-1].endswith(
+        "lr_scaling: study 'scaled' in sqlite:///hpo.db ran with lr_scaling linear, the file says sqrt; use another "
+        "name"), refused.stderr
+    after = optuna.load_study(study_name="scaled", storage=f"sqlite:///{tmp_path}/hpo.db").trials
+    assert [(t.number, t.state, t.params) for t in after] == [(t.number, t.state, t.params) for t in before]

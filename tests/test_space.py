@@ -99,6 +99,11 @@ def test_lr_scaling_makes_lr_the_rate_per_256_images(scaling, factor):
         study.tell(trial, 0.5)
 
 
+def test_lr_scaling_counts_the_images_of_one_optimizer_step():
+    spec = spec_with(search={"lr": 0.1, "batch_size": 64, "accumulation": 2, "hflip": [0.0, 0.5]}, lr_scaling="linear")
+    assert spec.search.resolve({"hflip": 0.5}).lr == pytest.approx(0.1 * 64 * 2 / 256)
+
+
 def test_lr_scaling_is_one_of_three():
     with pytest.raises(SpecError, match="lr_scaling: must be one of none, linear, sqrt, got 'cubic'"):
         spec_with(lr_scaling="cubic")

@@ -73,6 +73,7 @@ def _summaries(folder) -> list:
     ({"study": "cold", "from": 3}, "warm_start.from: unknown field; allowed: study, storage, top"),
     ({"top": 3}, "warm_start.study: is required"),
     ([1], "warm_start: must be a mapping (study: NAME, storage: URL, top: K), got [1]"),
+    ({"study": "warm"}, "warm_start.study: is this study ('warm'); a warm start begins from another one"),
 ])
 def test_bad_warm_starts_are_one_line(warm_start, message, tmp_path):
     study_file = write_study(tmp_path, {**WARM, "warm_start": warm_start})

@@ -165,8 +165,8 @@ class Choice:
 Param = Union[Fixed, FloatRange, IntRange, Choice]
 
 
-# lr_scaling: the study's lr is the rate for REFERENCE_BATCH images, scaled to each trial's batch size by
-# (batch_size / 256) (linear, Goyal et al. 2017) or its square root (sqrt, for adaptive optimizers).
+# lr_scaling: the study's lr is the rate for REFERENCE_BATCH images, scaled to the images of each trial's optimizer
+# step by (batch_size * accumulation / 256) (linear, Goyal et al. 2017) or its square root (sqrt).
 REFERENCE_BATCH = 256
 LR_SCALINGS = {"none": lambda ratio: 1.0, "linear": lambda ratio: ratio, "sqrt": math.sqrt}
 
@@ -210,15 +210,20 @@ class SearchSpace:
         """``hp`` with the effective learning rate: the study's lr (per 256 images under ``lr_scaling``)
         scaled to the batch size. Trials keep the study's lr as their Optuna param; the trainer, MLflow's
         ``lr`` param and the checkpoint get the effective one."""
-        factor = LR_SCALINGS[self.lr_scaling](hp.batch_size / REFERENCE_BATCH)
+        factor = self.lr_factor(hp)
         return hp if factor == 1.0 else dataclasses.replace(hp, lr=hp.lr * factor)
+
+    def lr_factor(self, hp: Hyperparams) -> float:
+        """What ``lr_scaling`` multiplies the study's lr by: from the images of one optimizer step (the batch
+        size times the accumulation) against 256."""
+        return LR_SCALINGS[self.lr_scaling](hp.batch_size * hp.accumulation / REFERENCE_BATCH)
 
     def scaling_params(self, hp: Hyperparams) -> dict[str, Any]:
         """What MLflow records beside the effective ``lr`` of ``scaled`` hyperparameters: the rule and the
         study's rate per 256 images (nothing without lr_scaling)."""
         if self.lr_scaling == "none":
             return {}
-        per_256 = hp.lr / LR_SCALINGS[self.lr_scaling](hp.batch_size / REFERENCE_BATCH)
+        per_256 = hp.lr / self.lr_factor(hp)
         return {"lr_scaling": self.lr_scaling, f"lr_per_{REFERENCE_BATCH}": per_256}
 
     def grid(self) -> dict[str, list]:
@@ -243,7 +248,7 @@ class SearchSpace:
             condition = KNOBS[name].only_when
             when = f"  (only when {condition.text})" if condition else ""
             if name == "lr" and self.lr_scaling != "none":
-                when += f"  (per {REFERENCE_BATCH} images; lr_scaling {self.lr_scaling}: x (batch_size/256)" + \
+                when += f"  (per {REFERENCE_BATCH} images; lr_scaling {self.lr_scaling}: x (batch_size*accumulation/256)" + \
                         ("^0.5)" if self.lr_scaling == "sqrt" else ")")
             lines.append(describe_param(name, p, when))
         return lines

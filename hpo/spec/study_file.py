@@ -163,6 +163,10 @@ class StudySpec:
     def build_pruner(self):
         return PRUNERS.get(self.pruner.name)(epochs=self.budget.epochs, **self.pruner.args)
 
+    def check_recipe(self, params: Mapping[str, Any], field: str) -> dict:
+        """``params`` as an enqueued recipe of this study, refused (SpecError) outside its space."""
+        return check_recipe(params, self.search, self.model, self.source, field)
+
     def trial_seed(self, trial_number: int) -> int:
         """Each trial's training seed (init, batch order, augmentation): the same study seed gives every
         trial, and the retrain of a trial, the same run."""
@@ -315,6 +319,9 @@ def _parse_study(raw: dict, source: str) -> StudySpec:
         pruner=_parse_component(raw.get("pruner"), PRUNERS, PRUNER_RESERVED, source, "pruner", default="median"),
         enqueue=_parse_enqueue(raw.get("enqueue"), search, model, source),
         source=source, raw=raw, warm_start=_parse_warm_start(raw.get("warm_start"), source))
+    if spec.warm_start is not None and spec.warm_start.study == name and spec.warm_start.storage is None:
+        raise SpecError(source, "warm_start.study", f"is this study ({name!r}); a warm start begins from another "
+                                                    f"one (or give warm_start.storage where it lies)")
     if spec.model.space is not None and spec.sampler.name == "grid":
         raise SpecError(source, "sampler", "the grid sampler walks search: only; a searched model (model.name "
                                            "choices, model argument ranges) needs another sampler, e.g. tpe")

@@ -20,6 +20,7 @@ Trial attributes (:class:`TrialRecord`):
     trial_seed            the training seed (init, batch order, augmentation); a retry keeps its line's
     epochs                epochs trained so far
     prune_reason          why the trial was stopped: the pruner, or a divergence
+    warm_start_of         "STUDY#N": an enqueued trial repeating trial N of another study (hpo/study/warm_start.py)
     lr_effective          the learning rate it trained with, under the study's lr_scaling (its lr param is per 256)
     at_chance             a COMPLETE trial whose last validation accuracy is at chance (hpo/train/divergence.py)
     fail_reason, died     why it failed; ``died``: its process ended (Ctrl-C, a kill, a store), so it is retried
@@ -49,7 +50,7 @@ UID, SPEC, STUDY_FILE, METRIC, EXPERIMENT = "uid", "spec", "study_file", "metric
 RETRIES, RETRIES_USED_UP, RETRAINS, VERDICT = "retries", "retries_used_up", "retrain_results", "seed_verdict"
 
 SEED, EPOCHS, PRUNE_REASON, FAIL_REASON, DIED = "trial_seed", "epochs", "prune_reason", "fail_reason", "died"
-AT_CHANCE, EFFECTIVE_LR = "at_chance", "lr_effective"
+AT_CHANCE, EFFECTIVE_LR, WARM_START_OF = "at_chance", "lr_effective", "warm_start_of"
 RETRY_OF, RESUMES, ATTEMPT, RESUMED_AFTER = "retry_of", "resumes_trial", "attempt", "resumed_after_epoch"
 RUN_ID, RUN_URL = "mlflow_run_id", "mlflow_run_url"
 

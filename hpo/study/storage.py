@@ -20,7 +20,7 @@ from hpo.stores.creation import build_optuna_schema, created_whole
 from hpo.stores.locks import store_lock
 from hpo.stores.retry import first_line, is_full, is_read_only, unwritable
 from hpo.stores.urls import check_storage_exists, check_storage_url, sqlite_path
-from hpo.study.record import StudyRecord
+from hpo.study.record import WARM_START_OF, StudyRecord
 from hpo.study.sampling import study_sampler
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)  # what --trials counts: trials that reached a verdict
@@ -101,6 +101,13 @@ def study_names(storage: optuna.storages.RDBStorage) -> list[str]:
     return [s.study_name for s in optuna.get_all_study_summaries(storage)]
 
 
+def study_exists(url: str, name: str) -> bool:
+    """Whether the storage at ``url`` holds a study named ``name`` (an SQLite file that is not there holds none,
+    and is not created)."""
+    path = sqlite_path(url)
+    return not (path is not None and not path.is_file()) and name in study_names(open_storage(url))
+
+
 def load_existing_study(name: str, storage: optuna.storages.RDBStorage) -> optuna.Study:
     """A study as stored, for reading (``hpo show``, ``hpo retrain``): Optuna's default sampler."""
     names = study_names(storage)
@@ -124,13 +131,17 @@ def open_study(spec, storage: optuna.storages.RDBStorage, warm=None) -> optuna.S
         if study.direction.name.lower() != spec.direction:
             raise UserError(f"{spec.source}: direction: study {spec.name!r} in {storage.url} was created to "
                             f"{study.direction.name.lower()}, the file says {spec.direction}; use another name")
+        stored_scaling = (StudyRecord(study).spec or {}).get("lr_scaling", "none")
+        if study.trials and stored_scaling != spec.search.lr_scaling:  # its trials' lr params mean another rate
+            raise UserError(f"{spec.source}: lr_scaling: study {spec.name!r} in {masked(storage.url)} ran with "
+                            f"lr_scaling {stored_scaling}, the file says {spec.search.lr_scaling}; use another name")
         if not study.trials:
             StudyRecord(study).created(uuid.uuid4().hex)
             for params in spec.enqueue:  # e.g. a write-up's own recipe as trial 0
                 study.enqueue_trial(params, skip_if_exists=True)
-            if warm is not None:
-                from hpo.study.warm_start import enqueue_carried
-                enqueue_carried(study, warm, spec.warm_start.study)
+            for number, _, params in warm.carried if warm is not None else ():
+                study.enqueue_trial(params, user_attrs={WARM_START_OF: f"{spec.warm_start.study}#{number}"},
+                                    skip_if_exists=True)
     return study
 
 

@@ -18,9 +18,6 @@ from dataclasses import dataclass
 
 from hpo.core.errors import SpecError, UserError
 
-WARM_START_OF = "warm_start_of"  # user attribute of an enqueued trial: "STUDY#N", the trial it repeats
-
-
 @dataclass(frozen=True)
 class CarriedOver:
     """What a warm start takes from the other study."""
@@ -42,7 +39,6 @@ def carried_over(spec, storage_url: str) -> CarriedOver:
     when the warm start names none). Raises UserError when the other study cannot be read."""
     from optuna.trial import TrialState
 
-    from hpo.spec.study_file import check_recipe
     from hpo.stores.urls import check_storage_exists, check_storage_url
     from hpo.study.storage import load_existing_study, open_storage
 
@@ -54,22 +50,24 @@ def carried_over(spec, storage_url: str) -> CarriedOver:
         other = load_existing_study(warm.study, open_storage(url, must_exist=True))
     except UserError as err:
         raise UserError(f"{spec.source}: warm_start: {err}") from None
+    from hpo.core.masking import masked
+    from hpo.study.record import StudyRecord
+
     done = [t for t in other.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.value is not None]
+    scaling = (StudyRecord(other).spec or {}).get("lr_scaling", "none")
     maximize = other.direction.name == "MAXIMIZE"
     done.sort(key=lambda t: (-t.value if maximize else t.value, t.number))
     carried, dropped = [], []
     for trial in done:
         if len(carried) == warm.top:
             break
+        if scaling != spec.search.lr_scaling and "lr" in trial.params:
+            dropped.append((trial.number, f"its lr is under lr_scaling {scaling}, this study's under "
+                                          f"{spec.search.lr_scaling}"))
+            continue
         try:
-            carried.append((trial.number, trial.value, check_recipe(dict(trial.params), spec.search, spec.model,
-                                                                    spec.source, f"trial {trial.number}")))
+            carried.append((trial.number, trial.value, spec.check_recipe(dict(trial.params),
+                                                                         f"trial {trial.number}")))
         except SpecError as err:
             dropped.append((trial.number, str(err)[len(f"{spec.source}: "):]))
-    return CarriedOver(f"study {warm.study!r} in {url}", tuple(carried), tuple(dropped))
-
-
-def enqueue_carried(study, carried: CarriedOver, other_name: str) -> None:
-    """Enqueue the carried trials in a study just created."""
-    for number, _, params in carried.carried:
-        study.enqueue_trial(params, user_attrs={WARM_START_OF: f"{other_name}#{number}"}, skip_if_exists=True)
+    return CarriedOver(f"study {warm.study!r} in {masked(url)}", tuple(carried), tuple(dropped))
