@@ -421,6 +421,9 @@ def lr_find(study_file: str, overrides=(), device: str | None = None, start: flo
     model = chosen.build(splits)
     print_line(f"LR range test: {chosen.name} on {spec.data.name}, {hp.optimizer}, batch {hp.batch_size}, "
                f"lr {start:g} -> {end:g} over {steps} steps")
+    if spec.search.lr_scaling != "none":
+        print_line(f"  the rates are at batch {hp.batch_size} x accumulation {hp.accumulation}; under lr_scaling "
+                   f"{spec.search.lr_scaling}, search.lr is per 256 images: divide by {spec.search.lr_factor(hp):.4g}")
     result = lr_range_test(model, splits.train, hp, Setup(torch_device, splits.mean, splits.std, spec.seed),
                            start_lr=start, end_lr=end, steps=steps)
     return result, save_plot(result, plot, f"LR range test: {spec.name}")
