@@ -19,6 +19,7 @@ import math
 from dataclasses import dataclass
 
 from hpo.core.lazy import lazy
+from hpo.data.pixels import constant, gray
 
 torch = lazy("torch")
 F = lazy("torch.nn.functional")
@@ -29,7 +30,6 @@ OPS = ("Identity", "ShearX", "ShearY", "TranslateX", "TranslateY", "Rotate", "Br
 SIGNED = {"ShearX", "ShearY", "TranslateX", "TranslateY", "Rotate", "Brightness", "Color", "Contrast", "Sharpness"}
 GEOMETRIC = ("ShearX", "ShearY", "TranslateX", "TranslateY", "Rotate")
 BINS = 31  # torchvision's num_magnitude_bins
-_LUMA = (0.2989, 0.587, 0.114)  # torchvision's rgb_to_grayscale
 
 
 def magnitude_table(policy: str, height: int, width: int) -> dict[str, list[float]]:
@@ -76,13 +76,6 @@ class Policy:
         return x
 
 
-@functools.lru_cache(maxsize=64)
-def constant(values: tuple, device, dtype) -> torch.Tensor:
-    """A small tensor of ``values`` on ``device``, made once: copying it from the host at every step would make
-    the step wait for the device."""
-    return torch.tensor(values, device=device, dtype=dtype)
-
-
 @functools.lru_cache(maxsize=16)
 def _magnitudes(policy: str, height: int, width: int, device, dtype) -> torch.Tensor:
     table = magnitude_table(policy, height, width)
@@ -95,8 +88,8 @@ def apply(x: torch.Tensor, op: torch.Tensor, magnitude: torch.Tensor) -> torch.T
     m = magnitude.view(-1, 1, 1, 1)
     colour = {
         "Brightness": lambda: _blend(x, torch.zeros_like(x), 1.0 + m),
-        "Color": lambda: x if x.shape[1] == 1 else _blend(x, _gray(x), 1.0 + m),
-        "Contrast": lambda: _blend(x, _gray(x).mean(dim=(1, 2, 3), keepdim=True), 1.0 + m),
+        "Color": lambda: x if x.shape[1] == 1 else _blend(x, gray(x), 1.0 + m),
+        "Contrast": lambda: _blend(x, gray(x).mean(dim=(1, 2, 3), keepdim=True), 1.0 + m),
         "Sharpness": lambda: _sharpen(x, 1.0 + m),
         "Posterize": lambda: _posterize(x, m),
         "Solarize": lambda: torch.where(x >= m, 1.0 - x, x),
@@ -111,13 +104,6 @@ def apply(x: torch.Tensor, op: torch.Tensor, magnitude: torch.Tensor) -> torch.T
 
 def _blend(image: torch.Tensor, other: torch.Tensor, ratio: torch.Tensor) -> torch.Tensor:
     return (ratio * image + (1.0 - ratio) * other).clamp(0, 1)
-
-
-def _gray(x: torch.Tensor) -> torch.Tensor:
-    if x.shape[1] == 1:
-        return x
-    r, g, b = x.unbind(dim=1)
-    return (_LUMA[0] * r + _LUMA[1] * g + _LUMA[2] * b).unsqueeze(1)
 
 
 def _sharpen(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:

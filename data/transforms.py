@@ -26,7 +26,8 @@ import math
 from dataclasses import dataclass
 
 from hpo.core.lazy import lazy
-from hpo.data.policies import Policy, constant
+from hpo.data.pixels import constant, gray
+from hpo.data.policies import Policy
 
 torch = lazy("torch")
 F = lazy("torch.nn.functional")
@@ -34,7 +35,6 @@ F = lazy("torch.nn.functional")
 RRC_TRIES = 10  # torchvision's RandomResizedCrop tries 10 (area, ratio) draws before its fallback
 ERASING_SCALE_MIN, ERASING_RATIO = 0.02, (0.3, 3.3)  # torchvision's RandomErasing defaults
 MAX_JITTER = 2.5  # beyond this the brightness range 1 +- 0.4 s would include negative factors
-_LUMA = (0.299, 0.587, 0.114)  # ITU-R 601, as torchvision's rgb_to_grayscale
 
 
 def to_float(images: torch.Tensor) -> torch.Tensor:
@@ -51,13 +51,6 @@ def normalize(x: torch.Tensor, mean, std) -> torch.Tensor:
 def _factors(n: int, spread: float, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
     u = torch.rand(n, 1, 1, 1, device=x.device, generator=generator, dtype=x.dtype)
     return 1.0 + (2.0 * u - 1.0) * spread
-
-
-def _gray(x: torch.Tensor) -> torch.Tensor:
-    if x.shape[1] == 1:
-        return x
-    r, g, b = x.unbind(dim=1)
-    return (_LUMA[0] * r + _LUMA[1] * g + _LUMA[2] * b).unsqueeze(1)
 
 
 def _shift_hue(x: torch.Tensor, turns: torch.Tensor) -> torch.Tensor:
@@ -83,11 +76,11 @@ def color_jitter(x: torch.Tensor, strength: float, generator: torch.Generator | 
         return x
     n, spread = x.shape[0], 0.4 * strength
     x = (x * _factors(n, spread, x, generator)).clamp_(0, 1)  # brightness
-    mean = _gray(x).mean(dim=(1, 2, 3), keepdim=True)
+    mean = gray(x).mean(dim=(1, 2, 3), keepdim=True)
     x = ((x - mean) * _factors(n, spread, x, generator) + mean).clamp_(0, 1)  # contrast
     if x.shape[1] == 3:
-        gray = _gray(x)
-        x = ((x - gray) * _factors(n, spread, x, generator) + gray).clamp_(0, 1)  # saturation
+        luma = gray(x)
+        x = ((x - luma) * _factors(n, spread, x, generator) + luma).clamp_(0, 1)  # saturation
         turns = _factors(n, 0.1 * strength, x, generator) - 1.0
         x = _shift_hue(x, turns).clamp_(0, 1)
     return x
