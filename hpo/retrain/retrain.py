@@ -108,8 +108,8 @@ def retrain(ctx: Context, recipe: Recipe, epochs: int, member: SeedMember | None
                f"{_short({**applicable(spec.search, hp.as_dict()), **model_params(recipe.params)})}")
     stamp = fingerprint(spec.name, hp.as_dict(), seed, epochs, spec.model, spec.data, settings)
     state = retrain_state(spec.name, number, epochs, seed, stamp)
-    with ctx.tracker.retrain_run(number, {**hp.as_dict(), **spec.search.scaling_params(hp),
-                                          **model_params(recipe.params)}, seed, epochs,
+    recorded = spec.search.recorded(hp)
+    with ctx.tracker.retrain_run(number, {**recorded, **model_params(recipe.params)}, seed, epochs,
                                  ctx.parent_run_id, member) as run:
         training = Training(ctx.build_model, train, hp, epochs, ctx.setup(seed), state, val=val,
                             num_classes=splits.num_classes)
@@ -122,7 +122,7 @@ def retrain(ctx: Context, recipe: Recipe, epochs: int, member: SeedMember | None
         run.log_metrics(metrics)
         _show(ctx, run, model, number, epochs)
         ctx.tracker.log_checkpoint(run, make_checkpoint(model, spec=spec, splits=splits,
-                                                        hyperparams={**hp.as_dict(), **spec.search.scaling_params(hp)},
+                                                        hyperparams=recorded,
                                                         trial_number=number, seed=seed, epochs=trained,
                                                         metrics=metrics))
     state.discard()

@@ -55,8 +55,8 @@ def run_trial(ctx: Context, study: optuna.Study, trial: optuna.Trial) -> FrozenT
     try:
         if ctx.spec.search.lr_scaling != "none":
             record.set_effective_lr(hp.lr)
-        with ctx.tracker.trial_run(trial.number, {**hp.as_dict(), **ctx.spec.search.scaling_params(hp),
-                                                  **model_params(trial.params)}, seed, ctx.parent_run_id) as run:
+        with ctx.tracker.trial_run(trial.number, {**ctx.spec.search.recorded(hp), **model_params(trial.params)},
+                                   seed, ctx.parent_run_id) as run:
             _link(ctx, record, run)
             try:
                 value, verdict = _train(ctx, record, hp, seed, run, state), TrialState.COMPLETE

@@ -218,9 +218,13 @@ class SearchSpace:
         size times the accumulation) against 256."""
         return LR_SCALINGS[self.lr_scaling](hp.batch_size * hp.accumulation / REFERENCE_BATCH)
 
+    def recorded(self, hp: Hyperparams) -> dict[str, Any]:
+        """What MLflow and the checkpoint record of ``scaled`` hyperparameters: every field (``lr`` the effective
+        rate) and, under lr_scaling, the rule and the study's rate per 256 images."""
+        return {**hp.as_dict(), **self.scaling_params(hp)}
+
     def scaling_params(self, hp: Hyperparams) -> dict[str, Any]:
-        """What MLflow records beside the effective ``lr`` of ``scaled`` hyperparameters: the rule and the
-        study's rate per 256 images (nothing without lr_scaling)."""
+        """The rule and the study's rate per 256 images behind an effective ``lr`` (nothing without lr_scaling)."""
         if self.lr_scaling == "none":
             return {}
         per_256 = hp.lr / self.lr_factor(hp)

@@ -105,7 +105,9 @@ def study_exists(url: str, name: str) -> bool:
     """Whether the storage at ``url`` holds a study named ``name`` (an SQLite file that is not there holds none,
     and is not created)."""
     path = sqlite_path(url)
-    return not (path is not None and not path.is_file()) and name in study_names(open_storage(url))
+    if path is not None and not path.is_file():
+        return False
+    return name in study_names(open_storage(url))
 
 
 def load_existing_study(name: str, storage: optuna.storages.RDBStorage) -> optuna.Study:

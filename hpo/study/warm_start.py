@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from hpo.core.errors import SpecError, UserError
 
+
 @dataclass(frozen=True)
 class CarriedOver:
     """What a warm start takes from the other study."""
@@ -39,7 +40,9 @@ def carried_over(spec, storage_url: str) -> CarriedOver:
     when the warm start names none). Raises UserError when the other study cannot be read."""
     from optuna.trial import TrialState
 
+    from hpo.core.masking import masked
     from hpo.stores.urls import check_storage_exists, check_storage_url
+    from hpo.study.record import StudyRecord
     from hpo.study.storage import load_existing_study, open_storage
 
     warm = spec.warm_start
@@ -50,9 +53,6 @@ def carried_over(spec, storage_url: str) -> CarriedOver:
         other = load_existing_study(warm.study, open_storage(url, must_exist=True))
     except UserError as err:
         raise UserError(f"{spec.source}: warm_start: {err}") from None
-    from hpo.core.masking import masked
-    from hpo.study.record import StudyRecord
-
     done = [t for t in other.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.value is not None]
     scaling = (StudyRecord(other).spec or {}).get("lr_scaling", "none")
     maximize = other.direction.name == "MAXIMIZE"
