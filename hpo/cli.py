@@ -33,6 +33,8 @@ def _progress(line: str) -> None:
 
 def cmd_check(args) -> int:
     spec = api.check(args.study_file, args.overrides)
+    # Read before anything is printed: a warm start that cannot be read is the one line a refusal is.
+    warm = api.warm_start_lines(spec, args.storage) if spec.warm_start is not None else []
     b = spec.budget
     print(f"{spec.source}: OK")
     print(f"study     {spec.name}  seed {spec.seed}  {spec.direction} {spec.metric}  device {spec.device}  "
@@ -49,9 +51,8 @@ def cmd_check(args) -> int:
         print("  " + line)
     for i, params in enumerate(spec.enqueue):
         print(f"enqueued trial {i}: {params}")
-    if spec.warm_start is not None:
-        for line in api.warm_start_lines(spec, args.storage):
-            print(line)
+    for line in warm:
+        print(line)
     return 0
 
 
