@@ -189,6 +189,9 @@ def _interrupt_behind(err: Exception):
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    interrupts = sys.modules.get("hpo.core.interrupts")
+    if interrupts is not None:  # a signal an earlier command in this process took is not this one's
+        interrupts.forget()
     try:
         return COMMANDS[args.command](args)
     except BrokenPipeError:  # e.g. `hpo check ... | head`

@@ -284,3 +284,11 @@ def test_a_signal_while_a_trial_is_claimed_fails_that_trial(tmp_path):
             raise AssertionError("the signal was lost")
     [trial] = stored(tmp_path, "startup").trials
     assert trial.state == TrialState.FAIL and trial.user_attrs["hpo.pid"] == str(os.getpid())
+
+    # The signal was this command's: a later command in the same process (the Python API, a notebook) that
+    # fails on bad input says so, not "interrupted".
+    from hpo.cli import main
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: [1]\n")
+    assert main(["check", str(bad)]) == 2

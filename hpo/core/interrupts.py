@@ -75,6 +75,12 @@ def interrupt_behind(err: BaseException) -> Interrupted | None:
     return None
 
 
+def forget() -> None:
+    """Start a command with no signal on record: one raised in an earlier command in this process (the Python
+    API, a notebook, a test) says nothing about the next one's errors."""
+    _State.deferring, _State.pending, _State.stopping, _State.raised = 0, None, False, None
+
+
 def _quiet_unraisable(previous):
     """``sys.unraisablehook`` that says nothing of an Interrupted dropped in a ``__del__`` or a weakref callback
     (Python would print "Exception ignored in ..." and its traceback): raise_if_swallowed raises it again."""
@@ -86,7 +92,7 @@ def _quiet_unraisable(previous):
 
 @contextlib.contextmanager
 def interrupts_raise():
-    _State.deferring, _State.pending, _State.stopping, _State.raised = 0, None, False, None
+    forget()
     previous = {s: signal.signal(s, _handler) for s in HANDLED}
     previous_hook, sys.unraisablehook = sys.unraisablehook, _quiet_unraisable(sys.unraisablehook)
     try:
