@@ -84,12 +84,14 @@ def run_file(study_file: str, overrides: Mapping[str, Any] | Iterable[str] | Non
         raise WorkFailed(f"hpo.run({study_file!r}) ended without reaching its budget")
     import optuna
 
+    from hpo.study.objectives import best_trial, score
+
     name = spec.name
     study = optuna.load_study(study_name=name, storage=storage_url(storage))
     if not any(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials):
         raise WorkFailed(f"study {name!r} has no COMPLETE trial (hpo show {name} says how its trials ended)")
-    best = study.best_trial
-    return RunResult(study, best, dict(best.params), best.value, StudyRecord(study).retrain_results)
+    best = best_trial(study)  # of a multi-objective study: the best on its metric (hpo/study/objectives.py)
+    return RunResult(study, best, dict(best.params), score(best), StudyRecord(study).retrain_results)
 
 
 @dataclass(frozen=True)
@@ -174,9 +176,9 @@ def study_name(study: str) -> str:
     return name_of(study)
 
 
-def next_promote(study: str, stores: Stores) -> str:
+def next_promote(study: str, stores: Stores, trial: int | None = None) -> str:
     """The command that promotes what ``retrain`` made, with the store options it needs."""
-    return f"hpo promote {study_name(study)}" + store_flags(stores)
+    return f"hpo promote {study_name(study)}" + (f" --trial {trial}" if trial is not None else "") + store_flags(stores)
 
 
 # --- the commands ---------------------------------------------------------------------------------------------
@@ -291,9 +293,11 @@ def report(study: str, output: str | None = None, top: int = 5, storage: str | N
     return write_report(stored, page, tracking, top, print_line=print_line)
 
 
-def retrain(study: str, stores: Stores, overrides=(), device: str | None = None, print_line: PrintLine = print):
-    """``hpo retrain``: retrain the best trial of a stored study, always (even when a retrain exists); returns
-    the :class:`hpo.retrain.retrain.RetrainResult` of each retrain."""
+def retrain(study: str, stores: Stores, overrides=(), device: str | None = None, print_line: PrintLine = print,
+            trial: int | None = None):
+    """``hpo retrain``: retrain the best trial of a stored study (``trial``: that COMPLETE trial, e.g. a point of
+    a Pareto front), always (even when a retrain exists); returns the
+    :class:`hpo.retrain.retrain.RetrainResult` of each retrain."""
     from hpo.spec.study_file import (anchor_paths, apply_overrides, is_study_file, load_study, parse_study,
                                      user_code_named)
 
@@ -321,19 +325,25 @@ def retrain(study: str, stores: Stores, overrides=(), device: str | None = None,
             raise UserError(f"study {study!r} trains code of the user's ({', '.join(named)}), which hpo imports "
                             f"only from a study file; run hpo retrain STUDY_FILE")
     stored = load_existing_study(spec.name, storage)
+    if trial is not None:
+        from hpo.study.objectives import chosen_trial
+
+        chosen_trial(stored, trial)  # refused before the data is read and the tracking store opened
     torch_device = resolve_device(device or spec.device)
     ctx = Context(spec, load_data(spec, torch_device), torch_device, open_tracker(spec.name, stores), None,
                   print_line)
     for line in ctx.tracker.reconcile(stored):  # e.g. an earlier hpo retrain that was killed
         print_line(line)
     with interrupts_raise():  # the retrain run ends KILLED, not RUNNING
-        return retrain_best_trial(ctx, stored)
+        return retrain_best_trial(ctx, stored, trial=trial)
 
 
 def promote(study: str, stores: Stores, run_id: str | None = None, output: str | None = None,
-            alias: str = "champion", print_line: PrintLine = print):
-    """``hpo promote``: register a retrain run in the MLflow Model Registry and write the final checkpoint;
-    returns a :class:`hpo.serve.promote.Promotion`."""
+            alias: str = "champion", print_line: PrintLine = print, trial: int | None = None):
+    """``hpo promote``: register a retrain run (``run_id``, else the latest, of ``trial`` where given) in the
+    MLflow Model Registry and write the final checkpoint; returns a :class:`hpo.serve.promote.Promotion`."""
+    if run_id is not None and trial is not None:
+        raise UserError("--run and --trial: give one of them (--trial N promotes the latest retrain of trial N)")
     from hpo.stores.outputs import check_output
     from hpo.stores.retry import check_writable
 
@@ -354,7 +364,7 @@ def promote(study: str, stores: Stores, run_id: str | None = None, output: str |
 
     with interrupts_raise():  # a Ctrl-C undoes the promotion, or waits for its last steps
         return register(Tracker(name, stores.tracking, stores.artifacts, create=False), output, alias, run_id,
-                        print_line)
+                        print_line, trial)
 
 
 @dataclass(frozen=True)

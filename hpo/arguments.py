@@ -214,12 +214,16 @@ def build_parser() -> argparse.ArgumentParser:
                     "recipe) with the same N fresh seeds, and judge whether the best really beats the baseline "
                     "(mean ± std of each, the difference with a 95% Welch t interval, one sentence).",
         epilog="examples:\n  hpo retrain digits\n  hpo retrain studies/digits.yaml --epochs 50\n"
-               "  hpo retrain digits --seeds 3      # best vs baseline, 3 seeds each: is the win real?")
+               "  hpo retrain digits --seeds 3      # best vs baseline, 3 seeds each: is the win real?\n"
+               "  hpo retrain digits --trial 7      # another trial, e.g. a point of a Pareto front (hpo show)")
     retrain.add_argument("study", metavar="STUDY")
     retrain.add_argument("--epochs", type=at_least(1), metavar="N", help="epochs (default: the study's budget.retrain.epochs)")
     retrain.add_argument("--seeds", type=at_least(1), metavar="N",
                          help="retrain the best trial and the baseline with N seeds each and compare them "
                               "(= --set budget.retrain.seeds=N; default: the study's, else 1: no comparison)")
+    retrain.add_argument("--trial", type=at_least(0), metavar="N",
+                         help="retrain COMPLETE trial N instead of the best one (of a multi-objective study: any "
+                              "point of the Pareto front that hpo show lists; default: the best on the metric)")
     _overrides(retrain)
     _device(retrain)
     _stores(retrain)
@@ -235,11 +239,15 @@ def build_parser() -> argparse.ArgumentParser:
                     "that comparison.",
         epilog="examples:\n  hpo promote digits\n  hpo promote studies/digits.yaml --output best.pt\n"
                "  hpo promote digits --run RUN_ID       one of several retrains (an id that is not one of them\n"
-               "                                        is refused with a line that lists them)\n\n"
+               "                                        is refused with a line that lists them)\n"
+               "  hpo promote digits --trial 7          the latest retrain of trial 7 (hpo retrain --trial 7)\n\n"
                "then:\n  mlflow models serve -m models:/digits@champion --env-manager local -p 5001")
     promote.add_argument("study", metavar="STUDY")
-    promote.add_argument("--run", type=run_id, metavar="RUN_ID", help="the retrain run to register (default: the latest "
-                                                         "finished retrain run of the study)")
+    which = promote.add_mutually_exclusive_group()
+    which.add_argument("--run", type=run_id, metavar="RUN_ID", help="the retrain run to register (default: the latest "
+                                                       "finished retrain run of the study)")
+    which.add_argument("--trial", type=at_least(0), metavar="N",
+                       help="register the latest finished retrain run of trial N (e.g. a point of a Pareto front)")
     promote.add_argument("--output", metavar="PATH", help="checkpoint path (default: checkpoints/STUDY-vN.pt)")
     promote.add_argument("--alias", type=alias_name, default="champion", help="registry alias to point at the new version "
                                                              "(default: champion)")

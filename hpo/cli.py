@@ -45,7 +45,12 @@ def cmd_check(args) -> int:
     print(f"budget    {b.trials} trials x {b.epochs} epochs, timeout {b.timeout_s or 'none'}, "
           f"retrain {', '.join(map(str, b.retrain.epochs))} epochs")
     print(f"sampler   {spec.sampler.name} {dict(spec.sampler.args) or ''}")
-    print(f"pruner    {spec.pruner.name} {dict(spec.pruner.args) or ''}")
+    print(f"pruner    {spec.pruner.name} {dict(spec.pruner.args) or ''}"
+          + ("(Optuna does not prune a study with several objectives: every trial trains its whole budget)"
+             if spec.multi_objective else ""))
+    if spec.multi_objective:
+        print(f"objectives {', '.join(f'{n} ({d})' for n, d in zip(spec.objectives, spec.directions))}: a Pareto "
+              f"front; hpo run retrains its best {spec.metric}, hpo retrain/promote --trial N another point")
     print("search space:")
     for line in spec.search.describe() + (spec.model.space.describe() if spec.model.space else []):
         print("  " + line)
@@ -91,13 +96,14 @@ def cmd_retrain(args) -> int:
     overrides = list(args.overrides) + ([f"budget.retrain.epochs={args.epochs}"] if args.epochs else []) + \
         ([f"budget.retrain.seeds={args.seeds}"] if args.seeds else [])
     stores = _stores_of(args)
-    api.retrain(args.study, stores, tuple(overrides), args.device, print_line=_say)
-    print(f"next: {api.next_promote(args.study, stores)}")
+    api.retrain(args.study, stores, tuple(overrides), args.device, print_line=_say, trial=args.trial)
+    print(f"next: {api.next_promote(args.study, stores, args.trial)}")
     return 0
 
 
 def cmd_promote(args) -> int:
-    done = api.promote(args.study, _stores_of(args), args.run, args.output, args.alias, print_line=_say)
+    done = api.promote(args.study, _stores_of(args), args.run, args.output, args.alias, print_line=_say,
+                       trial=args.trial)
     if done.chosen_because:
         print(done.chosen_because)
     print(f"registered {done.model_name!r} version {done.version} (alias {done.alias!r}) from MLflow run "

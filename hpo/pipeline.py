@@ -29,6 +29,7 @@ from hpo.search.progress import Progress
 from hpo.search.workers import plan_workers, run_workers, watch_parent
 from hpo.stores.urls import storage_url
 from hpo.study.claims import fail_dead_trials
+from hpo.study.objectives import best_trial, cost_text, pareto_front, score
 from hpo.study.record import url_of
 from hpo.study.sampling import points_left
 from hpo.study.storage import (count_finished, counts_by_state, open_storage, open_study, record_study, study_exists,
@@ -99,8 +100,11 @@ def _lead(request: RunRequest, ctx: Context, study, workers: list[str]) -> int:
         failure = _failure(spec, study, end)
         if failure:  # the parent run ends FAILED with it, as with a diverged retrain below
             raise WorkFailed(failure)
+        best = best_trial(study)
         print_line(f"search done in {time.time() - started:.0f}s ({_said(end)}): {summary}; best "
-                   f"{spec.metric} {study.best_value:.4f} (trial {study.best_trial.number})")
+                   f"{spec.metric} {score(best):.4f} (trial {best.number})")
+        if spec.multi_objective:
+            _show_front(ctx, study)
         if request.retrain:
             for result in retrain_best_trial(ctx, study, again=False):
                 parent.log_metrics({"test_accuracy": result.test.accuracy}, step=result.epochs)
@@ -161,7 +165,7 @@ def _reconcile(ctx: Context, study) -> None:
     """End what killed processes of this machine left behind: RUNNING trials (with the result their MLflow
     run logged, if it finished), and RUNNING MLflow runs."""
     with study_lock(url_of(study), study.study_name):
-        lines = fail_dead_trials(study, lambda trial: ctx.tracker.logged_result(trial, ctx.spec.metric))
+        lines = fail_dead_trials(study, lambda trial: ctx.tracker.logged_result(trial, ctx.spec.objectives))
     for line in lines + ctx.tracker.reconcile(study):
         ctx.print_line(line)
 
@@ -169,11 +173,20 @@ def _reconcile(ctx: Context, study) -> None:
 def _note_study(ctx: Context, study) -> None:
     """The study's optuna-dashboard note before its first trial of this ``hpo run`` (with the best so far)."""
     with best_effort("writing the study's note in optuna-dashboard", ctx.print_line):
-        try:
-            best = (study.best_trial.number, study.best_value)
-        except ValueError:
-            best = None
-        dashboard.write_study_note(ctx.spec, study, best)
+        best = best_trial(study)
+        dashboard.write_study_note(ctx.spec, study, (best.number, score(best)) if best is not None else None)
+
+
+def _show_front(ctx: Context, study) -> None:
+    """The Pareto front of a multi-objective study, and how to pick a point of it."""
+    spec = ctx.spec
+    front = pareto_front(study)
+    ctx.print_line(f"Pareto front of {', '.join(spec.objectives)}: {len(front)} trials; `hpo run` retrains "
+                   f"trial {front[0].number} (the best {spec.metric}); pick another with `hpo retrain {spec.name} "
+                   f"--trial N`, then `hpo promote {spec.name} --trial N`")
+    for trial in front:
+        ctx.print_line(f"  trial {trial.number:4d}  {spec.metric} {trial.values[0]:.4f}"
+                       + cost_text(spec.costs, trial.values[1:]))
 
 
 def _table_of_trials(ctx: Context, study, parent) -> None:

@@ -61,6 +61,32 @@ MALFORMED = {
     "unknown direction": (setitem("direction", "up"), "direction: must be one of maximize, minimize, got 'up'"),
     "unknown metric": (setitem("metric", "val_f1"), "metric: must be one of val_accuracy, val_loss"),
     "unknown lr scaling": (setitem("lr_scaling", "cubic"), "lr_scaling: must be one of none, linear, sqrt"),
+    # several objectives (hpo/study/objectives.py)
+    "objectives not a list": (setitem("objectives", "params"), "objectives: must be a list: the metric first "
+                                                               "(val_accuracy, val_loss"),
+    "objectives without the metric first": (setitem("objectives", ["params"]), "objectives[0]: must be the metric, "
+                                                                               "one of val_accuracy, val_loss"),
+    "an unknown cost": (setitem("objectives", ["val_accuracy", "size"]), "objectives[1]: must be one of params, "
+                                                                         "flops, latency_ms; got 'size'"),
+    "a cost named twice": (setitem("objectives", ["val_accuracy", "params", "params"]), "objectives[2]: names "
+                                                                                         "params twice"),
+    "a metric that is not the first objective": (lambda s: s.update(metric="val_loss",
+                                                                    objectives=["val_accuracy", "params"]),
+                                                 "metric: is val_loss, objectives[0] is val_accuracy"),
+    "a pruner with several objectives": (setitem("objectives", ["val_accuracy", "params"]),
+                                         "pruner: is median, but Optuna does not prune a study with several objectives"),
+    "cma-es with several objectives": (lambda s: (s.update(objectives=["val_accuracy", "flops"],
+                                                           sampler={"name": "cmaes"}), s.pop("pruner")),
+                                       "sampler: cmaes optimizes one objective; with several (val_accuracy, flops) "
+                                       "use one of"),
+    "an nsga2 population of one": (setitem("sampler", {"name": "nsga2", "population_size": 1}),
+                                   "sampler: population_size must be an integer >= 2, got 1"),
+    "an nsga2 crossover probability above 1": (setitem("sampler", {"name": "nsga2", "crossover_prob": 1.5}),
+                                               "sampler: crossover_prob must be a number from 0 to 1, got 1.5"),
+    "objectives added to a study created with one": (lambda s: (s.update(objectives=["val_accuracy", "params"]),
+                                                                s.pop("pruner")),
+                                                     "was created to maximize, the file says maximize, minimize; "
+                                                     "use another name"),
     "device gpu": (setitem("device", "gpu"), "device: must be auto, cpu, cuda or cuda:N, got 'gpu'"),
     "unknown compile mode": (setitem("compile", "fast"), "compile: must be one of off, default, reduce-overhead"),
     "compile a number": (setitem("compile", 3), "compile: must be one of off, default, reduce-overhead, max-autotune"),
@@ -257,6 +283,12 @@ def test_malformed_study_file(case, stores):
 
 ARGUMENTS = {
     "missing study file": (["run", "nope.yaml"], "nope.yaml: no such study file"),
+    "retrain of a trial that is not there": (["retrain", "tiny", "--trial", "99"], "--trial 99: study 'tiny' has no "
+                                                                                   "COMPLETE trial 99; its COMPLETE "
+                                                                                   "trials: "),
+    "a negative trial": (["promote", "tiny", "--trial", "-1"], "--trial: must be >= 0, got -1"),
+    "promote of a trial without a retrain": (["promote", "tiny", "--trial", "1"], "study 'tiny' has no finished "
+                                                                                  "retrain run of trial 1 in "),
     "a folder as the study file": (["check", "mlartifacts"], "mlartifacts: is a folder, not a study file"),
     "invalid YAML": (["check", "broken.yaml"], "broken.yaml: line 2: invalid YAML"),
     "a tab in the YAML": (["check", "tabs.yaml"], "tabs.yaml: line 2: invalid YAML: found character '\\t'"),

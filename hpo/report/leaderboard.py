@@ -1,6 +1,7 @@
 """The leaderboard: a study's best trials in order, and the retrains of its trials.
 
-COMPLETE trials are ranked by their value in the study's direction; PRUNED trials follow, ranked by the last
+COMPLETE trials are ranked by their value in the study's direction (of a multi-objective study: its first
+objective, the metric, with the costs beside it; hpo/study/objectives.py); PRUNED trials follow, ranked by the last
 value they reported before the pruner stopped them (a pruned trial is never better than a finished one: it
 was stopped because it looked worse). FAILED and RUNNING trials have no verdict and are not ranked.
 Used by ``hpo show --top`` and ``hpo report``.
@@ -11,13 +12,14 @@ older studies have none, and then the MLflow retrain runs are read instead, when
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 from optuna.trial import FrozenTrial, TrialState
 
 from hpo.core.masking import masked
 from hpo.stores.retry import first_line
 from hpo.stores.urls import absolute_sqlite, bound_mlflow_requests, local_path
+from hpo.study.objectives import maximizes, objective_names, score, shown_cost
 from hpo.study.record import StudyRecord, TrialRecord
 
 MISSING = "-"  # a parameter a trial did not use (momentum with Adam)
@@ -31,6 +33,7 @@ class Row:
     value: float  # the trial's value; for a pruned trial, the last it reported
     epochs: int  # epochs it trained
     params: dict
+    costs: dict = field(default_factory=dict)  # a multi-objective study's other objectives: {name: value}
 
     @property
     def pruned(self) -> bool:
@@ -53,14 +56,16 @@ def epochs_trained(trial: FrozenTrial) -> int:
 
 def ranked(study) -> list[Row]:
     """Every COMPLETE trial, best first, then every PRUNED trial that reported a value, best first."""
-    sign = -1 if study.direction.name == "MAXIMIZE" else 1
+    sign = -1 if maximizes(study) else 1
+    costs = objective_names(study)[1:]
 
     def rows(state: TrialState, value_of) -> list[tuple[float, FrozenTrial]]:
         scored = [(value_of(t), t) for t in study.get_trials(deepcopy=False, states=(state,))]
         return sorted(((v, t) for v, t in scored if v is not None), key=lambda pair: (sign * pair[0], pair[1].number))
 
-    ordered = rows(TrialState.COMPLETE, lambda t: t.value) + rows(TrialState.PRUNED, last_reported)
-    return [Row(rank, t.number, t.state.name, float(value), epochs_trained(t), shown_params(t))
+    ordered = rows(TrialState.COMPLETE, score) + rows(TrialState.PRUNED, last_reported)
+    return [Row(rank, t.number, t.state.name, float(value), epochs_trained(t), shown_params(t),
+                dict(zip(costs, t.values[1:])) if t.values else {})
             for rank, (value, t) in enumerate(ordered, start=1)]
 
 
@@ -92,8 +97,10 @@ def format_value(value) -> str:
 def table(rows: list[Row], metric: str) -> tuple[list[str], list[list[str]], dict]:
     """(header, cells, constant params): the leaderboard as text, for the console and Markdown."""
     varying, constant = split_params(rows)
-    header = ["rank", "trial", "state", metric, "epochs", *varying]
+    costs = list(rows[0].costs) if rows else []
+    header = ["rank", "trial", "state", metric, *costs, "epochs", *varying]
     cells = [[str(r.rank), str(r.trial), "PRUNED (last value)" if r.pruned else r.state, f"{r.value:.4f}",
+              *(shown_cost(r.costs[c]) if c in r.costs else MISSING for c in costs),
               str(r.epochs), *(format_value(r.params.get(n, MISSING)) for n in varying)] for r in rows]
     return header, cells, constant
 

@@ -22,10 +22,11 @@ from hpo.core.masking import masked
 from hpo.report import plots
 from hpo.report.leaderboard import Row, epochs_trained, format_value, ranked, retrain_table, retrains, table
 from hpo.spec.study_file import parse_study
+from hpo.study.objectives import is_multi_objective, objective_names, pareto_front, shown_cost
 from hpo.study.record import StudyRecord, url_of
 from hpo.study.storage import FINISHED, counts_by_state
 
-SECTIONS = {"study": "The study", "history": "Optimization history", "importances": "Parameter importances",
+SECTIONS = {"study": "The study", "pareto": "Pareto front", "history": "Optimization history", "importances": "Parameter importances",
             "parameters": "Parameters against the metric", "curves": "Learning curves", "compute": "Compute",
             "leaderboard": "Leaderboard", "seeds": "Baseline against best, over seeds",
             "retrains": "Retrain results", "spec": "The study file"}
@@ -92,7 +93,9 @@ def _picture(draw: Callable[..., str], *args, alt: str) -> Block:
 def study_section(study, spec, metric: str) -> list[Block]:
     counts = counts_by_state(study)
     rows = [["name", study.study_name], ["storage", masked(url_of(study))], ["metric", metric],
-            ["direction", study.direction.name.lower()],
+            ["objectives" if is_multi_objective(study) else "direction",
+             ", ".join(f"{n} ({d.name.lower()})" for n, d in zip(objective_names(study), study.directions))
+             if is_multi_objective(study) else study.direction.name.lower()],
             ["trials", f"{len(study.trials)}: " + (", ".join(f"{k} {v}" for k, v in counts.items()) or "none")]]
     if spec is not None:
         b = spec.budget
@@ -104,6 +107,19 @@ def study_section(study, spec, metric: str) -> list[Block]:
     else:
         rows.append(["budget", "unknown: the study has no spec (it was not created by hpo run)"])
     return [("table", ["", ""], rows)]
+
+
+def pareto_section(study) -> list[Block]:
+    names = objective_names(study)
+    front = pareto_front(study)
+    text = (f"The {_count(len(front), 'trial')} that no other COMPLETE trial beats on every objective "
+            f"({', '.join(names)}), best {names[0]} first. Optuna does not prune a study with several objectives: "
+            f"every trial trained its whole budget. `hpo retrain {study.study_name} --trial N` retrains a point, "
+            f"`hpo promote {study.study_name} --trial N` registers it.")
+    cells = [[str(t.number), f"{t.values[0]:.4f}", *(shown_cost(v) for v in t.values[1:]),
+              ", ".join(f"{k}={format_value(v)}" for k, v in t.params.items())] for t in front]
+    return [("p", text), ("table", ["trial", *names, "hyperparameters"], cells),
+            _picture(plots.pareto, study, names, alt=f"{' against '.join(names[:3])}: the Pareto front")]
 
 
 def history_section(study, metric: str) -> list[Block]:
@@ -215,6 +231,7 @@ def sections(study, tracking_uri: str | None, top: int, print_line: Callable[[st
     results, source = retrains(study, tracking_uri)
     makers = {
         "study": lambda: study_section(study, spec, metric),
+        "pareto": lambda: pareto_section(study),
         "history": lambda: history_section(study, metric),
         "importances": lambda: [_picture(plots.importances, study, metric, alt="parameter importances")],
         "parameters": lambda: parameters_section(study, metric),
@@ -227,6 +244,8 @@ def sections(study, tracking_uri: str | None, top: int, print_line: Callable[[st
     }
     done = {}
     for key, title in SECTIONS.items():
+        if key == "pareto" and not is_multi_objective(study):  # one objective: no front
+            continue
         done[key] = makers[key]()
         print_line(f"  {title}")
     return done

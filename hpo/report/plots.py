@@ -13,6 +13,7 @@ import warnings
 
 from optuna.trial import TrialState
 
+from hpo.study.objectives import is_multi_objective, maximizes, score
 from hpo.track.pictures import FIGURE_DPI, _pyplot
 
 WIDE_IN, SMALL_IN = (8.0, 4.0), (5.0, 3.0)  # 640x320 and 400x240 pixels at FIGURE_DPI
@@ -50,6 +51,11 @@ def _optuna(name: str, study, size_in=WIDE_IN, **kwargs) -> str:
         return data_uri(np.ravel(axes)[0].figure, size_in)
 
 
+def _first_objective(study) -> dict:
+    """Optuna's plots of one value, given a multi-objective study: its first objective (the metric)."""
+    return {"target": score} if is_multi_objective(study) else {}
+
+
 def _complete(study) -> list:
     return study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
 
@@ -64,7 +70,7 @@ def _need_complete(study, at_least: int, what: str) -> None:
 def history(study, metric: str) -> str:
     """The value of each COMPLETE trial and the best so far, against the trial number (Optuna's)."""
     _need_complete(study, 1, "The optimization history")
-    return _optuna("plot_optimization_history", study, target_name=metric)
+    return _optuna("plot_optimization_history", study, target_name=metric, **_first_objective(study))
 
 
 def history_by_time(study, metric: str) -> str:
@@ -72,12 +78,12 @@ def history_by_time(study, metric: str) -> str:
     _need_complete(study, 1, "The history against time")
     trials = sorted(_complete(study), key=lambda t: t.datetime_complete)
     start = min(t.datetime_start for t in study.get_trials(deepcopy=False) if t.datetime_start)
-    pick = max if study.direction.name == "MAXIMIZE" else min
+    pick = max if maximizes(study) else min
     minutes = [(t.datetime_complete - start).total_seconds() / 60 for t in trials]
-    best = [pick(t.value for t in trials[:i + 1]) for i in range(len(trials))]
+    best = [pick(score(t) for t in trials[:i + 1]) for i in range(len(trials))]
     plt = _pyplot()
     fig, axis = plt.subplots()
-    axis.scatter(minutes, [t.value for t in trials], s=12, color="tab:blue", label=f"{metric} of a COMPLETE trial")
+    axis.scatter(minutes, [score(t) for t in trials], s=12, color="tab:blue", label=f"{metric} of a COMPLETE trial")
     axis.step(minutes, best, where="post", color="tab:red", label="best so far")
     axis.set_xlabel("minutes since the first trial started")
     axis.set_ylabel(metric)
@@ -95,7 +101,8 @@ def importances(study, metric: str) -> str:
         raise NoPlot("Parameter importance needs parameters that vary between COMPLETE trials; all of them "
                      "used the same values.")
     try:
-        return _optuna("plot_param_importances", study, evaluator=evaluator(), target_name=metric)
+        return _optuna("plot_param_importances", study, evaluator=evaluator(), target_name=metric,
+                       **_first_objective(study))
     except (ValueError, RuntimeError) as err:  # e.g. a search space the evaluator cannot split
         raise NoPlot(f"Optuna could not compute parameter importance: {str(err).splitlines()[0]}") from None
 
@@ -137,7 +144,8 @@ def parallel_coordinate(study, metric: str, params: list[str]) -> str:
     if len(params) < 2:
         raise NoPlot("The parallel-coordinate plot needs at least two parameters that vary between COMPLETE "
                      "trials.")
-    return _optuna("plot_parallel_coordinate", study, params=params[:MOST_PARAMS], target_name=metric)
+    return _optuna("plot_parallel_coordinate", study, params=params[:MOST_PARAMS], target_name=metric,
+                   **_first_objective(study))
 
 
 def slices(study, metric: str, params: list[str]) -> str:
@@ -166,7 +174,7 @@ def slices(study, metric: str, params: list[str]) -> str:
             axis.set_xticks(range(len(labels)), labels, fontsize=7, rotation=30)
         elif isinstance(distribution, (FloatDistribution, IntDistribution)) and distribution.log:
             axis.set_xscale("log")
-        axis.scatter(xs, [t.value for t in having], c=[t.number for t in having], cmap="viridis", s=14)
+        axis.scatter(xs, [score(t) for t in having], c=[t.number for t in having], cmap="viridis", s=14)
         axis.set_title(name, fontsize=9)
         axis.tick_params(labelsize=7)
     for axis in list(axes.flat)[len(shown):]:
@@ -174,6 +182,15 @@ def slices(study, metric: str, params: list[str]) -> str:
     for row in axes:
         row[0].set_ylabel(metric, fontsize=8)
     return data_uri(fig, (WIDE_IN[0], 2.6 * rows))
+
+
+def pareto(study, names: list[str]) -> str:
+    """Optuna's Pareto-front plot of the first two or three objectives (``names``), every COMPLETE trial shown
+    and the front's in colour."""
+    _need_complete(study, 1, "The Pareto front")
+    shown = names[:3]
+    return _optuna("plot_pareto_front", study, target_names=shown, include_dominated_trials=True,
+                   targets=(lambda t: tuple(t.values[:3])) if len(names) > 3 else None)
 
 
 def learning_curves(best: list, pruned: list, metric: str) -> str:

@@ -1,5 +1,6 @@
-"""Retrain the study's best trial, once per budget in ``budget.retrain.epochs``: alone, or against the baseline
-over seeds (``budget.retrain.seeds`` above 1, ``hpo/retrain/seeds.py``)."""
+"""Retrain the study's best trial (or the one ``--trial N`` picks, e.g. a point of a Pareto front), once per budget
+in ``budget.retrain.epochs``: alone, or against the baseline over seeds (``budget.retrain.seeds`` above 1,
+``hpo/retrain/seeds.py``)."""
 
 from __future__ import annotations
 
@@ -7,25 +8,19 @@ import contextlib
 
 import optuna
 
-from hpo.core.errors import UserError
 from hpo.retrain.retrain import Recipe, RetrainResult, record_retrain, retrain
 from hpo.retrain.seeds import compare_seeds
 from hpo.search.context import Context
 from hpo.stores.locks import store_lock
+from hpo.study.objectives import chosen_trial
 from hpo.study.record import url_of
 
 
-def best_trial(spec, study: optuna.Study) -> optuna.trial.FrozenTrial:
-    try:
-        return study.best_trial
-    except ValueError:
-        raise UserError(f"study {spec.name!r} has no COMPLETE trial to retrain; run `hpo run {spec.source}` "
-                        f"until at least one trial completes") from None
-
-
-def retrain_best_trial(ctx: Context, study: optuna.Study, again: bool = True) -> list[RetrainResult]:
-    """Retrain the study's best trial once per budget in ``budget.retrain.epochs`` (with ``budget.retrain.seeds``
-    above 1: a seed comparison against the baseline per budget, ``hpo/retrain/seeds.py``).
+def retrain_best_trial(ctx: Context, study: optuna.Study, again: bool = True,
+                       trial: int | None = None) -> list[RetrainResult]:
+    """Retrain the study's best trial (``trial``: that COMPLETE trial instead) once per budget in
+    ``budget.retrain.epochs`` (with ``budget.retrain.seeds`` above 1: a seed comparison against the baseline per
+    budget, ``hpo/retrain/seeds.py``).
 
     With ``again=False`` a budget that already has a finished retrain run of this trial is not trained
     again (a rerun of a finished study); ``hpo retrain`` always trains.
@@ -36,7 +31,7 @@ def retrain_best_trial(ctx: Context, study: optuna.Study, again: bool = True) ->
         for result in retrain_best_trial(ctx, study):
             print(result.epochs, result.test.accuracy)
     """
-    best = best_trial(ctx.spec, study)
+    best = chosen_trial(study, trial)
     results = []
     for epochs in ctx.spec.budget.retrain.epochs:
         # Under a lock, so that runs of one study started together retrain once, not once each.

@@ -21,6 +21,7 @@ import optuna
 from hpo.core.errors import WorkFailed
 from hpo.search.context import Context
 from hpo.spec.model_space import model_params
+from hpo.study.objectives import score
 from hpo.study.record import StudyRecord, TrialRecord
 from hpo.track import dashboard
 from hpo.track.best_effort import best_effort
@@ -48,7 +49,7 @@ class Recipe:
         trial's)."""
         own = TrialRecord(trial).seed
         seed = seed if seed is not None else own if own is not None else spec.trial_seed(trial.number)
-        found = f"{spec.metric} {trial.value:.4f}" if trial.value is not None else trial.state.name
+        found = f"{spec.metric} {score(trial):.4f}" if score(trial) is not None else trial.state.name
         return cls(trial.number, dict(trial.params), seed, found)
 
 

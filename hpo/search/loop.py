@@ -20,6 +20,7 @@ from hpo.search.context import Context
 from hpo.search.progress import study_status
 from hpo.search.trial import run_trial
 from hpo.study.claims import claim_trial, fail_running, heartbeat
+from hpo.study.objectives import best_trial, cost_text
 from hpo.study.record import TrialRecord, stored
 from hpo.study.storage import count_finished
 
@@ -61,7 +62,7 @@ def run_search(ctx: Context, study: optuna.Study) -> SearchEnd:
     started = time.time()
 
     def recover(trial: FrozenTrial):
-        return ctx.tracker.logged_result(trial, spec.metric)
+        return ctx.tracker.logged_result(trial, spec.objectives)
 
     while failures_in_a_row < MAX_FAILURES_IN_A_ROW:
         raise_if_swallowed()
@@ -114,7 +115,7 @@ class ProgressPrinter:
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
         metric = self.spec.metric
         if trial.state == TrialState.COMPLETE:
-            detail = f"{metric} {trial.value:.4f}"
+            detail = f"{metric} {trial.values[0]:.4f}" + cost_text(self.spec.costs, trial.values[1:])
         elif trial.state == TrialState.PRUNED:
             last = trial.intermediate_values.get(max(trial.intermediate_values, default=0))
             epochs = TrialRecord(trial).epochs
@@ -122,11 +123,8 @@ class ProgressPrinter:
             detail = f"{value}at epoch {epochs}/{self.spec.budget.epochs}"
         else:
             detail = "failed: " + (TrialRecord(trial).fail_reason or "see its MLflow run's error.txt")
-        try:
-            best_trial = study.best_trial
-            best = f"best {best_trial.value:.4f} (#{best_trial.number})"
-        except ValueError:
-            best = "best -"
+        leader = best_trial(study)  # on the metric, also in a multi-objective study
+        best = f"best {leader.values[0]:.4f} (#{leader.number})" if leader is not None else "best -"
         duration = trial.duration.total_seconds() if trial.duration else 0.0
         status = study_status(study.get_trials(deepcopy=False), self.spec.budget.trials, time.time() - self.started)
         self.print(f"trial {trial.number:4d}  {trial.state.name:8s}  {detail:34s}  {best:22s}  {duration:6.1f}s  "

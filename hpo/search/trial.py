@@ -29,6 +29,7 @@ from hpo.search.context import Context
 from hpo.spec.model_space import model_params
 from hpo.stores.retry import StoreUnavailable, StoreUnwritable
 from hpo.study.claims import fail_running
+from hpo.study.objectives import measure_costs
 from hpo.study.record import StudyRecord, TrialRecord, stored
 from hpo.study.retries import dead_line
 from hpo.study.sampling import proposal_index
@@ -59,17 +60,17 @@ def run_trial(ctx: Context, study: optuna.Study, trial: optuna.Trial) -> FrozenT
                                    seed, ctx.parent_run_id) as run:
             _link(ctx, record, run)
             try:
-                value, verdict = _train(ctx, record, hp, seed, run, state), TrialState.COMPLETE
+                values, verdict = _train(ctx, record, hp, seed, run, state), TrialState.COMPLETE
             except optuna.TrialPruned:
-                value, verdict = None, TrialState.PRUNED
+                values, verdict = None, TrialState.PRUNED
             except BaseException as err:  # a crash, or Ctrl-C / SIGTERM: failed in Optuna at once
                 with contextlib.suppress(Exception):  # a store that fails: the error on its way out stays the one
                     frozen = fail_running(study, trial, err)
                 if frozen is not None and not TrialRecord(frozen).died:
                     _forget(ctx, state, [run.run_id, *dead_runs])  # its own failure: no retry will want its state
                 raise  # the run records the traceback in error.txt
-            _show_end(ctx, study, trial, verdict, value, run)  # before the tell: Optuna takes no artifact after
-            frozen = _tell(study, trial, verdict, value, run)
+            _show_end(ctx, study, trial, verdict, values[0] if values else None, run)  # Optuna takes no artifact
+            frozen = _tell(study, trial, verdict, values, run)  # after the tell
             _forget(ctx, state, [run.run_id, *dead_runs])
     except (StoreUnwritable, StoreUnavailable):  # no trial can be recorded: stop the study
         raise
@@ -113,8 +114,10 @@ def _link(ctx: Context, record: TrialRecord, run) -> None:
             dashboard.link_run(record.trial, ctx.tracker.run_url(run.run_id))
 
 
-def _train(ctx: Context, record: TrialRecord, hp: Hyperparams, seed: int, run, state: StateFile) -> float:
-    """The trial's training: reports its metric after every epoch; raises TrialPruned to stop early.
+def _train(ctx: Context, record: TrialRecord, hp: Hyperparams, seed: int, run, state: StateFile) -> list[float]:
+    """The trial's training: reports its metric after every epoch; raises TrialPruned to stop early. Returns
+    its value of each objective: the metric, then the costs of a multi-objective study (which Optuna neither
+    takes reports from nor prunes: hpo/study/objectives.py).
 
     A retry of a trial that died reports again what that trial had reported (one history for the pruner, one
     curve in MLflow) and trains only the epochs still to go."""
@@ -132,10 +135,11 @@ def _train(ctx: Context, record: TrialRecord, hp: Hyperparams, seed: int, run, s
                 value = getattr(result, spec.metric)
                 shown.epoch(result, value)
                 record.set_epochs(result.epoch)
-                record.report(value, result.epoch)
+                if not spec.multi_objective:
+                    record.report(value, result.epoch)
                 reported[result.epoch] = value
                 # A trial that trained its whole budget is COMPLETE: stopping it would save nothing.
-                if result.epoch < spec.budget.epochs and record.should_prune():
+                if result.epoch < spec.budget.epochs and not spec.multi_objective and record.should_prune():
                     _stop(record, run, f"pruned by the {spec.pruner.name} pruner after epoch {result.epoch}")
                 training.keep(reported=reported)
         except Diverged as diverged:
@@ -149,7 +153,11 @@ def _train(ctx: Context, record: TrialRecord, hp: Hyperparams, seed: int, run, s
         run.set_tags({"hpo.at_chance": reason})
         ctx.print_line(f"  trial {number}: {reason}")
     run.log_metrics({spec.metric + "_final": value})
-    return value
+    if not spec.multi_objective:
+        return [value]
+    costs = measure_costs(training.model, spec.costs, ctx.splits.channels, ctx.splits.image_size, ctx.device)
+    run.log_metrics(costs)
+    return [value, *(costs[name] for name in spec.costs)]
 
 
 def _resumed(ctx: Context, record: TrialRecord, run, training: Training, reported: dict[int, float]) -> None:
@@ -158,7 +166,8 @@ def _resumed(ctx: Context, record: TrialRecord, run, training: Training, reporte
         ctx.print_line(f"  trial {record.number}: no kept state of trial {record.retry_of} to go on from (none "
                        f"kept, or not this training's); it starts from epoch 0")
     for epoch, value in sorted(reported.items()):
-        record.report(value, epoch)
+        if not ctx.spec.multi_objective:  # Optuna takes no report of a multi-objective trial
+            record.report(value, epoch)
         run.log_metrics({ctx.spec.metric: value}, step=epoch)
     run.set_tags({"hpo.retry_of": record.retry_of, "hpo.resumes_trial": record.line,
                   **({"hpo.resumed_after_epoch": training.resumed_after} if training.resumed_after else {})})
@@ -199,11 +208,11 @@ def _show_end(ctx: Context, study: optuna.Study, trial: optuna.Trial, verdict: T
             ctx.tracker.log_best_so_far(ctx.parent_run_id, best, finished)
 
 
-def _tell(study: optuna.Study, trial: optuna.Trial, verdict: TrialState, value, run) -> FrozenTrial:
+def _tell(study: optuna.Study, trial: optuna.Trial, verdict: TrialState, values, run) -> FrozenTrial:
     """Optuna's verdict and the run's status, together (a signal waits until both are set)."""
     with signals_deferred():
         frozen = stored(f"trial {trial.number}'s result", study.tell, trial,
-                        value if verdict == TrialState.COMPLETE else None, state=verdict,
+                        values if verdict == TrialState.COMPLETE else None, state=verdict,
                         skip_if_finished=True)  # a retry after a lost reply to a stored tell
         run.end_as_trial(verdict)  # a pruned run has its hpo.prune_reason tag already (_stop)
     return frozen

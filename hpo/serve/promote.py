@@ -1,8 +1,8 @@
 """Promote: register a retrain run in the MLflow Model Registry and export the final checkpoint.
 
 The run is the one given (``hpo promote --run RUN_ID``) or else the study's latest finished retrain run (the
-newest by start time, whatever its budget); of a seed comparison, its best-trial run with the median test
-accuracy (:func:`default_run`). What is registered is the pyfunc of ``hpo/serve/pyfunc.py``: it
+newest by start time, whatever its budget; ``--trial N``: of trial N, e.g. a point of a Pareto front); of a
+seed comparison, its run of that trial with the median test accuracy (:func:`default_run`). What is registered is the pyfunc of ``hpo/serve/pyfunc.py``: it
 loads with ``mlflow.pyfunc.load_model("models:/STUDY@champion")`` and serves with ``mlflow models serve``.
 """
 
@@ -50,7 +50,7 @@ def default_output(study_name: str, version: int) -> Path:
 
 
 def promote(tracker, output: str | Path | None = None, alias: str = DEFAULT_ALIAS,
-            run_id: str | None = None, print_line=print) -> Promotion:
+            run_id: str | None = None, print_line=print, trial: int | None = None) -> Promotion:
     """Register the run's model with ``alias`` and write its checkpoint: all of it, or nothing.
 
     The version is registered tagged ``hpo.promotion: pending`` (with the alias, the version the alias is on
@@ -60,7 +60,7 @@ def promote(tracker, output: str | Path | None = None, alias: str = DEFAULT_ALIA
     next ``hpo promote`` undoes what it left (``Tracker.undo_dead_promotions``), printing a line each."""
     for line in tracker.undo_dead_promotions(tracker.study_name):
         print_line(line)
-    run, because = (tracker.chosen_retrain_run(run_id), "") if run_id else default_run(tracker)
+    run, because = (tracker.chosen_retrain_run(run_id), "") if run_id else default_run(tracker, trial)
     name, model_id, version, finished = tracker.study_name, None, None, False
     try:
         with tempfile.TemporaryDirectory() as tmp:  # load it first: never register a version we cannot export
@@ -89,17 +89,19 @@ def promote(tracker, output: str | Path | None = None, alias: str = DEFAULT_ALIA
                      because)
 
 
-def default_run(tracker) -> tuple[object, str]:
+def default_run(tracker, trial: int | None = None) -> tuple[object, str]:
     """The run promoted when none is named, and why (a console line, or ""): the study's latest finished retrain
-    run; when it belongs to a seed comparison, that comparison's best-trial run with the median test accuracy
-    (promoting a comparison's luckiest or unluckiest seed by accident would misstate what the recipe gives)."""
-    latest = tracker.latest_retrain_run()
+    run (``trial``: of that trial); when it belongs to a seed comparison, that comparison's run of the best
+    trial (of ``trial``) with the median test accuracy (promoting a comparison's luckiest or unluckiest seed by
+    accident would misstate what the recipe gives)."""
+    latest = tracker.latest_retrain_run(trial)
     group = latest.data.tags.get("hpo.seed_group")
     if not group:
         return latest, ""
-    members = tracker.seed_group_members(group, "best")
+    role = "best" if trial is None else latest.data.tags.get("hpo.seed_role", "best")
+    members = tracker.seed_group_members(group, role)
     scores = [(m.info.run_id, m.data.metrics.get("test_accuracy", float("nan"))) for m in members]
     chosen = next(m for m in members if m.info.run_id == median_member(scores))
     values = ", ".join(f"{score:.4f}" for _, score in sorted(scores, key=lambda s: s[1]))
-    return chosen, (f"seed comparison {group}: promoting the median of the best trial's {len(members)} seeds "
+    return chosen, (f"seed comparison {group}: promoting the median of the {role} trial's {len(members)} seeds "
                     f"({values}); name another with --run RUN_ID")

@@ -31,7 +31,8 @@ from hpo.spec.space import SearchSpace, check_enqueued, parse_lr_scaling, parse_
 from hpo.study.pruners import PRUNERS
 from hpo.study.pruners import RESERVED as PRUNER_RESERVED
 from hpo.study.samplers import RESERVED as SAMPLER_RESERVED
-from hpo.study.samplers import SAMPLERS
+from hpo.study.objectives import COSTS
+from hpo.study.samplers import SAMPLERS, SINGLE_OBJECTIVE_SAMPLERS
 from hpo.models import DATA_ARGUMENTS, MODELS, source_of
 
 NORMALIZE_CHOICES = ("auto", "measured", *NORMALIZATIONS)
@@ -156,6 +157,19 @@ class StudySpec:
     raw: Mapping[str, Any]  # the validated document (after --set), logged with the study
     file: str | None = None  # the study file's absolute path; None for a spec read back from a stored study
     warm_start: WarmStartSpec | None = None  # hpo/study/warm_start.py
+    costs: tuple[str, ...] = ()  # objectives after the metric, all minimized (hpo/study/objectives.py)
+
+    @property
+    def objectives(self) -> tuple[str, ...]:
+        return (self.metric, *self.costs)
+
+    @property
+    def directions(self) -> tuple[str, ...]:
+        return (self.direction, *("minimize" for _ in self.costs))
+
+    @property
+    def multi_objective(self) -> bool:
+        return bool(self.costs)
 
     def build_sampler(self):
         return SAMPLERS.get(self.sampler.name)(space=self.search, seed=self.seed, **self.sampler.args)
@@ -173,7 +187,7 @@ class StudySpec:
         return self.seed + trial_number
 
 
-TOP_LEVEL = ("name", "seed", "metric", "direction", "device", "compile", "data", "model", "budget", "search",
+TOP_LEVEL = ("name", "seed", "metric", "objectives", "direction", "device", "compile", "data", "model", "budget", "search",
              "lr_scaling", "sampler", "pruner", "enqueue", "warm_start")
 
 
@@ -299,6 +313,13 @@ def _parse_study(raw: dict, source: str) -> StudySpec:
     metric = raw.get("metric", "val_accuracy")
     if not isinstance(metric, str) or metric not in METRICS:
         raise SpecError(source, "metric", f"must be one of {', '.join(METRICS)}, got {shown(metric)}")
+    costs = ()
+    if "objectives" in raw:
+        first, costs = _parse_objectives(raw["objectives"], source)
+        if "metric" in raw and metric != first:
+            raise SpecError(source, "metric", f"is {metric}, objectives[0] is {first}; the first objective is the "
+                                              f"metric: give one of the two")
+        metric = first
     direction = raw.get("direction", METRICS[metric])
     if direction not in DIRECTIONS:
         raise SpecError(source, "direction", f"must be one of {', '.join(DIRECTIONS)}, got {shown(direction)}")
@@ -316,9 +337,18 @@ def _parse_study(raw: dict, source: str) -> StudySpec:
         model=model,
         budget=budget, search=search,
         sampler=_parse_component(raw.get("sampler"), SAMPLERS, SAMPLER_RESERVED, source, "sampler", default="tpe"),
-        pruner=_parse_component(raw.get("pruner"), PRUNERS, PRUNER_RESERVED, source, "pruner", default="median"),
+        pruner=_parse_component(raw.get("pruner"), PRUNERS, PRUNER_RESERVED, source, "pruner",
+                                default="none" if costs else "median"),
         enqueue=_parse_enqueue(raw.get("enqueue"), search, model, source),
-        source=source, raw=raw, warm_start=_parse_warm_start(raw.get("warm_start"), source))
+        source=source, raw=raw, warm_start=_parse_warm_start(raw.get("warm_start"), source), costs=costs)
+    if costs and spec.pruner.name != "none":
+        raise SpecError(source, "pruner", f"is {spec.pruner.name}, but Optuna does not prune a study with several "
+                                          f"objectives ({', '.join(spec.objectives)}): leave pruner out or set it "
+                                          f"to none")
+    if costs and spec.sampler.name in SINGLE_OBJECTIVE_SAMPLERS:
+        raise SpecError(source, "sampler", f"{spec.sampler.name} optimizes one objective; with several "
+                                           f"({', '.join(spec.objectives)}) use one of "
+                                           f"{', '.join(n for n in SAMPLERS.names() if n not in SINGLE_OBJECTIVE_SAMPLERS)}")
     if spec.warm_start is not None and spec.warm_start.study == name and spec.warm_start.storage is None:
         raise SpecError(source, "warm_start.study", f"is this study ({name!r}); a warm start begins from another "
                                                     f"one (or give warm_start.storage where it lies)")
@@ -352,6 +382,22 @@ def study_name(study_arg: str) -> str:
 def _compile_mode(value: Any) -> Any:
     """YAML reads a bare ``off`` as false (and ``on`` as true): take them as the words they were meant as."""
     return {False: "off", True: "default"}.get(value, value) if isinstance(value, bool) else value
+
+
+def _parse_objectives(raw: Any, source: str) -> tuple[str, tuple[str, ...]]:
+    """``objectives: [METRIC, COST...]``: the metric, then the costs (hpo/study/objectives.py)."""
+    allowed = f"the metric first ({', '.join(METRICS)}), then any of {', '.join(COSTS)}"
+    if not isinstance(raw, list) or not 1 <= len(raw) <= 1 + len(COSTS):
+        raise SpecError(source, "objectives", f"must be a list: {allowed}; got {shown(raw)}")
+    first, *rest = raw
+    if not isinstance(first, str) or first not in METRICS:
+        raise SpecError(source, "objectives[0]", f"must be the metric, one of {', '.join(METRICS)}; got {shown(first)}")
+    for index, cost in enumerate(rest, start=1):
+        if not isinstance(cost, str) or cost not in COSTS:
+            raise SpecError(source, f"objectives[{index}]", f"must be one of {', '.join(COSTS)}; got {shown(cost)}")
+        if cost in rest[:index - 1]:
+            raise SpecError(source, f"objectives[{index}]", f"names {cost} twice")
+    return first, tuple(rest)
 
 
 def _parse_data(raw: Any, source: str) -> DataSpec:

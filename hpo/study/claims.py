@@ -51,11 +51,11 @@ def fail_dead_trials(study: optuna.Study, recover: Recover | None = None) -> lis
         else:
             continue
         outcome = recover(trial) if recover else None
-        state, value = outcome if outcome else (TrialState.FAIL, None)
+        state, values = outcome if outcome else (TrialState.FAIL, None)
         if state == TrialState.FAIL:  # to be retried (hpo/study/retries.py)
             StudyRecord(study).mark_dead(trial, "its process ended before the trial")
         try:
-            study.tell(trial.number, value if state == TrialState.COMPLETE else None,
+            study.tell(trial.number, values if state == TrialState.COMPLETE else None,
                        state=None if state == TrialState.COMPLETE else state, skip_if_finished=True)
         except ValueError:  # another process finished it a moment ago
             continue

@@ -19,6 +19,7 @@ def at_least(low: int, **values) -> None:
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
             raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
 RESERVED = ("space", "seed")  # filled by hpo from the study, never by the user
+SINGLE_OBJECTIVE_SAMPLERS = ("cmaes",)  # the rest also search several objectives (hpo/study/objectives.py)
 
 
 @SAMPLERS.register("tpe")
@@ -66,6 +67,34 @@ def gp(space, seed, n_startup_trials: int = 10, deterministic_objective: bool = 
     at_least(0, n_startup_trials=n_startup_trials)
     return optuna.samplers.GPSampler(seed=seed, n_startup_trials=n_startup_trials,
                                      deterministic_objective=deterministic_objective, warn_independent_sampling=False)
+
+
+@SAMPLERS.register("nsga2")
+def nsga2(space, seed, population_size: int = 50, mutation_prob: float | None = None, crossover_prob: float = 0.9,
+          swapping_prob: float = 0.5):
+    """NSGA-II, the genetic algorithm for several objectives (one works too); its generations are kept in the
+    study, so a sampler built afresh for each trial goes on with them."""
+    at_least(2, population_size=population_size)
+    _probabilities(mutation_prob=mutation_prob, crossover_prob=crossover_prob, swapping_prob=swapping_prob)
+    return optuna.samplers.NSGAIISampler(seed=seed, population_size=population_size, mutation_prob=mutation_prob,
+                                         crossover_prob=crossover_prob, swapping_prob=swapping_prob)
+
+
+@SAMPLERS.register("nsga3")
+def nsga3(space, seed, population_size: int = 50, mutation_prob: float | None = None, crossover_prob: float = 0.9,
+          swapping_prob: float = 0.5):
+    """NSGA-III: NSGA-II with reference points, for three objectives and more."""
+    at_least(2, population_size=population_size)
+    _probabilities(mutation_prob=mutation_prob, crossover_prob=crossover_prob, swapping_prob=swapping_prob)
+    return optuna.samplers.NSGAIIISampler(seed=seed, population_size=population_size, mutation_prob=mutation_prob,
+                                          crossover_prob=crossover_prob, swapping_prob=swapping_prob)
+
+
+def _probabilities(**values) -> None:
+    for name, value in values.items():
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                  or not 0.0 <= value <= 1.0):
+            raise ValueError(f"{name} must be a number from 0 to 1, got {value!r}")
 
 
 @SAMPLERS.register("qmc")

@@ -126,13 +126,16 @@ def open_study(spec, storage: optuna.storages.RDBStorage, warm=None) -> optuna.S
     sampler = study_sampler(spec.sampler.name, spec.sampler.args, spec.search, spec.seed)
     with study_lock(storage.url, spec.name):
         try:
-            study = optuna.create_study(study_name=spec.name, storage=storage, direction=spec.direction,
+            study = optuna.create_study(study_name=spec.name, storage=storage, directions=list(spec.directions),
                                         sampler=sampler, pruner=spec.build_pruner(), load_if_exists=True)
         except ValueError as err:  # e.g. the stored study has the other direction
             raise UserError(f"{spec.source}: cannot resume study {spec.name!r}: {err}") from None
-        if study.direction.name.lower() != spec.direction:
-            raise UserError(f"{spec.source}: direction: study {spec.name!r} in {storage.url} was created to "
-                            f"{study.direction.name.lower()}, the file says {spec.direction}; use another name")
+        stored_directions = tuple(d.name.lower() for d in study.directions)
+        if stored_directions != spec.directions:
+            field = "direction" if len(stored_directions) == len(spec.directions) == 1 else "objectives"
+            raise UserError(f"{spec.source}: {field}: study {spec.name!r} in {storage.url} was created to "
+                            f"{', '.join(stored_directions)}, the file says {', '.join(spec.directions)}; "
+                            f"use another name")
         stored_scaling = (StudyRecord(study).spec or {}).get("lr_scaling", "none")
         if study.trials and stored_scaling != spec.search.lr_scaling:  # its trials' lr params mean another rate
             raise UserError(f"{spec.source}: lr_scaling: study {spec.name!r} in {masked(storage.url)} ran with "
@@ -150,8 +153,8 @@ def open_study(spec, storage: optuna.storages.RDBStorage, warm=None) -> optuna.S
 def record_study(study: optuna.Study, spec, experiment_id: str | None) -> None:
     """What the latest ``hpo run`` says of the study: its spec, its metric and its MLflow experiment."""
     StudyRecord(study).describe_run(dict(spec.raw), spec.metric, experiment_id, spec.file)
-    if study.metric_names != [spec.metric]:
-        study.set_metric_names([spec.metric])
+    if study.metric_names != list(spec.objectives):
+        study.set_metric_names(list(spec.objectives))
 
 
 

@@ -42,6 +42,7 @@ def carried_over(spec, storage_url: str) -> CarriedOver:
 
     from hpo.core.masking import masked
     from hpo.stores.urls import check_storage_exists, check_storage_url
+    from hpo.study.objectives import maximizes, score
     from hpo.study.record import StudyRecord
     from hpo.study.storage import load_existing_study, open_storage
 
@@ -53,10 +54,10 @@ def carried_over(spec, storage_url: str) -> CarriedOver:
         other = load_existing_study(warm.study, open_storage(url, must_exist=True))
     except UserError as err:
         raise UserError(f"{spec.source}: warm_start: {err}") from None
-    done = [t for t in other.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.value is not None]
+    done = [t for t in other.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.values]
     scaling = (StudyRecord(other).spec or {}).get("lr_scaling", "none")
-    maximize = other.direction.name == "MAXIMIZE"
-    done.sort(key=lambda t: (-t.value if maximize else t.value, t.number))
+    sign = -1 if maximizes(other) else 1  # on the other study's metric (its first objective)
+    done.sort(key=lambda t: (sign * score(t), t.number))
     carried, dropped = [], []
     for trial in done:
         if len(carried) == warm.top:
@@ -66,7 +67,7 @@ def carried_over(spec, storage_url: str) -> CarriedOver:
                                           f"{spec.search.lr_scaling}"))
             continue
         try:
-            carried.append((trial.number, trial.value, spec.check_recipe(dict(trial.params),
+            carried.append((trial.number, score(trial), spec.check_recipe(dict(trial.params),
                                                                          f"trial {trial.number}")))
         except SpecError as err:
             dropped.append((trial.number, str(err)[len(f"{spec.source}: "):]))

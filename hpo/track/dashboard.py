@@ -65,7 +65,8 @@ def attach_picture(study, trial, path: Path) -> None:
 
 def best_so_far(direction: str, study, trial, state, value) -> tuple[int, float] | None:
     """(number, value) of the best COMPLETE trial, counting ``trial`` about to be told."""
-    done = [(t.number, t.value) for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
+    done = [(t.number, t.values[0]) for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            if t.values]  # the first objective: the study's metric
     if state == TrialState.COMPLETE and value is not None:
         done.append((trial.number, value))
     if not done:

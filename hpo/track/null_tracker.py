@@ -71,7 +71,7 @@ class NullTracker:
     def reconcile(self, study) -> list[str]:
         return []
 
-    def logged_result(self, trial, metric: str):
+    def logged_result(self, trial, objectives):
         return None
 
     def finished_retrain(self, trial_number: int, epochs: int):

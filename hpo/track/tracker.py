@@ -494,15 +494,16 @@ class Tracker:
                          f"ended {status}")
         return lines
 
-    def logged_result(self, trial, metric: str):
-        """(state, value) of a trial whose run finished although its process died before telling Optuna,
-        from what the run logged; None when the run did not finish."""
+    def logged_result(self, trial, objectives):
+        """(state, values) of a trial whose run finished although its process died before telling Optuna,
+        from what the run logged (the metric's final value, then each cost); None when the run did not finish."""
         run_id = TrialRecord(trial).mlflow_run_id
         if not run_id:
             return None
         run = self.client.get_run(run_id)
-        final = run.data.metrics.get(f"{metric}_final")
-        if run.info.status == "FINISHED" and run.data.tags.get("hpo.state") == "COMPLETE" and final is not None:
+        metric, *costs = objectives
+        final = [run.data.metrics.get(f"{metric}_final"), *(run.data.metrics.get(cost) for cost in costs)]
+        if run.info.status == "FINISHED" and run.data.tags.get("hpo.state") == "COMPLETE" and None not in final:
             return TrialState.COMPLETE, final
         if run.info.status == "KILLED" and run.data.tags.get("hpo.state") == "PRUNED":
             return TrialState.PRUNED, None
@@ -519,11 +520,15 @@ class Tracker:
         return list(self.client.search_runs([self.experiment_id], query, order_by=["attributes.start_time DESC"],
                                             max_results=1000))
 
-    def latest_retrain_run(self):
-        runs = self.runs("retrain", "attributes.status = 'FINISHED'")
+    def latest_retrain_run(self, trial: int | None = None):
+        """The newest finished retrain run of the study (``trial``: of that trial)."""
+        of_trial = f" and tags.`hpo.retrain_of_trial` = '{int(trial)}'" if trial is not None else ""
+        runs = self.runs("retrain", "attributes.status = 'FINISHED'" + of_trial)
         if not runs:
-            raise UserError(f"study {self.study_name!r} has no finished retrain run in {self.uri}; "
-                            f"run `hpo retrain {self.study_name}` (or `hpo run STUDY_FILE`) first")
+            what = f"of trial {trial} " if trial is not None else ""
+            raise UserError(f"study {self.study_name!r} has no finished retrain run {what}in {self.uri}; run "
+                            f"`hpo retrain {self.study_name}{f' --trial {trial}' if trial is not None else ''}`"
+                            + (" (or `hpo run STUDY_FILE`)" if trial is None else "") + " first")
         return runs[0]
 
     def download_checkpoint(self, run_id: str, directory: str | Path) -> Path:
