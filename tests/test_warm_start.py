@@ -79,3 +79,44 @@ def test_bad_warm_starts_are_one_line(warm_start, message, tmp_path):
     study_file = write_study(tmp_path, {**WARM, "warm_start": warm_start})
     assert_refused(hpo("check", str(study_file), cwd=tmp_path, check=False), str(study_file), message)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["study.yaml"]
+
+
+def test_the_sampler_learns_from_the_other_study_as_optuna_add_trials_would(cold):
+    """Trial 1 of a warm study (trial 0 carried over) is what Optuna's own TPE proposes in a study given the
+    other study's COMPLETE trials that fit (``add_trials``) and trial 0: the history reaches the sampler, with
+    this study's distributions, and nothing else differs. None of it becomes a trial of this study."""
+    from hpo.study.sampling import sampler_seed
+    from hpo.study.samplers import SAMPLERS
+    from hpo.spec.study_file import load_study
+
+    warm = {**WARM, "name": "learns", "warm_start": {"study": "cold", "top": 1},
+            "sampler": {"name": "tpe", "n_startup_trials": 2}, "budget": {**WARM["budget"], "trials": 2}}
+    study_file = write_study(cold, warm, "learns.yaml")
+    other = [t for t in _stored(cold, "cold").trials if t.state == optuna.trial.TrialState.COMPLETE
+             and t.params.get("optimizer") == "adam"]
+    assert other, "the cold study has no COMPLETE adam trial to learn from"
+    checked = hpo("check", str(study_file), cwd=cold).stdout
+    assert f"sampler history: {len(other)} COMPLETE trial(s) of the other study" in checked
+    hpo("run", str(study_file), cwd=cold)
+    first, second = _stored(cold, "learns").trials
+    assert first.user_attrs["warm_start_of"].startswith("cold#") and "warm_start_of" not in second.user_attrs
+
+    reference = optuna.create_study(direction="maximize",
+                                    sampler=SAMPLERS.get("tpe")(space=None, seed=sampler_seed(WARM["seed"], 1),
+                                                                n_startup_trials=2))
+    other.sort(key=lambda t: (-t.value, t.number))  # as kept: the best first
+    reference.add_trials([optuna.trial.create_trial(params={k: t.params[k] for k in first.params},
+                                                    distributions=first.distributions, value=t.value)
+                          for t in other] + [first])
+    proposal = reference.ask()
+    load_study(study_file).search.suggest(proposal)
+    assert proposal.params == second.params
+
+    # Without the history, the same seed draws a start-up trial at random: the history changed the proposal.
+    alone = optuna.create_study(direction="maximize",
+                                sampler=SAMPLERS.get("tpe")(space=None, seed=sampler_seed(WARM["seed"], 1),
+                                                            n_startup_trials=2))
+    alone.add_trials([first])
+    guess = alone.ask()
+    load_study(study_file).search.suggest(guess)
+    assert guess.params != second.params

@@ -15,6 +15,7 @@ Study attributes (:class:`StudyRecord`):
     retries_used_up       dead trials whose line has had its ``budget.retries``
     retrain_results       the finished retrains, oldest first (``RetrainResult.as_record``)
     seed_verdict          the latest seed comparison (``hpo.retrain.verdict.judge``)
+    warm_start_history    a warm start's trials of the other study, for the sampler (hpo/study/warm_start.py)
 
 Trial attributes (:class:`TrialRecord`):
     trial_seed            the training seed (init, batch order, augmentation); a retry keeps its line's
@@ -47,6 +48,7 @@ from hpo.stores.urls import normalized
 STORAGE = "the study storage"  # how a failing write names the store
 
 UID, SPEC, STUDY_FILE, METRIC, EXPERIMENT = "uid", "spec", "study_file", "metric", "mlflow_experiment_id"
+WARM_HISTORY = "warm_start_history"
 RETRIES, RETRIES_USED_UP, RETRAINS, VERDICT = "retries", "retries_used_up", "retrain_results", "seed_verdict"
 
 SEED, EPOCHS, PRUNE_REASON, FAIL_REASON, DIED = "trial_seed", "epochs", "prune_reason", "fail_reason", "died"
@@ -97,6 +99,10 @@ class StudyRecord:
         return self._attrs().get(EXPERIMENT)
 
     @property
+    def warm_history(self) -> list[dict]:
+        return self._attrs().get(WARM_HISTORY, [])
+
+    @property
     def retries(self) -> list[tuple[int, int]] | None:
         """The (dead trial, retry) pairs, or None for a study made before they were listed."""
         pairs = self._attrs().get(RETRIES)
@@ -136,6 +142,9 @@ class StudyRecord:
         self._set(METRIC, metric)
         if experiment_id is not None:
             self._set(EXPERIMENT, experiment_id)
+
+    def set_warm_history(self, history: list[dict]) -> None:
+        self._set(WARM_HISTORY, history)
 
     def set_retries(self, pairs: list[tuple[int, int]]) -> None:
         self._set(RETRIES, [list(pair) for pair in pairs])

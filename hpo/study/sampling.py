@@ -13,6 +13,7 @@ import optuna
 from hpo.study.grid import GridSampler
 from hpo.study.retries import retries
 from hpo.study.samplers import SAMPLERS
+from hpo.study.warm_start import StudyWithHistory, history_trials
 
 # Their seed fixes one sequence for the whole study (the grid's order, the QMC scramble): reseeding them per
 # trial would break it, and their trials differ without it.
@@ -33,11 +34,19 @@ def proposal_index(study, trial) -> int:
 
 
 class TrialSeededSampler(optuna.samplers.BaseSampler):
-    """Delegates each trial to a sampler built for it with ``build(sampler_seed(seed, proposal_index))``."""
+    """Delegates each trial to a sampler built for it with ``build(sampler_seed(seed, proposal_index))``; under a
+    warm start, that sampler sees the other study's kept trials too (hpo/study/warm_start.py)."""
 
     def __init__(self, build, seed: int):
         self._build, self._seed = build, seed
         self._by_trial: dict[int, optuna.samplers.BaseSampler] = {}
+        self._history: list | None = None  # read once from the study
+
+    def _seen(self, study):
+        """The study as the sampler reads it: with a warm start's history, where it has one."""
+        if self._history is None:
+            self._history = history_trials(study)
+        return StudyWithHistory(study, self._history) if self._history else study
 
     def _for(self, study, trial) -> optuna.samplers.BaseSampler:
         if trial.number not in self._by_trial:
@@ -45,13 +54,13 @@ class TrialSeededSampler(optuna.samplers.BaseSampler):
         return self._by_trial[trial.number]
 
     def infer_relative_search_space(self, study, trial):
-        return self._for(study, trial).infer_relative_search_space(study, trial)
+        return self._for(study, trial).infer_relative_search_space(self._seen(study), trial)
 
     def sample_relative(self, study, trial, search_space):
-        return self._for(study, trial).sample_relative(study, trial, search_space)
+        return self._for(study, trial).sample_relative(self._seen(study), trial, search_space)
 
     def sample_independent(self, study, trial, param_name, param_distribution):
-        return self._for(study, trial).sample_independent(study, trial, param_name, param_distribution)
+        return self._for(study, trial).sample_independent(self._seen(study), trial, param_name, param_distribution)
 
     def before_trial(self, study, trial) -> None:
         self._for(study, trial).before_trial(study, trial)

@@ -144,6 +144,8 @@ def open_study(spec, storage: optuna.storages.RDBStorage, warm=None) -> optuna.S
             StudyRecord(study).created(uuid.uuid4().hex)
             for params in spec.enqueue:  # e.g. a write-up's own recipe as trial 0
                 study.enqueue_trial(params, skip_if_exists=True)
+            if warm is not None and warm.history:  # for the sampler (hpo/study/warm_start.py)
+                StudyRecord(study).set_warm_history(list(warm.history))
             for number, _, params in warm.carried if warm is not None else ():
                 study.enqueue_trial(params, user_attrs={WARM_START_OF: f"{spec.warm_start.study}#{number}"},
                                     skip_if_exists=True)

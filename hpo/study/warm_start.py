@@ -8,8 +8,13 @@ recipe stays trial 0, the baseline of ``hpo retrain --seeds``). A trial whose pa
 what is carried over and what is dropped. The other study is only read. Values of this space that the other
 study never searched are sampled as for any trial.
 
-Not done (yet): handing the other study's finished trials to the sampler itself (Optuna's ``add_trials``),
-which would make them trials of this study: counted in its budget, ranked in its leaderboard and retrained.
+The sampler also learns from the other study: where the two studies have the same objectives, its COMPLETE
+trials that lie in this space (the best ``HISTORY_MOST``) are kept on this study when it is created
+(``warm_start_history``, with this space's distributions) and every trial's sampler sees them before this
+study's own trials (:class:`StudyWithHistory`), as if Optuna's ``add_trials`` had added them, without making
+them trials of this study: they are not in its budget, leaderboard, plots or retrain. TPE and GP model them
+(TPE's start-up trials count them); random, QMC and grid sampling ignore history; NSGA-II/III breed from their
+own generations only; under the hyperband pruner TPE sees one bracket of this study's trials, without them.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from hpo.core.errors import SpecError, UserError
+
+HISTORY_MOST = 1000  # the other study's best trials handed to the sampler; a study attribute, kept small
 
 
 @dataclass(frozen=True)
@@ -26,12 +33,17 @@ class CarriedOver:
     source: str  # "study NAME in URL"
     carried: tuple[tuple[int, float, dict], ...]  # (its trial number, value, params), best first
     dropped: tuple[tuple[int, str], ...]  # (its trial number, why), among those better than the last carried
+    history: tuple[dict, ...] = ()  # for the sampler: {trial, params, distributions (JSON), values}, best first
+    no_history: str = ""  # why the sampler gets none, where it gets none
 
     def lines(self) -> list[str]:
         """``hpo check``'s account of it."""
         lines = [f"warm start from {self.source}: {len(self.carried)} trial(s) carried over"]
         lines += [f"  carried: trial {n} ({value:.4g}) {params}" for n, value, params in self.carried]
         lines += [f"  dropped: trial {n}: {why}" for n, why in self.dropped]
+        lines.append(f"  sampler history: {len(self.history)} COMPLETE trial(s) of the other study that lie in "
+                     f"this space, seen by every trial's sampler" if self.history else
+                     f"  sampler history: none ({self.no_history or 'no COMPLETE trial lies in this space'})")
         return lines
 
 
@@ -43,6 +55,7 @@ def carried_over(spec, storage_url: str) -> CarriedOver:
     from hpo.core.masking import masked
     from hpo.stores.urls import check_storage_exists, check_storage_url
     from hpo.study.objectives import maximizes, score
+    from hpo.study.objectives import objective_names
     from hpo.study.record import StudyRecord
     from hpo.study.storage import load_existing_study, open_storage
 
@@ -71,4 +84,74 @@ def carried_over(spec, storage_url: str) -> CarriedOver:
                                                                          f"trial {trial.number}")))
         except SpecError as err:
             dropped.append((trial.number, str(err)[len(f"{spec.source}: "):]))
-    return CarriedOver(f"study {warm.study!r} in {masked(url)}", tuple(carried), tuple(dropped))
+    theirs = [f"{n} ({d.name.lower()})" for n, d in zip(objective_names(other), other.directions)]
+    ours = [f"{n} ({d})" for n, d in zip(spec.objectives, spec.directions)]
+    if theirs != ours:
+        return CarriedOver(f"study {warm.study!r} in {masked(url)}", tuple(carried), tuple(dropped),
+                           no_history=f"its objectives, {', '.join(theirs)}, are not this study's, {', '.join(ours)}")
+    history = []
+    for trial in done:
+        if len(history) == HISTORY_MOST:
+            break
+        if scaling != spec.search.lr_scaling and "lr" in trial.params:
+            continue
+        try:
+            params = spec.check_recipe(dict(trial.params), f"trial {trial.number}")
+        except SpecError:
+            continue
+        history.append({"trial": trial.number, **_as_this_study(spec, params), "values": list(trial.values)})
+    return CarriedOver(f"study {warm.study!r} in {masked(url)}", tuple(carried), tuple(dropped), tuple(history))
+
+
+def _as_this_study(spec, params: dict) -> dict:
+    """``params`` with this study's distributions (as JSON): what its own trial with those values would hold.
+    Params this space has and the other study never searched are left out, not made up."""
+    import optuna
+    from optuna.distributions import distribution_to_json
+
+    probe = optuna.create_study()  # in memory: this space's suggest calls, answered with ``params``
+    probe.enqueue_trial(params)
+    trial = probe.ask()
+    spec.search.suggest(trial)
+    spec.model.chosen(trial)
+    kept = [name for name in trial.params if name in params]
+    return {"params": {name: trial.params[name] for name in kept},
+            "distributions": {name: distribution_to_json(trial.distributions[name]) for name in kept}}
+
+
+def history_trials(study) -> list:
+    """The other study's trials kept for this study's sampler (``warm_start_history``), as Optuna trials."""
+    from optuna.distributions import json_to_distribution
+    from optuna.trial import create_trial
+
+    from hpo.study.record import StudyRecord
+
+    return [create_trial(params=kept["params"], values=kept["values"],
+                         distributions={n: json_to_distribution(d) for n, d in kept["distributions"].items()},
+                         user_attrs={"warm_start_history_of": kept["trial"]})
+            for kept in StudyRecord(study).warm_history]
+
+
+class StudyWithHistory:
+    """The study as a sampler sees it under a warm start: the other study's kept trials, then its own. Only
+    reads go through it (a sampler's ``after_trial`` gets the study itself)."""
+
+    def __init__(self, study, history: list):
+        self._study, self._history = study, history
+
+    def __getattr__(self, name):
+        return getattr(self._study, name)
+
+    def _with_history(self, own: list, states) -> list:
+        return [t for t in self._history if states is None or t.state in states] + own
+
+    def _get_trials(self, deepcopy: bool = True, states=None, use_cache: bool = False) -> list:
+        return self._with_history(self._study._get_trials(deepcopy=deepcopy, states=states, use_cache=use_cache),
+                                  states)
+
+    def get_trials(self, deepcopy: bool = True, states=None) -> list:
+        return self._with_history(self._study.get_trials(deepcopy=deepcopy, states=states), states)
+
+    @property
+    def trials(self) -> list:
+        return self.get_trials()
