@@ -89,6 +89,32 @@ def test_show_prints_the_front_and_report_draws_it(front_run):
     assert base64.b64decode(uri) == (work / picture).read_bytes()
 
 
+def test_optuna_dashboard_shows_the_front_with_named_objectives(front_run):
+    """optuna-dashboard's own API (its WSGI app on the study storage, no server): the study's directions, its
+    objectives' names and the same Pareto front as Optuna's."""
+    import json
+    from wsgiref.util import setup_testing_defaults
+
+    import optuna_dashboard
+    from optuna.storages import RDBStorage
+
+    app = optuna_dashboard.wsgi(RDBStorage(f"sqlite:///{front_run['dir']}/hpo.db"))
+
+    def get(path: str) -> dict:
+        environ, answer = {}, {}
+        setup_testing_defaults(environ)
+        environ["PATH_INFO"] = path
+        body = b"".join(app(environ, lambda status, headers, exc=None: answer.update(status=status)))
+        assert answer["status"] == "200 OK", body[:500]
+        return json.loads(body)
+
+    [summary] = get("/api/studies")["study_summaries"]
+    assert summary["directions"] == ["maximize", "minimize", "minimize"]
+    detail = get(f"/api/studies/{summary['study_id']}")
+    assert detail["objective_names"] == ["val_accuracy", "params", "flops"]
+    assert sorted(t["number"] for t in detail["best_trials"]) == sorted(t.number for t in front_run["study"].best_trials)
+
+
 def test_retrain_and_promote_take_any_point_of_the_front(front_run):
     work, study = front_run["dir"], front_run["study"]
     front = sorted(study.best_trials, key=lambda t: (-t.values[0], t.values[1], t.number))
