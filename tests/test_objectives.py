@@ -141,3 +141,21 @@ def test_costs_are_counted_from_the_network():
     assert costs["params"] == 64 * 10 + 10
     assert costs["flops"] == 2 * 64 * 10  # one multiply-add per weight, counted as two operations
     assert costs["latency_ms"] > 0 and network.training  # measured in eval mode, handed back as it came
+
+
+def test_a_study_is_not_resumed_under_other_costs(front_run, tmp_path):
+    """Same directions, other costs: the stored values would mean other things. Refused in one line, the stores
+    untouched."""
+    from test_bad_input import assert_refused, store_state
+
+    from helpers import copy_study_folder
+
+    folder = copy_study_folder(front_run["dir"], tmp_path / "copy")
+    study_file = write_study(folder, MULTI)
+    before = store_state(folder)
+    result = hpo("run", str(study_file), "--set", "objectives=[val_accuracy, flops, params]", cwd=folder,
+                 check=False)
+    assert_refused(result, "objectives: study 'front' in sqlite:///", "was created with val_accuracy, params, "
+                                                                      "flops, the file says val_accuracy, flops, "
+                                                                      "params")
+    assert store_state(folder) == before

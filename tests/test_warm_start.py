@@ -120,3 +120,14 @@ def test_the_sampler_learns_from_the_other_study_as_optuna_add_trials_would(cold
     guess = alone.ask()
     load_study(study_file).search.suggest(guess)
     assert guess.params != second.params
+
+
+def test_samplers_that_model_no_history_get_none(cold):
+    """NSGA-II indexes its generations by trial number and random sampling ignores history: hpo check says
+    why they get none."""
+    for sampler in ("nsga2", "random"):
+        study_file = write_study(cold, {**WARM, "name": f"no-history-{sampler}", "sampler": {"name": sampler},
+                                        "pruner": {"name": "none"}}, f"{sampler}.yaml")
+        checked = hpo("check", str(study_file), cwd=cold).stdout
+        assert (f"sampler history: none (the {sampler} sampler learns nothing from a history; tpe and gp do)"
+                in checked), checked

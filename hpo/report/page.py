@@ -128,6 +128,10 @@ def history_section(study, metric: str) -> list[Block]:
 
 
 def curves_section(study, rows: list[Row], top: int, metric: str) -> list[Block]:
+    if is_multi_objective(study):
+        return [("p", f"Optuna keeps no value per epoch of a study with several objectives (it takes no reports "
+                      f"from them); each trial's {metric} after every epoch is in its MLflow run, with its curves "
+                      f"(curves.png).")]
     by_number = {t.number: t for t in study.get_trials(deepcopy=False)}
     best = [(r.trial, dict(by_number[r.trial].intermediate_values)) for r in rows if not r.pruned][:top]
     pruned = [(t.number, dict(t.intermediate_values))

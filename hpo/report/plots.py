@@ -124,7 +124,8 @@ def varying_params(study) -> list[str]:
         try:  # what the importance plot ranks (the parameters every COMPLETE trial has), then the conditional ones
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                ranked = [n for n in optuna.importance.get_param_importances(study, evaluator=evaluator())
+                ranked = [n for n in optuna.importance.get_param_importances(study, evaluator=evaluator(),
+                                                                                   **_first_objective(study))
                           if n in names]
             names = ranked + [n for n in names if n not in ranked]
         except (ValueError, RuntimeError):

@@ -125,6 +125,22 @@ def measure_costs(model, names, channels: int, image_size: tuple[int, int], devi
     return costs
 
 
+def network_flops(spec, splits) -> float | None:
+    """FLOPs of one image's forward pass through the study's network (the largest of a searched model's
+    candidates), or None where torch cannot count them."""
+    import torch
+
+    most = 0.0
+    try:
+        for candidate in spec.model.candidates():
+            model = candidate.build(splits)
+            most = max(most, measure_costs(model, ("flops",), splits.channels, splits.image_size,
+                                           torch.device("cpu"))["flops"])
+    except Exception:  # an operation FlopCounterMode cannot take: the rule for small networks does not apply
+        return None
+    return most or None
+
+
 def _latency_ms(model, image, device) -> float:
     import torch
 

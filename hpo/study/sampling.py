@@ -13,7 +13,7 @@ import optuna
 from hpo.study.grid import GridSampler
 from hpo.study.retries import retries
 from hpo.study.samplers import SAMPLERS
-from hpo.study.warm_start import StudyWithHistory, history_trials
+from hpo.study.warm_start import HISTORY_SAMPLERS, StudyWithHistory, history_trials
 
 # Their seed fixes one sequence for the whole study (the grid's order, the QMC scramble): reseeding them per
 # trial would break it, and their trials differ without it.
@@ -37,10 +37,10 @@ class TrialSeededSampler(optuna.samplers.BaseSampler):
     """Delegates each trial to a sampler built for it with ``build(sampler_seed(seed, proposal_index))``; under a
     warm start, that sampler sees the other study's kept trials too (hpo/study/warm_start.py)."""
 
-    def __init__(self, build, seed: int):
+    def __init__(self, build, seed: int, learns_from_history: bool = False):
         self._build, self._seed = build, seed
         self._by_trial: dict[int, optuna.samplers.BaseSampler] = {}
-        self._history: list | None = None  # read once from the study
+        self._history: list | None = None if learns_from_history else []  # read once from the study
 
     def _seen(self, study):
         """The study as the sampler reads it: with a warm start's history, where it has one."""
@@ -78,7 +78,8 @@ def study_sampler(name: str, args, space, seed: int) -> optuna.samplers.BaseSamp
     build = SAMPLERS.get(name)
     if name in SEEDED_ONCE:
         return build(space=space, seed=seed, **args)
-    return TrialSeededSampler(lambda trial_seed: build(space=space, seed=trial_seed, **args), seed)
+    return TrialSeededSampler(lambda trial_seed: build(space=space, seed=trial_seed, **args), seed,
+                              learns_from_history=name in HISTORY_SAMPLERS)  # and no other is given one
 
 
 def points_left(sampler, study) -> int | None:

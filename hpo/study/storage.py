@@ -136,6 +136,11 @@ def open_study(spec, storage: optuna.storages.RDBStorage, warm=None) -> optuna.S
             raise UserError(f"{spec.source}: {field}: study {spec.name!r} in {storage.url} was created to "
                             f"{', '.join(stored_directions)}, the file says {', '.join(spec.directions)}; "
                             f"use another name")
+        named = list(study.metric_names or [])  # as the run that created it named them
+        if named and named != list(spec.objectives) and max(len(named), len(spec.objectives)) > 1:
+            raise UserError(f"{spec.source}: objectives: study {spec.name!r} in {masked(storage.url)} was created "
+                            f"with {', '.join(named)}, the file says {', '.join(spec.objectives)} (its values would "
+                            f"mean other things); use another name")
         stored_scaling = (StudyRecord(study).spec or {}).get("lr_scaling", "none")
         if study.trials and stored_scaling != spec.search.lr_scaling:  # its trials' lr params mean another rate
             raise UserError(f"{spec.source}: lr_scaling: study {spec.name!r} in {masked(storage.url)} ran with "

@@ -9,12 +9,12 @@ what is carried over and what is dropped. The other study is only read. Values o
 study never searched are sampled as for any trial.
 
 The sampler also learns from the other study: where the two studies have the same objectives, its COMPLETE
-trials that lie in this space (the best ``HISTORY_MOST``) are kept on this study when it is created
-(``warm_start_history``, with this space's distributions) and every trial's sampler sees them before this
-study's own trials (:class:`StudyWithHistory`), as if Optuna's ``add_trials`` had added them, without making
-them trials of this study: they are not in its budget, leaderboard, plots or retrain. TPE and GP model them
-(TPE's start-up trials count them); random, QMC and grid sampling ignore history; NSGA-II/III breed from their
-own generations only; under the hyperband pruner TPE sees one bracket of this study's trials, without them.
+trials that lie in this space, with a value for every parameter this space would sample for them (the best
+``HISTORY_MOST``), are kept on this study when it is created (``warm_start_history``, with this space's
+distributions), and every trial's TPE or GP sampler sees them before this study's own trials
+(:class:`StudyWithHistory`), as if Optuna's ``add_trials`` had added them, without making them trials of
+this study: they are not in its budget, leaderboard, plots or retrain (TPE's start-up trials count them).
+Random, QMC and grid sampling ignore history, and NSGA-II/III breed from their own generations only.
 """
 
 from __future__ import annotations
@@ -23,7 +23,10 @@ from dataclasses import dataclass
 
 from hpo.core.errors import SpecError, UserError
 
-HISTORY_MOST = 1000  # the other study's best trials handed to the sampler; a study attribute, kept small
+HISTORY_MOST = 100  # the other study's best trials handed to the sampler: a study attribute, kept small
+# The samplers that model a study's history. NSGA-II/III index their generations by trial number (a history
+# in front would shift them), and random, QMC and grid sampling ignore history.
+HISTORY_SAMPLERS = ("tpe", "gp")
 
 
 @dataclass(frozen=True)
@@ -86,9 +89,12 @@ def carried_over(spec, storage_url: str) -> CarriedOver:
             dropped.append((trial.number, str(err)[len(f"{spec.source}: "):]))
     theirs = [f"{n} ({d.name.lower()})" for n, d in zip(objective_names(other), other.directions)]
     ours = [f"{n} ({d})" for n, d in zip(spec.objectives, spec.directions)]
-    if theirs != ours:
+    why_not = (f"its objectives, {', '.join(theirs)}, are not this study's, {', '.join(ours)}" if theirs != ours
+               else f"the {spec.sampler.name} sampler learns nothing from a history; "
+                    f"{' and '.join(HISTORY_SAMPLERS)} do" if spec.sampler.name not in HISTORY_SAMPLERS else "")
+    if why_not:
         return CarriedOver(f"study {warm.study!r} in {masked(url)}", tuple(carried), tuple(dropped),
-                           no_history=f"its objectives, {', '.join(theirs)}, are not this study's, {', '.join(ours)}")
+                           no_history=why_not)
     history = []
     for trial in done:
         if len(history) == HISTORY_MOST:
@@ -99,24 +105,28 @@ def carried_over(spec, storage_url: str) -> CarriedOver:
             params = spec.check_recipe(dict(trial.params), f"trial {trial.number}")
         except SpecError:
             continue
-        history.append({"trial": trial.number, **_as_this_study(spec, params), "values": list(trial.values)})
+        kept = _as_this_study(spec, params)
+        if kept is not None:
+            history.append({"trial": trial.number, **kept, "values": list(trial.values)})
     return CarriedOver(f"study {warm.study!r} in {masked(url)}", tuple(carried), tuple(dropped), tuple(history))
 
 
-def _as_this_study(spec, params: dict) -> dict:
-    """``params`` with this study's distributions (as JSON): what its own trial with those values would hold.
-    Params this space has and the other study never searched are left out, not made up."""
+def _as_this_study(spec, params: dict) -> dict | None:
+    """``params`` with this study's distributions (as JSON): what its own trial with those values would hold;
+    None when this space would sample a parameter the other trial has no value for (a sampler given such a
+    trial would model a smaller space: Optuna's intersection search space drops what a trial lacks)."""
     import optuna
     from optuna.distributions import distribution_to_json
 
-    probe = optuna.create_study()  # in memory: this space's suggest calls, answered with ``params``
-    probe.enqueue_trial(params)
+    probe = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))  # in memory: this space's
+    probe.enqueue_trial(params)  # suggest calls, answered with ``params``
     trial = probe.ask()
     spec.search.suggest(trial)
     spec.model.chosen(trial)
-    kept = [name for name in trial.params if name in params]
-    return {"params": {name: trial.params[name] for name in kept},
-            "distributions": {name: distribution_to_json(trial.distributions[name]) for name in kept}}
+    if any(name not in params for name in trial.params):
+        return None
+    return {"params": dict(trial.params),
+            "distributions": {name: distribution_to_json(d) for name, d in trial.distributions.items()}}
 
 
 def history_trials(study) -> list:
