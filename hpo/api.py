@@ -68,9 +68,11 @@ class RunResult:
 
 def run_file(study_file: str, overrides: Mapping[str, Any] | Iterable[str] | None = None, *,
              storage: str | None = None, tracking_uri: str | None = None, tracking: bool = True,
-             device: str | None = None, retrain: bool = True, progress: bool = False) -> RunResult:
+             device: str | None = None, retrain: bool = True, progress: bool = False,
+             threads: int | None = None) -> RunResult:
     """``hpo.run``: ``hpo run STUDY_FILE`` as a function. Raises :class:`hpo.SpecError` (or
-    :class:`hpo.UserError`) with the one line the command line prints; prints nothing unless ``progress``."""
+    :class:`hpo.UserError`) with the one line the command line prints; prints nothing unless ``progress``.
+    ``threads``: torch's CPU threads in this process (``--threads``; by default chosen, hpo/train/threads.py)."""
     from hpo.core.errors import WorkFailed
     from hpo.spec.study_file import load_study
     from hpo.stores.urls import storage_url
@@ -78,7 +80,7 @@ def run_file(study_file: str, overrides: Mapping[str, Any] | Iterable[str] | Non
 
     stores = Stores(storage, tracking_uri, tracking_off=not tracking)
     request = RunRequest(str(study_file), stores, _overrides(overrides), device=device, retrain=retrain,
-                         invocation="hpo.run", quiet=not progress)
+                         invocation="hpo.run", quiet=not progress, threads=threads)
     spec = load_study(request.study_file, request.overrides)
     if run_spec(spec, request, print_line=print if progress else _say_nothing) != 0:
         raise WorkFailed(f"hpo.run({study_file!r}) ended without reaching its budget")
@@ -213,6 +215,9 @@ def run_spec(spec, request: RunRequest, print_line: PrintLine = print) -> int:
 
     check_data_root(spec)
     check_stores(request.stores)
+    from hpo.train.threads import requested_threads
+
+    requested_threads(request.threads)  # a bad HPO_THREADS: refused before torch loads
     from hpo.core.interrupts import imports_uninterrupted
 
     with imports_uninterrupted():  # a Ctrl-C inside torch's import would abort the process
@@ -294,7 +299,7 @@ def report(study: str, output: str | None = None, top: int = 5, storage: str | N
 
 
 def retrain(study: str, stores: Stores, overrides=(), device: str | None = None, print_line: PrintLine = print,
-            trial: int | None = None):
+            trial: int | None = None, threads: int | None = None):
     """``hpo retrain``: retrain the best trial of a stored study (``trial``: that COMPLETE trial, e.g. a point of
     a Pareto front), always (even when a retrain exists); returns the
     :class:`hpo.retrain.retrain.RetrainResult` of each retrain."""
@@ -303,6 +308,9 @@ def retrain(study: str, stores: Stores, overrides=(), device: str | None = None,
 
     spec = load_study(study, list(overrides)) if is_study_file(study) else None  # a bad file: refused at once
     check_stores(stores)
+    from hpo.train.threads import requested_threads
+
+    requested = requested_threads(threads)  # a bad HPO_THREADS: refused before torch loads
     from hpo.core.interrupts import imports_uninterrupted, interrupts_raise
 
     with imports_uninterrupted():  # a Ctrl-C inside torch's import would abort the process
@@ -330,8 +338,15 @@ def retrain(study: str, stores: Stores, overrides=(), device: str | None = None,
 
         chosen_trial(stored, trial)  # refused before the data is read and the tracking store opened
     torch_device = resolve_device(device or spec.device)
-    ctx = Context(spec, load_data(spec, torch_device), torch_device, open_tracker(spec.name, stores), None,
-                  print_line)
+    from hpo.study.objectives import network_flops
+    from hpo.train.threads import apply_threads, choose_threads
+
+    splits = load_data(spec, torch_device)
+    chosen = choose_threads(requested, network_flops(spec, splits)
+                            if requested is None and torch_device.type == "cpu" else None)
+    apply_threads(chosen)
+    print_line(chosen.line())
+    ctx = Context(spec, splits, torch_device, open_tracker(spec.name, stores), None, print_line, threads=chosen)
     for line in ctx.tracker.reconcile(stored):  # e.g. an earlier hpo retrain that was killed
         print_line(line)
     with interrupts_raise():  # the retrain run ends KILLED, not RUNNING

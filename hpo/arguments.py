@@ -158,6 +158,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="workers per GPU in --gpus, for models too small to fill one (default: 1)")
     run.add_argument("--worker-of", metavar="RUN_ID", help=argparse.SUPPRESS)  # set by the parent of workers
     run.add_argument("--worker-threads", type=at_least(1), help=argparse.SUPPRESS)
+    run.add_argument("--threads", type=at_least(1), metavar="N",
+                     help="CPU threads each training process computes with (default: $HPO_THREADS, else chosen from "
+                          "the usable cores, the CPU workers, the network's size and what else is running; the "
+                          "study header says which and why)")
     _device(run)
     _stores(run)
 
@@ -221,6 +225,8 @@ def build_parser() -> argparse.ArgumentParser:
     retrain.add_argument("--seeds", type=at_least(1), metavar="N",
                          help="retrain the best trial and the baseline with N seeds each and compare them "
                               "(= --set budget.retrain.seeds=N; default: the study's, else 1: no comparison)")
+    retrain.add_argument("--threads", type=at_least(1), metavar="N",
+                         help="CPU threads to compute with (default: $HPO_THREADS, else chosen as for hpo run)")
     retrain.add_argument("--trial", type=at_least(0), metavar="N",
                          help="retrain COMPLETE trial N instead of the best one (of a multi-objective study: any "
                               "point of the Pareto front that hpo show lists; default: the best on the metric)")

@@ -70,7 +70,7 @@ def cmd_run(args) -> int:
     request = api.RunRequest(args.study_file, _stores_of(args), tuple(overrides), device=args.device,
                              gpus=args.gpus, trials_per_gpu=args.trials_per_gpu, retrain=not args.no_retrain,
                              invocation=" ".join(sys.argv[1:]) or "hpo run", worker_of=args.worker_of,
-                             worker_threads=args.worker_threads, quiet=args.quiet)
+                             worker_threads=args.worker_threads, threads=args.threads, quiet=args.quiet)
     return api.run(request, print_line=_say)
 
 
@@ -96,7 +96,8 @@ def cmd_retrain(args) -> int:
     overrides = list(args.overrides) + ([f"budget.retrain.epochs={args.epochs}"] if args.epochs else []) + \
         ([f"budget.retrain.seeds={args.seeds}"] if args.seeds else [])
     stores = _stores_of(args)
-    api.retrain(args.study, stores, tuple(overrides), args.device, print_line=_say, trial=args.trial)
+    api.retrain(args.study, stores, tuple(overrides), args.device, print_line=_say, trial=args.trial,
+                threads=args.threads)
     print(f"next: {api.next_promote(args.study, stores, args.trial)}")
     return 0
 

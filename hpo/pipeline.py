@@ -29,7 +29,7 @@ from hpo.search.progress import Progress
 from hpo.search.workers import plan_workers, run_workers, watch_parent
 from hpo.stores.urls import storage_url
 from hpo.study.claims import fail_dead_trials
-from hpo.study.objectives import best_trial, cost_text, pareto_front, score
+from hpo.study.objectives import best_trial, cost_text, network_flops, pareto_front, score
 from hpo.study.record import url_of
 from hpo.study.sampling import points_left
 from hpo.study.storage import (count_finished, counts_by_state, open_storage, open_study, record_study, study_exists,
@@ -38,6 +38,7 @@ from hpo.study.warm_start import carried_over
 from hpo.track import dashboard
 from hpo.track.best_effort import best_effort
 from hpo.train.device import resolve_device
+from hpo.train.threads import Threads, apply_threads, choose_threads, requested_threads
 
 EXIT_OK, EXIT_FAILED = 0, 1
 
@@ -48,9 +49,9 @@ def run_study(spec, request: RunRequest, print_line: Callable[[str], None] = pri
         workers = plan_workers(request.gpus, request.trials_per_gpu, torch.cuda.device_count()) \
             if request.gpus else []
         device = resolve_device(workers[0] if workers else request.device or spec.device)
-        if request.worker_threads:
-            torch.set_num_threads(request.worker_threads)
         splits = load_data(spec, device)
+        threads = _threads(request, spec, splits, device, workers)
+        apply_threads(threads)
         url = storage_url(request.stores.storage)
         warm = None  # read only when this run creates the study: a resumed study needs the other no more
         if spec.warm_start is not None and not request.worker_of and not study_exists(url, spec.name):
@@ -61,13 +62,23 @@ def run_study(spec, request: RunRequest, print_line: Callable[[str], None] = pri
         for line in warm.lines() if warm is not None else []:
             print_line(line)
         progress = Progress.for_output(request.quiet)  # a worker's output is a pipe: epoch lines, never bars
-        ctx = Context(spec, splits, device, tracker, None, print_line, progress)
+        ctx = Context(spec, splits, device, tracker, None, print_line, progress, threads=threads)
         if request.worker_of:
             watch_parent()  # a parent killed outright: this worker's trial is retried, not failed
             parent = None if request.worker_of == NO_PARENT_RUN else request.worker_of
             end = _search(dataclasses.replace(ctx, parent_run_id=parent), study, [], request)
             return EXIT_OK if end.reached else EXIT_FAILED
         return _lead(request, ctx, study, workers)
+
+
+def _threads(request: RunRequest, spec, splits, device, workers: list[str]) -> Threads:
+    """The CPU threads of this process and of each worker (hpo/train/threads.py): a worker takes its lead's."""
+    if request.worker_threads:
+        return Threads(request.worker_threads, "chosen by the lead process")
+    requested = requested_threads(request.threads)
+    on_cpu = sum(w == "cpu" for w in workers) if workers else int(device.type == "cpu")
+    flops = network_flops(spec, splits) if requested is None and on_cpu else None
+    return choose_threads(requested, flops, max(1, on_cpu))
 
 
 def _lead(request: RunRequest, ctx: Context, study, workers: list[str]) -> int:
@@ -81,6 +92,8 @@ def _lead(request: RunRequest, ctx: Context, study, workers: list[str]) -> int:
                f"{spec.model.name} on {spec.data.name} ({len(splits.train)} train / {len(splits.val)} val / "
                f"{len(splits.test)} test) on {', '.join(workers) if workers else ctx.device}; storage "
                f"{url_of(study)}, MLflow {tracker.uri}")
+    if ctx.threads is not None:
+        print_line(f"{ctx.threads.line()}; the same seed gives the same numbers with the same thread count")
     largest = spec.search.largest("batch_size")
     if largest > len(splits.train):  # stated, not silent: such a trial takes one batch of everything per epoch
         print_line(f"note: search.batch_size reaches {largest}, more than the {len(splits.train)} training images; "
@@ -128,7 +141,7 @@ def _search(ctx: Context, study, workers: list[str], request: RunRequest) -> Sea
     stores_env = {"HPO_STORAGE": url_of(study)}
     if not request.stores.tracking_off:
         stores_env["MLFLOW_TRACKING_URI"] = ctx.tracker.uri
-    codes = run_workers(workers, worker_args, env=stores_env, print_line=ctx.print_line)
+    codes = run_workers(workers, worker_args, ctx.threads.count, env=stores_env, print_line=ctx.print_line)
     for index, code in enumerate(codes):
         if code != 0:
             ctx.print_line(f"worker w{index} ({workers[index]}) exited with "

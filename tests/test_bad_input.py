@@ -287,6 +287,7 @@ ARGUMENTS = {
                                                                                    "COMPLETE trial 99; its COMPLETE "
                                                                                    "trials: "),
     "a negative trial": (["promote", "tiny", "--trial", "-1"], "--trial: must be >= 0, got -1"),
+    "no threads": (["run", "study.yaml", "--threads", "0"], "argument --threads: must be >= 1, got 0"),
     "promote of a trial without a retrain": (["promote", "tiny", "--trial", "1"], "study 'tiny' has no finished "
                                                                                   "retrain run of trial 1 in "),
     "a folder as the study file": (["check", "mlartifacts"], "mlartifacts: is a folder, not a study file"),
@@ -400,6 +401,10 @@ ENVIRONMENT = {
                                          "sqlite:///mlflow.db is MLflow's database"),
     "HPO_STATE a file": ({"HPO_STATE": "study.yaml"}, ["run", "study.yaml"],
                          "HPO_STATE: study.yaml is a file; point HPO_STATE at a folder"),
+    "HPO_THREADS not a number": ({"HPO_THREADS": "two"}, ["run", "study.yaml"],
+                                 "HPO_THREADS: must be a whole number >= 1 (threads per process), got 'two'"),
+    "HPO_THREADS of zero for a retrain": ({"HPO_THREADS": "0"}, ["retrain", "tiny"],
+                                          "HPO_THREADS: must be a whole number >= 1 (threads per process), got '0'"),
     "HPO_ARTIFACTS under a file": ({"HPO_ARTIFACTS": "study.yaml/artifacts"}, ["run", "study.yaml"],
                                    "--artifacts / HPO_ARTIFACTS: cannot write ", "/study.yaml/artifacts: ",
                                    "/study.yaml is a file, not a folder"),

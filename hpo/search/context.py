@@ -20,6 +20,7 @@ from hpo.stores.retry import check_writable
 from hpo.stores.urls import (artifact_root, check_server_answers, check_storage_url, check_tracking_uri, local_path,
                              normalized, sqlite_path, storage_url, tracking_uri)
 from hpo.train.state import state_folder
+from hpo.train.threads import Threads
 
 NO_PARENT_RUN = "-"  # --worker-of when tracking is off: a worker nested under no MLflow run
 
@@ -42,6 +43,7 @@ class Context:
     parent_run_id: str | None = None  # the MLflow run that trial and retrain runs nest under
     print_line: Callable[[str], None] = print
     progress: Progress = field(default_factory=Progress)  # inside trials: bars, epoch lines (the default) or quiet
+    threads: "Threads | None" = None  # the CPU threads this process computes with (hpo/train/threads.py)
 
     def setup(self, seed: int) -> Setup:
         """What a training of this study with ``seed`` is given (hpo/train/trainer.py)."""
@@ -82,7 +84,8 @@ class RunRequest:
     retrain: bool = True
     invocation: str = "hpo run"  # logged with the parent run
     worker_of: str | None = None  # set in a worker: the parent's MLflow run id (or NO_PARENT_RUN)
-    worker_threads: int | None = None
+    worker_threads: int | None = None  # set in a worker: its lead's choice
+    threads: int | None = None  # --threads (hpo/train/threads.py)
     quiet: bool = False  # --quiet: no bars or epoch lines inside trials (hpo/search/progress.py)
 
 

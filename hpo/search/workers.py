@@ -54,20 +54,14 @@ def plan_workers(gpus: str, trials_per_gpu: int, cuda_devices: int) -> list[str]
     return [f"cuda:{i}" for i in ids for _ in range(trials_per_gpu)]
 
 
-def threads_per_worker(devices: list[str]) -> int:
-    """CPU workers share the cores instead of each taking all of them."""
-    on_cpu = sum(d == "cpu" for d in devices)
-    return max(1, (os.cpu_count() or 1) // max(1, on_cpu))
-
-
-def run_workers(devices: list[str], worker_args: list[str], env: dict[str, str] | None = None,
+def run_workers(devices: list[str], worker_args: list[str], threads: int, env: dict[str, str] | None = None,
                 print_line=print) -> list[int]:
-    """Start one ``hpo run`` worker per device (``env`` added to its environment), relay their lines prefixed
-    with the worker, wait for all."""
+    """Start one ``hpo run`` worker per device, each computing with ``threads`` CPU threads (hpo/train/threads.py;
+    ``env`` added to its environment), relay their lines prefixed with the worker, wait for all."""
     processes = []
     for index, device in enumerate(devices):
         command = [sys.executable, "-m", "hpo", "run", *worker_args, "--device", device,
-                   "--worker-threads", str(threads_per_worker(devices))]
+                   "--worker-threads", str(threads)]
         processes.append((f"[w{index} {device}]", subprocess.Popen(
             command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
             env={**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1", PARENT_ENV: str(os.getpid())})))

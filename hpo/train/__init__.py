@@ -11,6 +11,7 @@ MLflow or the study file: a trial and a retrain hand it plain values.
 - ``divergence.py``   when training has diverged
 - ``checkpoint.py``   the final checkpoint: one self-contained file
 - ``lr_find.py``      the learning-rate range test
+- ``threads.py``      how many CPU threads a process computes with: chosen from the cores, workers and load
 
 May import: hpo.core, hpo.stores, hpo.data, hpo.models.
 """
