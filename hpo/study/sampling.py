@@ -13,7 +13,7 @@ import optuna
 from hpo.study.grid import GridSampler
 from hpo.study.retries import retries
 from hpo.study.samplers import SAMPLERS
-from hpo.study.warm_start import HISTORY_SAMPLERS, StudyWithHistory, history_trials
+from hpo.study.history import HISTORY_SAMPLERS, StudyWithHistory, history_trials
 
 # Their seed fixes one sequence for the whole study (the grid's order, the QMC scramble): reseeding them per
 # trial would break it, and their trials differ without it.
@@ -35,7 +35,7 @@ def proposal_index(study, trial) -> int:
 
 class TrialSeededSampler(optuna.samplers.BaseSampler):
     """Delegates each trial to a sampler built for it with ``build(sampler_seed(seed, proposal_index))``; under a
-    warm start, that sampler sees the other study's kept trials too (hpo/study/warm_start.py)."""
+    warm start, that sampler sees the other study's kept trials too (hpo/study/history.py)."""
 
     def __init__(self, build, seed: int, learns_from_history: bool = False):
         self._build, self._seed = build, seed

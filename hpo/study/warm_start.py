@@ -12,7 +12,7 @@ The sampler also learns from the other study: where the two studies have the sam
 trials that lie in this space, with a value for every parameter this space would sample for them (the best
 ``HISTORY_MOST``), are kept on this study when it is created (``warm_start_history``, with this space's
 distributions), and every trial's TPE or GP sampler sees them before this study's own trials
-(:class:`StudyWithHistory`), as if Optuna's ``add_trials`` had added them, without making them trials of
+(``hpo/study/history.py``), as if Optuna's ``add_trials`` had added them, without making them trials of
 this study: they are not in its budget, leaderboard, plots or retrain (TPE's start-up trials count them).
 Random, QMC and grid sampling ignore history, and NSGA-II/III breed from their own generations only.
 """
@@ -23,10 +23,7 @@ from dataclasses import dataclass
 
 from hpo.core.errors import SpecError, UserError
 
-HISTORY_MOST = 100  # the other study's best trials handed to the sampler: a study attribute, kept small
-# The samplers that model a study's history. NSGA-II/III index their generations by trial number (a history
-# in front would shift them), and random, QMC and grid sampling ignore history.
-HISTORY_SAMPLERS = ("tpe", "gp")
+from hpo.study.history import HISTORY_MOST, HISTORY_SAMPLERS
 
 
 @dataclass(frozen=True)
@@ -127,41 +124,3 @@ def _as_this_study(spec, params: dict) -> dict | None:
         return None
     return {"params": dict(trial.params),
             "distributions": {name: distribution_to_json(d) for name, d in trial.distributions.items()}}
-
-
-def history_trials(study) -> list:
-    """The other study's trials kept for this study's sampler (``warm_start_history``), as Optuna trials."""
-    from optuna.distributions import json_to_distribution
-    from optuna.trial import create_trial
-
-    from hpo.study.record import StudyRecord
-
-    return [create_trial(params=kept["params"], values=kept["values"],
-                         distributions={n: json_to_distribution(d) for n, d in kept["distributions"].items()},
-                         user_attrs={"warm_start_history_of": kept["trial"]})
-            for kept in StudyRecord(study).warm_history]
-
-
-class StudyWithHistory:
-    """The study as a sampler sees it under a warm start: the other study's kept trials, then its own. Only
-    reads go through it (a sampler's ``after_trial`` gets the study itself)."""
-
-    def __init__(self, study, history: list):
-        self._study, self._history = study, history
-
-    def __getattr__(self, name):
-        return getattr(self._study, name)
-
-    def _with_history(self, own: list, states) -> list:
-        return [t for t in self._history if states is None or t.state in states] + own
-
-    def _get_trials(self, deepcopy: bool = True, states=None, use_cache: bool = False) -> list:
-        return self._with_history(self._study._get_trials(deepcopy=deepcopy, states=states, use_cache=use_cache),
-                                  states)
-
-    def get_trials(self, deepcopy: bool = True, states=None) -> list:
-        return self._with_history(self._study.get_trials(deepcopy=deepcopy, states=states), states)
-
-    @property
-    def trials(self) -> list:
-        return self.get_trials()
