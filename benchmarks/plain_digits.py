@@ -165,7 +165,7 @@ def main(argv=None):
         with mlflow.start_run(run_name="retrain"):
             mlflow.log_params(best)
             mlflow.log_metric("test_accuracy", test_accuracy)
-            mlflow.pytorch.log_model(model, name="model")
+            mlflow.pytorch.log_model(model, name="model", input_example=test_set[0][:1].numpy())
     print(f"plain: best val_accuracy {study.best_value:.4f} (trial {study.best_trial.number}), "
           f"test_accuracy {test_accuracy:.4f}, {time.time() - started:.1f}s")
 

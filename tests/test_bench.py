@@ -73,3 +73,24 @@ def test_storage_bench_times_real_workers():
     assert set(numbers["storages"][wal.label]) == {1, 2}
     assert all(set(cell) == {"3", "30"} and min(cell.values()) > 0 for cell in numbers["storages"][wal.label].values())
     assert sum(line.lstrip().startswith(wal.label) for line in lines) == 2
+
+
+@pytest.mark.slow  # four short studies
+def test_hpo_against_the_plain_script_times_both_ways(tmp_path):
+    """benchmarks/against_plain.py runs hpo and benchmarks/plain_digits.py with MLflow on and off and reports
+    both wall times, their ratio and both test accuracies."""
+    import json
+    import subprocess
+    import sys
+
+    from helpers import REPO
+
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "against_plain.py"), "--trials", "2",
+                           "--epochs", "1", "--retrain-epochs", "1", "--json"], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=600, check=True)
+    results = json.loads(done.stdout)
+    assert [r["mlflow"] for r in results] == [True, False]
+    for r in results:
+        assert r["hpo_s"] > 0 and r["plain_s"] > 0 and r["ratio"] == pytest.approx(r["hpo_s"] / r["plain_s"], rel=0.01)
+        assert 0 < r["hpo_test_accuracy"][0] <= 1 and 0 < r["plain_test_accuracy"][0] <= 1
+    assert list(tmp_path.iterdir()) == []  # each run in its own temporary folder
