@@ -154,3 +154,16 @@ def test_the_study_note_keeps_every_retrain_and_the_verdict_when_a_new_best_appe
             assert "- best so far: val_accuracy 0.9990, trial 99" in note
         assert note.count("- retrain of trial ") == 2 * N_SEEDS, note
         assert f"- seed comparison: {sentence}" in note
+
+
+def test_a_trial_chosen_with_trial_is_not_called_the_best():
+    """hpo retrain --trial N --seeds K compares trial N, which need not be the search's best (a point of a
+    Pareto front): the verdict says "the chosen"."""
+    from hpo.retrain.verdict import judge
+
+    worse = judge(best=(3, [0.90, 0.91, 0.92]), baseline=(0, [0.97, 0.975, 0.98]), epochs=4, seeds=[1, 2, 3],
+                  label="the chosen")
+    assert worse["sentence"].startswith("the baseline (trial 0) beats the chosen (trial 3) by ")
+    assert worse["sentence"].endswith(": trial 3 does not hold up")
+    assert judge(best=(3, [0.97, 0.975, 0.98]), baseline=(0, [0.90, 0.91, 0.92]), epochs=4, seeds=[1, 2, 3],
+                 label="the chosen")["sentence"].startswith("the chosen (trial 3) beats the baseline (trial 0)")

@@ -37,7 +37,7 @@ def retrain_best_trial(ctx: Context, study: optuna.Study, again: bool = True,
         # Under a lock, so that runs of one study started together retrain once, not once each.
         with store_lock(url_of(study), f"retrain-{ctx.spec.name}") if not again else contextlib.nullcontext():
             if ctx.spec.budget.retrain.seeds > 1:
-                results += compare_seeds(ctx, study, best, epochs, again)
+                results += compare_seeds(ctx, study, best, epochs, again, chosen=trial is not None)
                 continue
             done = None if again else ctx.tracker.finished_retrain(best.number, epochs)
             if done is not None:

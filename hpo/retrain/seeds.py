@@ -24,9 +24,10 @@ from hpo.track.best_effort import best_effort
 
 
 def compare_seeds(ctx: Context, study: optuna.Study, best: optuna.trial.FrozenTrial, epochs: int,
-                  again: bool = True) -> list[RetrainResult]:
-    """Retrain the best trial and the baseline with the same ``budget.retrain.seeds`` seeds and judge them
-    (with ``again=False``, not when the study holds this comparison's verdict already)."""
+                  again: bool = True, chosen: bool = False) -> list[RetrainResult]:
+    """Retrain the best trial (``chosen``: a trial picked with ``--trial``, named so in the verdict) and the
+    baseline with the same ``budget.retrain.seeds`` seeds and judge them (with ``again=False``, not when the
+    study holds this comparison's verdict already)."""
     spec, record = ctx.spec, StudyRecord(study)
     seeds = judging.group_seeds(spec.seed, spec.budget.retrain.seeds)
     baseline = _baseline(spec, study)
@@ -37,7 +38,7 @@ def compare_seeds(ctx: Context, study: optuna.Study, best: optuna.trial.FrozenTr
                        f"{kept['sentence']}; `hpo retrain {spec.name}` trains it again")
         return []
     arms = {"best": Recipe.of_trial(spec, best), **({"baseline": baseline} if baseline is not None else {})}
-    no_baseline = "the best trial is trial 0, the study's recipe" if spec.enqueue else \
+    no_baseline = f"the {'chosen' if chosen else 'best'} trial is trial 0, the study's recipe" if spec.enqueue else \
         "the study enqueues no recipe: add one under enqueue:"
     group = uuid.uuid4().hex[:8]
     results: dict[str, list[RetrainResult]] = {role: [] for role in arms}
@@ -54,7 +55,7 @@ def compare_seeds(ctx: Context, study: optuna.Study, best: optuna.trial.FrozenTr
             (best.number, [r.test.accuracy for r in results["best"]]),
             (baseline.trial_number, [r.test.accuracy for r in results["baseline"]]) if baseline else None,
             epochs, seeds, group=group, run_ids={role: [r.run_id for r in rs] for role, rs in results.items()},
-            no_baseline=no_baseline)
+            no_baseline=no_baseline, label="the chosen" if chosen else "the best")
         _log_verdict(group_run, verdict)
     record.set_seed_verdict(verdict)
     for line in judging.describe(verdict):

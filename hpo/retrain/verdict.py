@@ -55,11 +55,12 @@ def _arm(trial: int, values: list[float], run_ids: list[str | None]) -> dict:
 
 def judge(best: tuple[int, list[float]], baseline: tuple[int, list[float]] | None, epochs: int, seeds: list[int],
           metric: str = "test_accuracy", group: str = "", run_ids: dict | None = None,
-          no_baseline: str = "the study enqueues no recipe") -> dict:
+          no_baseline: str = "the study enqueues no recipe", label: str = "the best") -> dict:
     """The verdict of a seed comparison, a plain dict (it is stored as a study attribute and in MLflow).
 
     ``best`` and ``baseline`` are (trial number, one test value per seed); ``baseline`` is None when the study
-    has no enqueued recipe or when the recipe is the best trial (``no_baseline`` says which)."""
+    has no enqueued recipe or when the recipe is the best trial (``no_baseline`` says which). ``label`` names
+    the first arm in the sentence: "the best", or "the chosen" for a trial picked with ``--trial``."""
     run_ids = run_ids or {}
     best_arm = _arm(best[0], best[1], run_ids.get("best", [None] * len(best[1])))
     verdict = {"group": group, "epochs": epochs, "seeds": list(seeds), "metric": metric, "best": best_arm,
@@ -72,21 +73,23 @@ def judge(best: tuple[int, list[float]], baseline: tuple[int, list[float]] | Non
     verdict["baseline"] = _arm(baseline[0], baseline[1], run_ids.get("baseline", [None] * len(baseline[1])))
     diff, low, high = welch_interval(best[1], baseline[1])
     verdict["difference"] = {"mean": diff, "low": low, "high": high, "confidence": CONFIDENCE, "method": "Welch t"}
-    verdict["sentence"] = sentence(best[0], baseline[0], diff, low, high, n, metric)
+    verdict["sentence"] = sentence(best[0], baseline[0], diff, low, high, n, metric, label)
     return verdict
 
 
-def sentence(best: int, baseline: int, diff: float, low: float, high: float, n: int, metric: str) -> str:
+def sentence(best: int, baseline: int, diff: float, low: float, high: float, n: int, metric: str,
+             label: str = "the best") -> str:
     """One plain sentence: who wins, by how much (in points, i.e. hundredths), or that nobody can tell."""
     half = (high - low) / 2
     interval = f"({CONFIDENCE:.0%} Welch t interval)"
     if low > 0:
-        return (f"the best (trial {best}) beats the baseline (trial {baseline}) by {_points(diff)} ± {_points(half)} "
+        return (f"{label} (trial {best}) beats the baseline (trial {baseline}) by {_points(diff)} ± {_points(half)} "
                 f"points of {metric} at {n} seeds {interval}")
     if high < 0:
-        return (f"the baseline (trial {baseline}) beats the best (trial {best}) by {_points(-diff)} ± "
-                f"{_points(half)} points of {metric} at {n} seeds {interval}: the search's winner does not hold up")
-    return (f"the best (trial {best}) is not distinguishable from the baseline (trial {baseline}) at {n} seeds: "
+        winner = "the search's winner" if label == "the best" else f"trial {best}"
+        return (f"the baseline (trial {baseline}) beats {label} (trial {best}) by {_points(-diff)} ± "
+                f"{_points(half)} points of {metric} at {n} seeds {interval}: {winner} does not hold up")
+    return (f"{label} (trial {best}) is not distinguishable from the baseline (trial {baseline}) at {n} seeds: "
             f"{_points(diff)} ± {_points(half)} points of {metric} {interval}")
 
 
