@@ -499,6 +499,27 @@ def bench_storage(postgres: str | None = None, print_line: PrintLine = print) ->
     return numbers
 
 
+def bench_search(study_file: str, seeds: int = 5, tolerance: float = 0.005, output: str | None = None,
+                 print_line: PrintLine = print) -> dict:
+    """``hpo bench --search STUDY``: the study under each search strategy and seed, the epochs and time each
+    spends to reach the best value found (``hpo/bench/search.py``); the numbers as a dict."""
+    import math
+
+    from hpo.stores.outputs import check_output
+
+    spec = check(study_file)
+    if spec.multi_objective:
+        raise UserError(f"{study_file}: objectives: --search measures a study of one objective; this one has "
+                        f"{len(spec.objectives)}")
+    if not (math.isfinite(tolerance) and tolerance >= 0):
+        raise UserError(f"--tolerance: must be a number >= 0 (in the metric's units), got {tolerance}")
+    if output:
+        check_output(output, "--output", "plot")
+    from hpo.bench.search import bench_search as measure
+
+    return measure(study_file, seeds, tolerance, output, print_line=print_line)
+
+
 def bench_startup(print_line: PrintLine = print) -> dict:
     """``hpo bench --startup``: how long ``hpo`` takes to answer, timed in fresh processes."""
     from hpo.bench.startup import startup_times

@@ -301,6 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "device against one, (4) a short study's epochs with and without pruning.",
         epilog="examples:\n  hpo bench                                  # resnet18, CIFAR stem, 32x32, on the GPU\n"
                "  hpo bench --startup                        # how long hpo takes to answer\n"
+               "  hpo bench --search studies/digits.yaml     # search strategies x 5 seeds: epochs to a good model\n"
                "  hpo bench --storage --postgres postgresql+psycopg://hpo@db/hpo   # storage cost per trial\n"
                "  hpo bench --model resnet50 --stem imagenet --image-size 224 --batch-size 128\n"
                "  hpo bench --device cpu                     # CPU-sized defaults: a few minutes on 2 cores")
@@ -320,6 +321,16 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--folder", help="an image folder (a few thousand JPEGs will do) to also time the trainer "
                        "streaming it from disk at --image-size, in part 1")
     bench.add_argument("--json", action="store_true", help="print one JSON object (the lines go to stderr)")
+    bench.add_argument("--search", metavar="STUDY_FILE",
+                       help="instead: run the study under its own sampler and pruner, TPE + hyperband, TPE alone and "
+                            "random search, --seeds times each, and compare the epochs and time each spends to reach "
+                            "the best value found (a table, --json, and a picture)")
+    bench.add_argument("--seeds", type=at_least(1), default=5, help="with --search: runs per strategy (default: 5)")
+    bench.add_argument("--tolerance", type=float, default=0.005,
+                       help="with --search: the target is the best value found less this, in the metric's units "
+                            "(default: 0.005, half a point of accuracy)")
+    bench.add_argument("--output", metavar="PATH",
+                       help="with --search: the picture (default: bench-search-STUDY.png)")
     bench.add_argument("--startup", action="store_true",
                        help="instead: time how long hpo takes to answer (--help, check, show) in fresh processes, "
                             "against python -c pass and import torch")

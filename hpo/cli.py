@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
+from pathlib import Path
 
 from hpo import api
 from hpo.arguments import build_parser
@@ -164,6 +165,9 @@ def cmd_bench(args) -> int:
         numbers = api.bench_storage(args.postgres, print_line=lines)
     elif args.startup:
         numbers = api.bench_startup(print_line=lines)
+    elif args.search:
+        numbers = api.bench_search(args.search, args.seeds, args.tolerance,
+                                   args.output or f"bench-search-{Path(args.search).stem}.png", print_line=lines)
     else:
         numbers = api.bench(args.device, args.model, args.stem, args.image_size, args.channels, args.batch_size,
                             args.steps, args.packed, args.study_trials, args.study_epochs, args.folder,

@@ -94,3 +94,33 @@ def test_hpo_against_the_plain_script_times_both_ways(tmp_path):
         assert r["hpo_s"] > 0 and r["plain_s"] > 0 and r["ratio"] == pytest.approx(r["hpo_s"] / r["plain_s"], rel=0.01)
         assert 0 < r["hpo_test_accuracy"][0] <= 1 and 0 < r["plain_test_accuracy"][0] <= 1
     assert list(tmp_path.iterdir()) == []  # each run in its own temporary folder
+
+
+@pytest.mark.slow  # sixteen short studies
+def test_bench_search_compares_strategies_over_seeds(tmp_path):
+    """hpo bench --search: each strategy x seed is a real study; unpruned strategies train every epoch, pruned
+    ones no more; the target is the best value found less the tolerance; the picture is a PNG."""
+    import yaml
+
+    study = {"name": "strategies", "seed": 0, "data": {"name": "digits"}, "model": {"name": "digits_cnn", "width": 8},
+             "budget": {"trials": 4, "epochs": 3, "retrain": {"epochs": 1}},
+             "search": {"lr": {"low": 1e-4, "high": 0.3, "log": True}, "optimizer": ["adam", "sgd"]},
+             "sampler": {"name": "tpe", "n_startup_trials": 2},
+             "pruner": {"name": "median", "n_startup_trials": 1, "n_warmup_steps": 0}}
+    (tmp_path / "study.yaml").write_text(yaml.safe_dump(study))
+    result = json.loads(hpo("bench", "--search", "study.yaml", "--seeds", "2", "--tolerance", "0.01",
+                            "--output", "search.png", "--json", cwd=tmp_path).stdout)
+    assert set(result["strategies"]) == {"study", "tpe+hyperband", "tpe", "random"}
+    runs = result["runs"]
+    assert len(runs) == 8 and {r["seed"] for r in runs} == {0, 1}
+    best = max(r["best"] for r in runs)
+    assert result["best_found"] == best and result["target"] == pytest.approx(best - 0.01)
+    for run in runs:
+        assert run["epochs"] == run["curve"][-1][0] and run["best"] == run["curve"][-1][1]
+        if run["strategy"] in ("tpe", "random"):
+            assert run["epochs"] == 4 * 3  # no pruner: every trial trains its budget
+        else:
+            assert run["epochs"] <= 4 * 3
+        if run["epochs_to_target"] is not None:
+            assert run["epochs_to_target"] <= run["epochs"] and run["best"] >= result["target"]
+    assert (tmp_path / "search.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
