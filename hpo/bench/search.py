@@ -182,11 +182,13 @@ def draw(result: dict, by_strategy: dict, path: Path) -> None:
                 values.append(best_at)
             rows.append(values)
         columns = [[v for v in column if v is not None] for column in zip(*rows)]
-        kept = [(e, c) for e, c in zip(grid, columns) if len(c) == len(rows)]
+        end = max(run.epochs for run in runs)  # a run that ended keeps its best; none goes on past the longest
+        kept = [(e, c) for e, c in zip(grid, columns) if len(c) == len(rows) and e <= end]
         if not kept:
             continue
         xs = [e for e, _ in kept]
         line, = axis.plot(xs, [statistics.median(c) for _, c in kept], label=name)
+        axis.plot(xs[-1:], [statistics.median(kept[-1][1])], "o", color=line.get_color(), markersize=4)
         axis.fill_between(xs, [min(c) for _, c in kept], [max(c) for _, c in kept], color=line.get_color(),
                           alpha=0.15)
     axis.axhline(result["target"], color="grey", linestyle="--", linewidth=0.8,
