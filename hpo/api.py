@@ -339,11 +339,12 @@ def retrain(study: str, stores: Stores, overrides=(), device: str | None = None,
         chosen_trial(stored, trial)  # refused before the data is read and the tracking store opened
     torch_device = resolve_device(device or spec.device)
     from hpo.study.objectives import network_flops
-    from hpo.train.threads import apply_threads, choose_threads
+    from hpo.train.threads import apply_threads, choose_threads, requested_by
 
     splits = load_data(spec, torch_device)
     chosen = choose_threads(requested, network_flops(spec, splits)
-                            if requested is None and torch_device.type == "cpu" else None)
+                            if requested is None and torch_device.type == "cpu" else None,
+                            source=requested_by(threads))
     apply_threads(chosen)
     print_line(chosen.line())
     ctx = Context(spec, splits, torch_device, open_tracker(spec.name, stores), None, print_line, threads=chosen)

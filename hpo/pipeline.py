@@ -38,7 +38,7 @@ from hpo.study.warm_start import carried_over
 from hpo.track import dashboard
 from hpo.track.best_effort import best_effort
 from hpo.train.device import resolve_device
-from hpo.train.threads import Threads, apply_threads, choose_threads, requested_threads
+from hpo.train.threads import Threads, apply_threads, choose_threads, requested_by, requested_threads
 
 EXIT_OK, EXIT_FAILED = 0, 1
 
@@ -78,7 +78,7 @@ def _threads(request: RunRequest, spec, splits, device, workers: list[str]) -> T
     requested = requested_threads(request.threads)
     on_cpu = sum(w == "cpu" for w in workers) if workers else int(device.type == "cpu")
     flops = network_flops(spec, splits) if requested is None and on_cpu else None
-    return choose_threads(requested, flops, max(1, on_cpu))
+    return choose_threads(requested, flops, max(1, on_cpu), requested_by(request.threads))
 
 
 def _lead(request: RunRequest, ctx: Context, study, workers: list[str]) -> int:

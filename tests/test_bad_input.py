@@ -62,8 +62,8 @@ MALFORMED = {
     "unknown metric": (setitem("metric", "val_f1"), "metric: must be one of val_accuracy, val_loss"),
     "unknown lr scaling": (setitem("lr_scaling", "cubic"), "lr_scaling: must be one of none, linear, sqrt"),
     # several objectives (hpo/study/objectives.py)
-    "objectives not a list": (setitem("objectives", "params"), "objectives: must be a list: the metric first "
-                                                               "(val_accuracy, val_loss"),
+    "objectives not a list": (setitem("objectives", "params"), "objectives: must be a list of 1 to 4 names: the "
+                                                               "metric first (val_accuracy, val_loss"),
     "objectives without the metric first": (setitem("objectives", ["params"]), "objectives[0]: must be the metric, "
                                                                                "one of val_accuracy, val_loss"),
     "an unknown cost": (setitem("objectives", ["val_accuracy", "size"]), "objectives[1]: must be one of params, "
@@ -85,8 +85,8 @@ MALFORMED = {
                                                "sampler: crossover_prob must be a number from 0 to 1, got 1.5"),
     "objectives added to a study created with one": (lambda s: (s.update(objectives=["val_accuracy", "params"]),
                                                                 s.pop("pruner")),
-                                                     "was created to maximize, the file says maximize, minimize; "
-                                                     "use another name"),
+                                                     "was created with val_accuracy, the file says val_accuracy, "
+                                                     "params (its values would mean other things)"),
     "device gpu": (setitem("device", "gpu"), "device: must be auto, cpu, cuda or cuda:N, got 'gpu'"),
     "unknown compile mode": (setitem("compile", "fast"), "compile: must be one of off, default, reduce-overhead"),
     "compile a number": (setitem("compile", 3), "compile: must be one of off, default, reduce-overhead, max-autotune"),

@@ -13,8 +13,23 @@ from hpo.train.threads import SMALL_FLOPS, busy_elsewhere, choose_threads, usabl
 
 
 def test_a_request_is_taken_as_it_is():
-    chosen = choose_threads(5, flops_per_image=10.0, cpu_workers=4)
-    assert (chosen.count, chosen.why) == (5, "--threads / HPO_THREADS")
+    chosen = choose_threads(1, flops_per_image=1e12, cpu_workers=4, source="--threads")
+    assert (chosen.count, chosen.why) == (1, "--threads")
+
+
+def test_a_searched_width_counts_at_its_largest():
+    """The small-network rule judges the largest network a trial may build, not the first value listed."""
+    from hpo.data.splits import load_splits
+    from hpo.spec.study_file import parse_study
+    from hpo.study.objectives import network_flops
+
+    splits = load_splits("digits", {}, 0.2, 0.2, 0)
+    flops = {}
+    for widths in ([4, 32], [32, 4]):
+        spec = parse_study({**TINY_STUDY, "model": {"name": "digits_cnn", "width": widths}}, "widths")
+        flops[tuple(widths)] = network_flops(spec, splits)
+    fixed = parse_study({**TINY_STUDY, "model": {"name": "digits_cnn", "width": 32}}, "width 32")
+    assert flops[(4, 32)] == flops[(32, 4)] == network_flops(fixed, splits) > SMALL_FLOPS
 
 
 def test_a_small_network_computes_with_one_thread():
@@ -53,5 +68,6 @@ def test_hpo_run_says_which_threads_and_takes_hpo_threads(tmp_path):
     assert "threads 1 (of " in run.stdout and "a small network" in run.stdout  # digits_cnn at width 8
     again = hpo("run", str(study_file), "--trials", "2", "--no-retrain", "--quiet", cwd=tmp_path,
                 env={"HPO_THREADS": "2"})
-    assert "threads 2 (--threads / HPO_THREADS); the same seed gives the same numbers with the same thread count" \
-        in again.stdout
+    assert "threads 2 (HPO_THREADS); the same seed gives the same numbers with the same thread count" in again.stdout
+    more = hpo("run", str(study_file), "--trials", "3", "--threads", "64", "--no-retrain", "--quiet", cwd=tmp_path)
+    assert f"threads 64 (--threads; more than the {usable_cores()} usable core" in more.stdout

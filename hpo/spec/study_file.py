@@ -12,6 +12,7 @@ import contextvars
 import copy
 import dataclasses
 import inspect
+import itertools
 import math
 import re
 from dataclasses import dataclass, field
@@ -96,6 +97,19 @@ class ModelSpec:
         return [ModelSpec(n, {**{k: v for k, v in s.fixed.items() if k in s.takes[n]},
                               **{k: values_to_check(p)[0] for k, p in s.searched.items() if k in s.takes[n]}})
                 for n in s.candidates]
+
+    def variants(self) -> list["ModelSpec"]:
+        """Each model a trial may train at each combination of its searched arguments' ends (a range's ends,
+        every choice): among them are the largest and the smallest network a trial can build."""
+        if self.space is None:
+            return [self]
+        s, found = self.space, []
+        for name in s.candidates:
+            keys = [k for k in s.searched if k in s.takes[name]]
+            fixed = {k: v for k, v in s.fixed.items() if k in s.takes[name]}
+            for values in itertools.product(*(values_to_check(s.searched[k]) for k in keys)):
+                found.append(ModelSpec(name, {**fixed, **dict(zip(keys, values))}))
+        return found
 
     def build(self, splits):
         """This model, freshly initialised, for the classes, channels and image size of ``splits``."""
@@ -388,7 +402,8 @@ def _parse_objectives(raw: Any, source: str) -> tuple[str, tuple[str, ...]]:
     """``objectives: [METRIC, COST...]``: the metric, then the costs (hpo/study/objectives.py)."""
     allowed = f"the metric first ({', '.join(METRICS)}), then any of {', '.join(COSTS)}"
     if not isinstance(raw, list) or not 1 <= len(raw) <= 1 + len(COSTS):
-        raise SpecError(source, "objectives", f"must be a list: {allowed}; got {shown(raw)}")
+        raise SpecError(source, "objectives", f"must be a list of 1 to {1 + len(COSTS)} names: {allowed}; got "
+                                              f"{shown(raw)}")
     first, *rest = raw
     if not isinstance(first, str) or first not in METRICS:
         raise SpecError(source, "objectives[0]", f"must be the metric, one of {', '.join(METRICS)}; got {shown(first)}")

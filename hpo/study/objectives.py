@@ -125,14 +125,21 @@ def measure_costs(model, names, channels: int, image_size: tuple[int, int], devi
     return costs
 
 
+NETWORKS_COUNTED = 32  # a searched model's variants built to find its largest; more: not counted
+
+
 def network_flops(spec, splits) -> float | None:
-    """FLOPs of one image's forward pass through the study's network (the largest of a searched model's
-    candidates), or None where torch cannot count them."""
+    """FLOPs of one image's forward pass through the study's largest network (of a searched model: the most
+    of its variants, each candidate at the ends of its searched arguments), or None where torch cannot count
+    them or there are more than ``NETWORKS_COUNTED`` variants."""
     import torch
 
+    variants = spec.model.variants()
+    if len(variants) > NETWORKS_COUNTED:
+        return None
     most = 0.0
     try:
-        for candidate in spec.model.candidates():
+        for candidate in variants:
             model = candidate.build(splits)
             most = max(most, measure_costs(model, ("flops",), splits.channels, splits.image_size,
                                            torch.device("cpu"))["flops"])

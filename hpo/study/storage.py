@@ -130,17 +130,17 @@ def open_study(spec, storage: optuna.storages.RDBStorage, warm=None) -> optuna.S
                                         sampler=sampler, pruner=spec.build_pruner(), load_if_exists=True)
         except ValueError as err:  # e.g. the stored study has the other direction
             raise UserError(f"{spec.source}: cannot resume study {spec.name!r}: {err}") from None
+        named = list(study.metric_names or [])  # as the run that created it named them
+        if named and named != list(spec.objectives) and max(len(named), len(spec.objectives)) > 1:
+            raise UserError(f"{spec.source}: objectives: study {spec.name!r} in {masked(storage.url)} was created "
+                            f"with {', '.join(named)}, the file says {', '.join(spec.objectives)} (its values would "
+                            f"mean other things); use another name")
         stored_directions = tuple(d.name.lower() for d in study.directions)
         if stored_directions != spec.directions:
             field = "direction" if len(stored_directions) == len(spec.directions) == 1 else "objectives"
             raise UserError(f"{spec.source}: {field}: study {spec.name!r} in {storage.url} was created to "
                             f"{', '.join(stored_directions)}, the file says {', '.join(spec.directions)}; "
                             f"use another name")
-        named = list(study.metric_names or [])  # as the run that created it named them
-        if named and named != list(spec.objectives) and max(len(named), len(spec.objectives)) > 1:
-            raise UserError(f"{spec.source}: objectives: study {spec.name!r} in {masked(storage.url)} was created "
-                            f"with {', '.join(named)}, the file says {', '.join(spec.objectives)} (its values would "
-                            f"mean other things); use another name")
         stored_scaling = (StudyRecord(study).spec or {}).get("lr_scaling", "none")
         if study.trials and stored_scaling != spec.search.lr_scaling:  # its trials' lr params mean another rate
             raise UserError(f"{spec.source}: lr_scaling: study {spec.name!r} in {masked(storage.url)} ran with "

@@ -528,7 +528,8 @@ class Tracker:
             what = f"of trial {trial} " if trial is not None else ""
             raise UserError(f"study {self.study_name!r} has no finished retrain run {what}in {self.uri}; run "
                             f"`hpo retrain {self.study_name}{f' --trial {trial}' if trial is not None else ''}`"
-                            + (" (or `hpo run STUDY_FILE`)" if trial is None else "") + " first")
+                            + (" (or `hpo run STUDY_FILE`)" if trial is None else
+                               " (of a COMPLETE trial: hpo show --top lists them)") + " first")
         return runs[0]
 
     def download_checkpoint(self, run_id: str, directory: str | Path) -> Path:

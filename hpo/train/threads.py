@@ -38,6 +38,11 @@ class Threads:
         return f"threads {self.count} ({self.why})"
 
 
+def requested_by(flag: int | None) -> str:
+    """Who asked for a thread count: the command line's ``--threads``, else ``HPO_THREADS``."""
+    return "--threads" if flag is not None else ENV
+
+
 def requested_threads(flag: int | None) -> int | None:
     """``--threads``, else ``HPO_THREADS`` (checked: a whole number >= 1), else None."""
     from hpo.core.errors import UserError
@@ -96,11 +101,13 @@ def busy_elsewhere(samples: int = 5, gap_s: float = 0.02) -> int:
     return max(0, int(statistics.median(counts)))
 
 
-def choose_threads(requested: int | None, flops_per_image: float | None, cpu_workers: int = 1) -> Threads:
-    """The thread count for this process (see the module's steps)."""
-    if requested is not None:
-        return Threads(requested, "--threads / HPO_THREADS")
+def choose_threads(requested: int | None, flops_per_image: float | None, cpu_workers: int = 1,
+                   source: str = "--threads / HPO_THREADS") -> Threads:
+    """The thread count for this process (see the module's steps); ``source`` says who requested one."""
     cores = usable_cores()
+    if requested is not None:
+        return Threads(requested, source + (f"; more than the {cores} usable core{'s' if cores != 1 else ''}"
+                                            if requested > cores else ""))
     share = max(1, cores // max(1, cpu_workers))
     of = f"of {cores} usable core{'s' if cores != 1 else ''}" + (f" shared by {cpu_workers} CPU workers"
                                                                    if cpu_workers > 1 else "")
