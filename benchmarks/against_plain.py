@@ -62,12 +62,12 @@ def _commands(mlflow: bool, args) -> dict[str, list[str]]:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--trials", type=int, default=24)
-    parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--retrain-epochs", type=int, default=15)
+    parser.add_argument("--trials", type=int, default=24, help="trials in each search (default: 24)")
+    parser.add_argument("--epochs", type=int, default=10, help="epochs per trial (default: 10)")
+    parser.add_argument("--retrain-epochs", type=int, default=15, help="epochs of each retrain (default: 15)")
     parser.add_argument("--repeats", type=int, default=1, help="pairs per mode; the median is shown")
     parser.add_argument("--busy", action="store_true", help="next to one process that keeps a core busy")
-    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--json", action="store_true", help="print the numbers as JSON (progress on stderr)")
     args = parser.parse_args(argv)
     results = []
     for mlflow in (True, False):

@@ -114,9 +114,9 @@ def train(p, train_set, epochs, seed, val=None, report=None):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--trials", type=int, default=24)
-    parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--retrain-epochs", type=int, default=15)
+    parser.add_argument("--trials", type=int, default=24, help="trials in the search (default: 24)")
+    parser.add_argument("--epochs", type=int, default=10, help="epochs per trial (default: 10)")
+    parser.add_argument("--retrain-epochs", type=int, default=15, help="epochs of the retrain (default: 15)")
     parser.add_argument("--mlflow", metavar="URI", help="log to MLflow at URI (default: no MLflow)")
     args = parser.parse_args(argv)
     optuna.logging.set_verbosity(optuna.logging.WARNING)

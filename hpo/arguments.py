@@ -175,6 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     show = commands.add_parser(
         "show", help="best trial, its params and trial counts by state", formatter_class=_formatter,
+        description="Print the study's trial counts by state and its best trial with its params; of a study with "
+                    "several objectives, also its Pareto front (--json: pareto_front), whose points hpo retrain and "
+                    "hpo promote take with --trial N.",
         epilog="examples:\n  hpo show digits\n  hpo show studies/digits.yaml --json\n"
                "  hpo show digits --top 5      # and the 5 best trials, pruned ones after the finished, and the "
                "retrains\n  hpo show digits --top 10 --json")
@@ -191,7 +194,8 @@ def build_parser() -> argparse.ArgumentParser:
     report = commands.add_parser(
         "report", help="one self-contained HTML page (and Markdown) about a study: plots, leaderboard, retrains",
         formatter_class=_formatter,
-        description="Write one HTML file about the study, from its storage: the study and its budget, the "
+        description="Write one HTML file about the study, from its storage: the study and its budget, its "
+                    "Pareto front (a table and a plot, for a study with several objectives), the "
                     "optimization history (by trial and by wall time), parameter importances, parallel-coordinate "
                     "and slice plots, learning curves of the best and the pruned trials, the epochs the pruner "
                     "saved, the leaderboard, baseline against best over seeds, the retrain results and the study "
@@ -240,9 +244,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Register a finished retrain run of the study as a new version of the registered model named "
                     "after the study (an MLflow pyfunc: image files in, class names and probabilities out), point "
                     "the alias at it, and write a self-contained checkpoint. The run is --run RUN_ID, or else the "
-                    "study's latest finished retrain run (the newest by start time, whatever its epochs); when that "
-                    "run is one of a seed comparison's (hpo retrain --seeds), the best trial's median-seed run of "
-                    "that comparison.",
+                    "study's latest finished retrain run (the newest by start time, whatever its epochs; --trial N: "
+                    "of trial N, e.g. a point of a Pareto front); when that run is one of a seed comparison's (hpo "
+                    "retrain --seeds), that trial's median-seed run of that comparison.",
         epilog="examples:\n  hpo promote digits\n  hpo promote studies/digits.yaml --output best.pt\n"
                "  hpo promote digits --run RUN_ID       one of several retrains (an id that is not one of them\n"
                "                                        is refused with a line that lists them)\n"

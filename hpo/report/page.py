@@ -155,9 +155,13 @@ def parameters_section(study, metric: str) -> list[Block]:
             _picture(plots.slices, study, metric, params, alt=f"{metric} against each parameter")]
 
 
-def compute_section(compute: Compute) -> list[Block]:
+def compute_section(compute: Compute, pruned: bool = True) -> list[Block]:
     c = compute
     blocks: list[Block] = []
+    if not pruned:  # Optuna prunes no study with several objectives
+        return [("p", f"{_count(c.trials, 'COMPLETE trial')} trained {_count(c.trained, 'epoch')}, each its whole "
+                      f"budget: Optuna does not prune a study with several objectives. Total trial time: "
+                      f"{c.trial_time_s:.1f} s.")]
     if c.full is None:
         blocks.append(("p", f"{_count(c.trials, 'COMPLETE or PRUNED trial')} trained {_count(c.trained, 'epoch')}; "
                             f"the budget's epochs per trial are unknown (no spec), so the saving cannot be counted."))
@@ -240,7 +244,8 @@ def sections(study, tracking_uri: str | None, top: int, print_line: Callable[[st
         "importances": lambda: [_picture(plots.importances, study, metric, alt="parameter importances")],
         "parameters": lambda: parameters_section(study, metric),
         "curves": lambda: curves_section(study, rows, top, metric),
-        "compute": lambda: compute_section(compute_of(study, spec.budget.epochs if spec else None)),
+        "compute": lambda: compute_section(compute_of(study, spec.budget.epochs if spec else None),
+                                           pruned=not is_multi_objective(study)),
         "leaderboard": lambda: leaderboard_section(rows, top, metric),
         "seeds": lambda: seeds_section(study),
         "retrains": lambda: retrains_section(results, source, study.study_name, metric),
