@@ -110,8 +110,23 @@ def test_the_startup_benchmark_times_every_command_against_its_references():
     from hpo.bench.startup import startup_times
 
     lines = []
-    times = startup_times(repeat=1, print_line=lines.append)
+    times = startup_times(repeat=1, print_line=lines.append, runs=False)
     assert set(times) == {"python -c pass", "hpo --help", "hpo check BAD.yaml", "hpo check studies/digits.yaml",
                           "hpo show digits", "import torch"}
     assert all(t > 0 for t in times.values())
     assert len(lines) == 6 and "x python -c pass" in lines[1]
+
+
+@pytest.mark.slow  # three short studies, one with two workers
+def test_the_startup_benchmark_times_the_first_epoch_and_peak_memory():
+    from hpo.bench.startup import startup_times
+
+    lines = []
+    times = startup_times(repeat=1, print_line=lines.append,
+                          overrides=("--set", "budget.trials=2", "--set", "budget.epochs=1",
+                                     "--set", "budget.retrain.epochs=1"))
+    assert times["python -c pass"] < times["hpo run to first epoch"] < 120
+    # every run imports torch: its peak memory is at least import torch's
+    assert times["peak_rss_mb"] >= 0.9 * times["peak_rss_mb_import_torch"] > 0
+    assert times["peak_rss_mb_with_2_workers"] >= 0.9 * times["peak_rss_mb_import_torch"]
+    assert "hpo run to its first epoch line" in lines[6] and "peak RSS of hpo run digits.yaml" in lines[7]
