@@ -465,7 +465,7 @@ BENCH_DEFAULTS = {"cuda": {"model": "resnet18", "batch_size": 256, "steps": 30, 
 def bench(device: str | None = None, model: str | None = None, stem: str = "cifar", image_size: int = 32,
           channels: int = 3, batch_size: int | None = None, steps: int | None = None, packed: int | None = None,
           study_trials: int | None = None, study_epochs: int | None = None, folder: str | None = None,
-          print_line: PrintLine | None = print) -> dict:
+          print_line: PrintLine | None = print, repeats: int = 5) -> dict:
     """``hpo bench``: the trainer against a plain PyTorch loop and the device's ceiling, packed workers, and a
     short study with and without pruning (``hpo/bench/training.py``); the numbers as a dict."""
     from hpo.models import MODELS
@@ -485,7 +485,7 @@ def bench(device: str | None = None, model: str | None = None, stem: str = "cifa
     model_args = (("stem", stem),) if sizes["model"].startswith("resnet") else ()
     config = BenchConfig(str(torch_device), sizes["model"], model_args, image_size, channels, 10,
                          sizes["batch_size"], sizes["steps"], sizes["packed"], sizes["study_trials"],
-                         sizes["study_epochs"], folder)
+                         sizes["study_epochs"], folder, repeats)
     return run_bench(config, print_line=print_line or (lambda line: None))
 
 

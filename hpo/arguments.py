@@ -324,6 +324,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--study-epochs", type=at_least(1), help="epochs per trial in them (default: 6 on a GPU, 2 on the CPU)")
     bench.add_argument("--folder", help="an image folder (a few thousand JPEGs will do) to also time the trainer "
                        "streaming it from disk at --image-size, in part 1")
+    bench.add_argument("--repeats", type=at_least(1), default=5,
+                       help="part 1: the trainer and the plain loop each measured this many times, alternating; the "
+                            "median and the spread are printed (default: 5)")
     bench.add_argument("--json", action="store_true", help="print one JSON object (the lines go to stderr)")
     bench.add_argument("--search", metavar="STUDY_FILE",
                        help="instead: run the study under its own sampler and pruner, TPE + hyperband, TPE alone and "

@@ -171,7 +171,7 @@ def cmd_bench(args) -> int:
     else:
         numbers = api.bench(args.device, args.model, args.stem, args.image_size, args.channels, args.batch_size,
                             args.steps, args.packed, args.study_trials, args.study_epochs, args.folder,
-                            print_line=lines)
+                            print_line=lines, repeats=args.repeats)
     if args.json:
         print(json.dumps(numbers))
     return 0

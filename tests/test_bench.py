@@ -54,6 +54,8 @@ def test_bench_on_cpu_reports_every_part(tmp_path_factory, monkeypatch):
                   "packed_speedup", "pruning_epoch_ratio", "streamed_images_per_s"):
         assert isinstance(report[field], float) and math.isfinite(report[field]) and report[field] > 0, field
     assert report["device"].startswith("CPU")
+    ratios = report["overhead_ratios"]  # --repeats 5 by default: the median of five, and their spread
+    assert len(ratios) == 5 and ratios == sorted(ratios) and report["overhead_ratio"] == ratios[2]
     assert report["pruning"]["none"]["epochs"] == 2 * 2  # without a pruner every trial runs every epoch
     lines = result.stderr.splitlines()
     assert [line[:2] for line in lines if line[:1].isdigit()] == ["1.", "2.", "3.", "4."]

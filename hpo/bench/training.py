@@ -14,6 +14,7 @@ speed: the numbers are printed for a person to read (docs/benchmarks.md).
 from __future__ import annotations
 
 import functools
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -47,6 +48,7 @@ class BenchConfig:
     study_trials: int = 12  # trials of the short studies in parts 3 and 4
     study_epochs: int = 6
     folder: str | None = None  # an image folder to stream from in part 1 as well
+    repeats: int = 5  # part 1: trainer and plain loop measured this many times each, alternating
 
 
 def synthetic_data(config: BenchConfig, device: torch.device) -> LabelledImages:
@@ -213,10 +215,16 @@ def run_bench(config: BenchConfig, print_line=print) -> dict:
     print_line(f"hpo bench on {name}, torch {torch.__version__}: {config.model} {dict(config.model_args)} on "
                f"{config.channels}x{config.image_size}x{config.image_size}, batch {config.batch_size}")
     data = synthetic_data(config, device)
-    trainer = trainer_images_per_s(config, data, device)
-    reference = reference_images_per_s(config, data, device)
-    print_line(f"1. trainer {trainer:,.0f} img/s, plain loop {reference:,.0f} img/s: the trainer takes "
-               f"{reference / trainer:.3f}x the plain loop's time")
+    trainers, references = [], []
+    for _ in range(config.repeats):  # alternating, so that a slow spell of the machine hits both
+        trainers.append(trainer_images_per_s(config, data, device))
+        references.append(reference_images_per_s(config, data, device))
+    ratios = sorted(r / t for t, r in zip(trainers, references))
+    trainer, reference = statistics.median(trainers), statistics.median(references)
+    ratio = statistics.median(ratios)
+    print_line(f"1. trainer {trainer:,.0f} img/s, plain loop {reference:,.0f} img/s (medians of {config.repeats}): "
+               f"the trainer takes {ratio:.3f}x the plain loop's time ({ratios[0]:.3f}-{ratios[-1]:.3f} over the "
+               f"repetitions)")
     streamed = None
     if config.folder:
         streamed, workers = streamed_images_per_s(config, config.folder, device)
@@ -238,7 +246,8 @@ def run_bench(config: BenchConfig, print_line=print) -> dict:
                f"{pruning['median']['epochs'] / pruning['none']['epochs']:.2f}x the epochs")
     return {
         "device": name, "torch": str(torch.__version__), "config": asdict(config),
-        "trainer_images_per_s": trainer, "reference_images_per_s": reference, "overhead_ratio": reference / trainer,
+        "trainer_images_per_s": trainer, "reference_images_per_s": reference, "overhead_ratio": ratio,
+        "overhead_ratios": ratios,
         "streamed_images_per_s": streamed,
         "training_flops_per_image": flops, "matmul_flops_per_s": peak, "ceiling_fraction": flops * trainer / peak,
         "trials_per_hour_alone": alone, "trials_per_hour_packed": packed, "packed_speedup": packed / alone,
