@@ -115,6 +115,7 @@ def test_optuna_dashboard_shows_the_front_with_named_objectives(front_run):
     assert sorted(t["number"] for t in detail["best_trials"]) == sorted(t.number for t in front_run["study"].best_trials)
 
 
+@pytest.mark.slow  # a retrain, a promotion
 def test_retrain_and_promote_take_any_point_of_the_front(front_run):
     work, study = front_run["dir"], front_run["study"]
     front = sorted(study.best_trials, key=lambda t: (-t.values[0], t.values[1], t.number))
@@ -143,6 +144,7 @@ def test_costs_are_counted_from_the_network():
     assert costs["latency_ms"] > 0 and network.training  # measured in eval mode, handed back as it came
 
 
+@pytest.mark.slow  # a copy of the stores
 def test_a_study_is_not_resumed_under_other_costs(front_run, tmp_path):
     """Same directions, other costs: the stored values would mean other things. Refused in one line, the stores
     untouched."""

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 from helpers import TINY_STUDY, hpo, write_study
 
 from hpo.train.threads import SMALL_FLOPS, busy_elsewhere, choose_threads, usable_cores
@@ -61,6 +62,7 @@ def test_a_busy_process_is_seen_and_given_its_core():
         busy.wait()
 
 
+@pytest.mark.slow  # three runs
 def test_hpo_run_says_which_threads_and_takes_hpo_threads(tmp_path):
     study = {**TINY_STUDY, "budget": {"trials": 1, "epochs": 1, "retrain": {"epochs": 1}}, "enqueue": []}
     study_file = write_study(tmp_path, study)

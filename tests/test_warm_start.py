@@ -81,6 +81,7 @@ def test_bad_warm_starts_are_one_line(warm_start, message, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["study.yaml"]
 
 
+@pytest.mark.slow  # a warm study after the cold one
 def test_the_sampler_learns_from_the_other_study_as_optuna_add_trials_would(cold):
     """Trial 1 of a warm study (trial 0 carried over) is what Optuna's own TPE proposes in a study given the
     other study's COMPLETE trials that fit (``add_trials``) and trial 0: the history reaches the sampler, with
