@@ -111,6 +111,7 @@ def bench_search(study_file: str, seeds: int = 5, tolerance: float = 0.005, outp
                  strategies=STRATEGIES, print_line=print) -> dict:
     """Run the study under each strategy and seed (see the module); returns the numbers, draws the picture."""
     from hpo.spec.study_file import load_study
+    from hpo.study.record import TrialRecord
 
     spec = load_study(study_file)
     maximize = spec.direction == "maximize"
@@ -121,7 +122,7 @@ def bench_search(study_file: str, seeds: int = 5, tolerance: float = 0.005, outp
                 wall, trials = _one_run(str(Path(study_file).resolve()), spec, strategy, seed, Path(tmp))
                 raw.append((strategy, seed, wall, trials))
                 print_line(f"  {strategy:14s} seed {seed}: {len(trials)} trials, "
-                           f"{sum(t.user_attrs.get('epochs', 0) for t in trials)} epochs, {wall:.1f}s")
+                           f"{sum(TrialRecord(t).epochs for t in trials)} epochs, {wall:.1f}s")
         values = [t.value for _, _, _, trials in raw for t in trials if t.value is not None]
         found = max(values) if maximize else min(values)
         target = found - tolerance if maximize else found + tolerance

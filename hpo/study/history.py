@@ -22,8 +22,7 @@ def history_trials(study) -> list:
     from hpo.study.record import StudyRecord
 
     return [create_trial(params=kept["params"], values=kept["values"],
-                         distributions={n: json_to_distribution(d) for n, d in kept["distributions"].items()},
-                         user_attrs={"warm_start_history_of": kept["trial"]})
+                         distributions={n: json_to_distribution(d) for n, d in kept["distributions"].items()})
             for kept in StudyRecord(study).warm_history]
 
 
