@@ -48,11 +48,23 @@ def artifact_store(storage_url: str, create: bool = True):
 
 
 def link_run(trial, url: str) -> None:
-    """The trial's link to its MLflow run: a user attribute and the trial's note."""
+    """The trial's link to its MLflow run: a user attribute and the trial's note.
+
+    The note is the running trial's first, so it is written as ``optuna_dashboard.save_note`` writes a first
+    note (version 1, one piece), without that function's two reads of every study system attribute: each
+    trial's note adds some, so those reads grew with the study (60 ms each at 1,000 trials,
+    docs/benchmarks.md). A note too long for one piece goes through ``save_note``."""
     from optuna_dashboard import save_note
+    from optuna_dashboard._note import SYSTEM_ATTR_MAX_LENGTH, note_str_key_prefix, note_ver_key
 
     TrialRecord(trial).set_mlflow_run_url(url)
-    stored("", save_note, trial, f"[MLflow run trial-{trial.number}]({url})\n")
+    body = f"[MLflow run trial-{trial.number}]({url})\n"
+    if len(body) > SYSTEM_ATTR_MAX_LENGTH:
+        stored("", save_note, trial, body)
+        return
+    storage, study_id = trial.storage, trial.study._study_id
+    stored("", storage.set_study_system_attr, study_id, f"{note_str_key_prefix(trial._trial_id)}0", body)
+    stored("", storage.set_study_system_attr, study_id, note_ver_key(trial._trial_id), 1)
 
 
 def attach_picture(study, trial, path: Path) -> None:
