@@ -310,7 +310,7 @@ def retrain(study: str, stores: Stores, overrides=(), device: str | None = None,
     check_stores(stores)
     from hpo.train.threads import requested_threads
 
-    requested = requested_threads(threads)  # a bad HPO_THREADS: refused before torch loads
+    requested_threads(threads)  # a bad HPO_THREADS: refused before torch loads
     from hpo.core.interrupts import imports_uninterrupted, interrupts_raise
 
     with imports_uninterrupted():  # a Ctrl-C inside torch's import would abort the process
@@ -338,13 +338,11 @@ def retrain(study: str, stores: Stores, overrides=(), device: str | None = None,
 
         chosen_trial(stored, trial)  # refused before the data is read and the tracking store opened
     torch_device = resolve_device(device or spec.device)
-    from hpo.study.objectives import network_flops
-    from hpo.train.threads import apply_threads, choose_threads, requested_by
+    from hpo.search.context import study_threads
+    from hpo.train.threads import apply_threads
 
     splits = load_data(spec, torch_device)
-    chosen = choose_threads(requested, network_flops(spec, splits)
-                            if requested is None and torch_device.type == "cpu" else None,
-                            source=requested_by(threads))
+    chosen = study_threads(spec, splits, torch_device, threads)
     apply_threads(chosen)
     print_line(chosen.line())
     ctx = Context(spec, splits, torch_device, open_tracker(spec.name, stores), None, print_line, threads=chosen)

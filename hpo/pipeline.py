@@ -23,13 +23,13 @@ from optuna.trial import TrialState
 from hpo.core.errors import WorkFailed
 from hpo.core.interrupts import interrupts_raise
 from hpo.retrain.best_trial import retrain_best_trial
-from hpo.search.context import NO_PARENT_RUN, Context, RunRequest, load_data, open_tracker, store_flags
+from hpo.search.context import NO_PARENT_RUN, Context, RunRequest, load_data, open_tracker, store_flags, study_threads
 from hpo.search.loop import MAX_FAILURES_IN_A_ROW, SearchEnd, run_search
 from hpo.search.progress import Progress
 from hpo.search.workers import plan_workers, run_workers, watch_parent
 from hpo.stores.urls import storage_url
 from hpo.study.claims import fail_dead_trials
-from hpo.study.objectives import best_trial, cost_text, network_flops, pareto_front, score
+from hpo.study.objectives import best_trial, cost_text, pareto_front, score
 from hpo.study.record import url_of
 from hpo.study.sampling import points_left
 from hpo.study.storage import (count_finished, counts_by_state, open_storage, open_study, record_study, study_exists,
@@ -38,7 +38,7 @@ from hpo.study.warm_start import carried_over
 from hpo.track import dashboard
 from hpo.track.best_effort import best_effort
 from hpo.train.device import resolve_device
-from hpo.train.threads import Threads, apply_threads, choose_threads, requested_by, requested_threads
+from hpo.train.threads import Threads, apply_threads
 
 EXIT_OK, EXIT_FAILED = 0, 1
 
@@ -75,10 +75,8 @@ def _threads(request: RunRequest, spec, splits, device, workers: list[str]) -> T
     """The CPU threads of this process and of each worker (hpo/train/threads.py): a worker takes its lead's."""
     if request.worker_threads:
         return Threads(request.worker_threads, "chosen by the lead process")
-    requested = requested_threads(request.threads)
-    on_cpu = sum(w == "cpu" for w in workers) if workers else int(device.type == "cpu")
-    flops = network_flops(spec, splits) if requested is None and on_cpu else None
-    return choose_threads(requested, flops, max(1, on_cpu), requested_by(request.threads))
+    return study_threads(spec, splits, device, request.threads,
+                         sum(w == "cpu" for w in workers) if workers else None)
 
 
 def _lead(request: RunRequest, ctx: Context, study, workers: list[str]) -> int:

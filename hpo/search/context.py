@@ -135,6 +135,19 @@ def open_tracker(study_name: str, stores: Stores):
                    several_machines=sqlite_path(storage_url(stores.storage)) is None)
 
 
+def study_threads(spec, splits, device, flag: int | None, cpu_workers: int | None = None) -> Threads:
+    """The CPU threads a training process of this study computes with (hpo/train/threads.py): ``--threads``
+    (``flag``), else ``HPO_THREADS``, else chosen from the cores, the ``cpu_workers`` sharing them (default:
+    this process alone, when it trains on the CPU) and the study's largest network."""
+    from hpo.study.objectives import network_flops
+    from hpo.train.threads import choose_threads, requested_by, requested_threads
+
+    requested = requested_threads(flag)
+    on_cpu = cpu_workers if cpu_workers is not None else int(device.type == "cpu")
+    flops = network_flops(spec, splits) if requested is None and on_cpu else None
+    return choose_threads(requested, flops, max(1, on_cpu), requested_by(flag))
+
+
 def load_data(spec, device=None):
     """The study's splits (on ``device``), after checking that its model can be built for them."""
     from hpo.data.errors import DataError

@@ -64,16 +64,18 @@ def best_trial(study):
     from optuna.trial import TrialState
 
     done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.values]
-    if not done:
-        return None
+    return min(done, key=_ranking(study)) if done else None
+
+
+def _ranking(study):
+    """The order trials stand in: best on the first objective, then the cheaper, then the earlier."""
     sign = -1 if maximizes(study) else 1
-    return min(done, key=lambda t: (sign * t.values[0], *t.values[1:], t.number))
+    return lambda t: (sign * t.values[0], *t.values[1:], t.number)
 
 
 def pareto_front(study) -> list:
     """The trials no other COMPLETE trial beats on every objective, best on the first objective first."""
-    sign = -1 if maximizes(study) else 1
-    return sorted(study.best_trials, key=lambda t: (sign * t.values[0], *t.values[1:], t.number))
+    return sorted(study.best_trials, key=_ranking(study))
 
 
 def chosen_trial(study, number: int | None):

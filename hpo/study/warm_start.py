@@ -54,8 +54,7 @@ def carried_over(spec, storage_url: str) -> CarriedOver:
 
     from hpo.core.masking import masked
     from hpo.stores.urls import check_storage_exists, check_storage_url
-    from hpo.study.objectives import maximizes, score
-    from hpo.study.objectives import objective_names
+    from hpo.study.objectives import maximizes, objective_names, score
     from hpo.study.record import StudyRecord
     from hpo.study.storage import load_existing_study, open_storage
 
@@ -71,41 +70,38 @@ def carried_over(spec, storage_url: str) -> CarriedOver:
     scaling = (StudyRecord(other).spec or {}).get("lr_scaling", "none")
     sign = -1 if maximizes(other) else 1  # on the other study's metric (its first objective)
     done.sort(key=lambda t: (sign * score(t), t.number))
-    carried, dropped = [], []
-    for trial in done:
-        if len(carried) == warm.top:
-            break
-        if scaling != spec.search.lr_scaling and "lr" in trial.params:
-            dropped.append((trial.number, f"its lr is under lr_scaling {scaling}, this study's under "
-                                          f"{spec.search.lr_scaling}"))
-            continue
-        try:
-            carried.append((trial.number, score(trial), spec.check_recipe(dict(trial.params),
-                                                                         f"trial {trial.number}")))
-        except SpecError as err:
-            dropped.append((trial.number, str(err)[len(f"{spec.source}: "):]))
     theirs = [f"{n} ({d.name.lower()})" for n, d in zip(objective_names(other), other.directions)]
     ours = [f"{n} ({d})" for n, d in zip(spec.objectives, spec.directions)]
     why_not = (f"its objectives, {', '.join(theirs)}, are not this study's, {', '.join(ours)}" if theirs != ours
                else f"the {spec.sampler.name} sampler learns nothing from a history; "
                     f"{' and '.join(HISTORY_SAMPLERS)} do" if spec.sampler.name not in HISTORY_SAMPLERS else "")
-    if why_not:
-        return CarriedOver(f"study {warm.study!r} in {masked(url)}", tuple(carried), tuple(dropped),
-                           no_history=why_not)
-    history = []
-    for trial in done:
-        if len(history) == HISTORY_MOST:
-            break
+
+    def fitted(trial) -> tuple[dict | None, str]:
+        """(the trial's params as a recipe of this study, "") or (None, why they do not fit)."""
         if scaling != spec.search.lr_scaling and "lr" in trial.params:
-            continue
+            return None, f"its lr is under lr_scaling {scaling}, this study's under {spec.search.lr_scaling}"
         try:
-            params = spec.check_recipe(dict(trial.params), f"trial {trial.number}")
-        except SpecError:
-            continue
-        kept = _as_this_study(spec, params)
-        if kept is not None:
-            history.append({"trial": trial.number, **kept, "values": list(trial.values)})
-    return CarriedOver(f"study {warm.study!r} in {masked(url)}", tuple(carried), tuple(dropped), tuple(history))
+            return spec.check_recipe(dict(trial.params), f"trial {trial.number}"), ""
+        except SpecError as err:
+            return None, str(err)[len(f"{spec.source}: "):]
+
+    carried, dropped, history = [], [], []
+    for trial in done:  # best first, each judged once for both
+        wants_history = not why_not and len(history) < HISTORY_MOST
+        if len(carried) == warm.top and not wants_history:
+            break
+        params, why = fitted(trial)
+        if len(carried) < warm.top:
+            if params is None:
+                dropped.append((trial.number, why))
+            else:
+                carried.append((trial.number, score(trial), params))
+        if wants_history and params is not None:
+            kept = _as_this_study(spec, params)
+            if kept is not None:
+                history.append({"trial": trial.number, **kept, "values": list(trial.values)})
+    return CarriedOver(f"study {warm.study!r} in {masked(url)}", tuple(carried), tuple(dropped), tuple(history),
+                       no_history=why_not)
 
 
 def _as_this_study(spec, params: dict) -> dict | None:
