@@ -4,12 +4,17 @@ through torchvision where there is a network).
 
 The train and test parts come from the class's own ``train=True/False`` or ``split="train"/"test"``; the
 other ``data:`` fields are the class's keyword arguments (``split: balanced`` for EMNIST). Images become
-uint8 tensors like every other source (grey ones keep one channel); a set whose images differ in size is
-refused (the ``folder`` data set resizes).
+uint8 tensors like every other source (grey ones keep one channel).
+
+The sets whose images differ in size (``SIZED``: Flowers102, Food101, DTD, ...) take ``size``: each image is
+made RGB, its shorter side resized to ``size`` and the centre ``size`` x ``size`` cropped, as the ``folder``
+data set does. A set with no test part of its own (EuroSAT, Caltech101, ...) is one pool, and hpo carves its
+test split from it.
 """
 
 from __future__ import annotations
 
+import functools
 import inspect
 from typing import Any
 
@@ -19,7 +24,14 @@ from hpo.data.images import DataSource, labelled_from
 PREFIX = "torchvision/"
 # The classification sets with a train and a test part, in files of one image size.
 RESERVED = ("train", "split", "transform", "target_transform")  # EMNIST's split names its variant
-NAMES = ("MNIST", "FashionMNIST", "KMNIST", "QMNIST", "EMNIST", "USPS", "SVHN", "STL10", "CIFAR10", "CIFAR100")
+FIXED = ("MNIST", "FashionMNIST", "KMNIST", "QMNIST", "EMNIST", "USPS", "SVHN", "STL10", "CIFAR10", "CIFAR100")
+# Images of many sizes: name -> the split values of its train and test parts (None: one pool, no split).
+SIZED = {"Flowers102": ("train", "test"), "Food101": ("train", "test"), "OxfordIIITPet": ("trainval", "test"),
+         "DTD": ("train", "test"), "GTSRB": ("train", "test"), "FGVCAircraft": ("trainval", "test"),
+         "StanfordCars": ("train", "test"), "Country211": ("train", "test"), "RenderedSST2": ("train", "test"),
+         "CLEVRClassification": ("train", "val"),  # its test part has no labels
+         "EuroSAT": None, "SUN397": None, "Caltech101": None, "Caltech256": None}
+NAMES = FIXED + tuple(SIZED)
 
 
 def check(name: str, args: dict[str, Any]) -> None:
@@ -35,33 +47,66 @@ def check(name: str, args: dict[str, Any]) -> None:
         if key in args and not (key == "split" and name == "EMNIST"):
             raise DataError("is set by hpo (it loads the train and the test part itself); leave it out",
                             f"data.{key}")
+    size = args.get("size")
+    if name in SIZED:
+        if isinstance(size, bool) or not isinstance(size, int) or not 8 <= size <= 1024:
+            raise DataError(f"{PREFIX}{name}'s images differ in size: set size to the square side to resize them "
+                            f"to, a whole number of pixels from 8 to 1024 (e.g. size: 64), got {size!r}", "data.size")
+    elif "size" in args:
+        raise DataError(f"{PREFIX}{name}'s images are all one size already; leave size out", "data.size")
 
 
-def load(name: str, root: str, download: bool = False, **args: Any) -> DataSource:
+def load(name: str, root: str, download: bool = False, size: int | None = None, **args: Any) -> DataSource:
     import torchvision
 
-    check(name, {"root": root, "download": download, **args})
+    check(name, {"root": root, "download": download, **args, **({"size": size} if size is not None else {})})
     cls = getattr(torchvision.datasets, name)
     takes = inspect.signature(cls).parameters
-    unknown = sorted(set(args) - set(takes))
+    unknown = sorted(set(args) - set(takes) - {"size"})
     if unknown:
         raise DataError(f"{PREFIX}{name} takes no {unknown[0]!r}; it takes "
                         f"{', '.join(p for p in takes if p not in ('root', 'download', 'transform', 'target_transform', 'train', 'split'))}",
                         f"data.{unknown[0]}")
-    parts = {}
-    by_train = "train" in takes or name == "EMNIST"  # EMNIST takes train= through **kwargs
+    if name in SIZED:
+        splits = SIZED[name] or (None,)
+        chosen = [{"split": split} if split else {} for split in splits]
+        args = {**args, "transform": functools.partial(_square_rgb, size=size)}
+    elif "train" in takes or name == "EMNIST":  # EMNIST takes train= through **kwargs
+        chosen = [{"train": True}, {"train": False}]
+    else:
+        chosen = [{"split": "train"}, {"split": "test"}]
     try:
-        for part in ("train", "test"):
-            chosen = {"train": part == "train"} if by_train else {"split": part}
-            parts[part] = cls(root=root, download=download, **chosen, **args)
-        train, test = (labelled_from(_pairs(parts[p]), f"{PREFIX}{name} {p}") for p in ("train", "test"))
+        parts = [cls(root=root, download=download, **part, **args) for part in chosen]
+        loaded = [labelled_from(_decoded(part) if name in SIZED else _pairs(part), f"{PREFIX}{name} {part_name}")
+                  for part, part_name in zip(parts, ("train", "test"))]
     except (RuntimeError, TypeError, ValueError, OSError) as err:  # "Dataset not found. ...", a bad argument
         raise DataError(f"{PREFIX}{name}: {' '.join(str(err).split())[:300]} (looked in {root})",
                         "data.root") from None
-    classes = getattr(parts["train"], "classes", None)
-    count = int(max(train.labels.max(), test.labels.max())) + 1
+    classes = getattr(parts[0], "classes", None) or getattr(parts[0], "categories", None)
+    count = int(max(part.labels.max() for part in loaded)) + 1
     names = tuple(str(c) for c in classes) if classes and len(classes) >= count else tuple(map(str, range(count)))
-    return DataSource(train, names, test=test)
+    return DataSource(loaded[0], names, test=loaded[1] if len(loaded) > 1 else None)
+
+
+def _square_rgb(image, size: int):
+    """A PIL image as uint8 RGB (3, size, size): shorter side to ``size``, the centre cropped."""
+    from torchvision.transforms.v2 import functional as F
+
+    image = F.resize(image.convert("RGB"), size)
+    return F.pil_to_tensor(F.center_crop(image, [size, size]))
+
+
+def _decoded(dataset):
+    """A set of image files (each item decoded and resized by its transform) as (images, labels) tensors,
+    decoded by worker processes where there are many."""
+    import os
+
+    import torch
+
+    workers = min(8, len(os.sched_getaffinity(0))) if len(dataset) > 2000 else 0
+    loader = torch.utils.data.DataLoader(dataset, batch_size=256, num_workers=workers)
+    images, labels = zip(*loader) if len(dataset) else ((), ())
+    return torch.cat(images), torch.cat([torch.as_tensor(label) for label in labels])
 
 
 def _pairs(dataset):

@@ -312,6 +312,49 @@ def write_fashion_mnist(root, train: int = 120, test: int = 40) -> None:
                                                           + labels[part].numpy().tobytes())
 
 
+def write_dtd(root, per_class: int = 6) -> None:
+    """DTD's files as torchvision finds them: ROOT/dtd/dtd/images/<class>/<name>.jpg and the labels/ lists of
+    partition 1. Digits of several sizes stand in for the textures."""
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    folder = root / "dtd" / "dtd"
+    lists = {"train": [], "val": [], "test": []}
+    for label in range(3):
+        (folder / "images" / f"texture{label}").mkdir(parents=True)
+        for i, index in enumerate(np.flatnonzero(digits.target == label)[:per_class]):
+            pixels = (digits.images[index] * 255 / 16).astype(np.uint8)
+            side = 24 + 8 * (i % 3)  # 24, 32, 40 pixels: images of several sizes
+            Image.fromarray(pixels).resize((side + 4 * (i % 2), side)).save(
+                folder / "images" / f"texture{label}" / f"{i}.jpg", quality=95)
+            lists[("train", "test", "val")[i % 3] if i >= 3 else "train"].append(f"texture{label}/{i}.jpg")
+    (folder / "labels").mkdir()
+    for part, names in lists.items():
+        (folder / "labels" / f"{part}1.txt").write_text("".join(n + "\n" for n in names))
+
+
+def test_a_torchvision_data_set_of_many_image_sizes_is_resized_to_data_size(tmp_path):
+    from hpo.data import load_source
+
+    write_dtd(tmp_path)
+    source = load_source("torchvision/DTD", {"root": str(tmp_path), "size": 16})
+    assert source.pool.images.shape == (3 * 4, 3, 16, 16) and source.test.images.shape == (3 * 1, 3, 16, 16)
+    assert source.class_names == ("texture0", "texture1", "texture2")
+    assert sorted(source.pool.labels.tolist()) == [0] * 4 + [1] * 4 + [2] * 4
+    # the digit is still there: the centre of a resized "1" is brighter than its corners
+    assert source.pool.images.float().mean() > 10
+    study = write_study(tmp_path, dict(OWN_STUDY, name="dtd", data={"name": "torchvision/DTD", "root": "."},
+                                      model={"name": "digits_cnn", "width": 4}),
+                        name="dtd.yaml")
+    refused = hpo("check", str(study), cwd=tmp_path, check=False)
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1, refused.stderr
+    assert "data.size: torchvision/DTD's images differ in size: set size" in refused.stderr
+    refused = hpo("check", str(study), "--set", "data.name=torchvision/MNIST", "--set", "data.size=16",
+                  cwd=tmp_path, check=False)
+    assert refused.returncode == 2 and "data.size: torchvision/MNIST's images are all one size" in refused.stderr
+
+
 MYDATA = '''
 import torch
 from sklearn.datasets import load_digits
@@ -333,14 +376,17 @@ def test_a_torchvision_data_set_by_name_and_a_users_data_callable_train(tmp_path
     import optuna
 
     write_fashion_mnist(tmp_path / "files")
+    write_dtd(tmp_path / "files")
     (tmp_path / "mydata.py").write_text(MYDATA)
     for name, data in (("fashion", {"name": "torchvision/FashionMNIST", "root": "files"}),
+                       ("textures", {"name": "torchvision/DTD", "root": "files", "size": 12}),
                        ("mine", {"name": "mydata:make_splits", "count": 250})):
         study = write_study(tmp_path, dict(OWN_STUDY, name=name, data=data, model={"name": "digits_cnn", "width": 4},
                                            budget={"trials": 1, "epochs": 1, "retrain": {"epochs": 1}}),
                             name=f"{name}.yaml")
         run = hpo("run", str(study), "--no-tracking", cwd=tmp_path)
-        counts = {"fashion": "(96 train / 24 val / 40 test)", "mine": "(152 train / 38 val / 60 test)"}[name]
+        counts = {"fashion": "(96 train / 24 val / 40 test)", "textures": "(9 train / 3 val / 3 test)",
+                  "mine": "(152 train / 38 val / 60 test)"}[name]
         assert counts in run.stdout, run.stdout
         trial = optuna.load_study(study_name=name, storage=f"sqlite:///{tmp_path}/hpo.db").trials[0]
         assert trial.state == optuna.trial.TrialState.COMPLETE
