@@ -23,6 +23,7 @@ from hpo.study.claims import claim_trial, fail_running, heartbeat
 from hpo.study.objectives import best_trial, cost_text
 from hpo.study.record import TrialRecord, stored
 from hpo.study.storage import count_finished
+from hpo.track.pictures import wait_for_pictures
 
 MAX_FAILURES_IN_A_ROW = 3  # then the cause is likely not the hyperparameters: stop and say so
 WAIT_S = 1.0  # how often a process with nothing to claim looks again while others run the last trials
@@ -56,6 +57,13 @@ def run_search(ctx: Context, study: optuna.Study) -> SearchEnd:
         study = open_study(spec, open_storage("sqlite:///hpo.db"))
         run_search(Context(spec, load_data(spec, device), device, NullTracker()), study)
     """
+    try:
+        return _trials_until_done(ctx, study)
+    finally:
+        wait_for_pictures()  # the last trials' curves, drawn off their path (hpo/track/pictures.py)
+
+
+def _trials_until_done(ctx: Context, study: optuna.Study) -> SearchEnd:
     spec, print_line = ctx.spec, ctx.print_line
     progress = ProgressPrinter(spec, time.time(), print_line)
     failures_in_a_row, last_error, waiting = 0, "", False

@@ -35,7 +35,7 @@ from hpo.study.retries import dead_line
 from hpo.study.sampling import proposal_index
 from hpo.track import dashboard
 from hpo.track.best_effort import best_effort
-from hpo.track.pictures import CURVES, save_curves
+from hpo.track.pictures import CURVES, draw_later, save_curves
 from hpo.train.device import release_memory
 from hpo.train.divergence import Diverged, at_chance
 from hpo.train.hyperparams import Hyperparams
@@ -189,13 +189,18 @@ def _show_end(ctx: Context, study: optuna.Study, trial: optuna.Trial, verdict: T
         with best_effort("tagging the pruned run", say):
             run.set_tags({"hpo.pruned_at_epoch": TrialRecord(trial).epochs})
     if run.epochs:
-        with best_effort("drawing a trial's learning curves", say), \
-                tempfile.TemporaryDirectory(prefix="hpo-curves-") as tmp:
-            path = save_curves(run.epochs, ctx.spec.metric, f"trial {trial.number} ({verdict.name.lower()})",
-                               Path(tmp) / CURVES)
-            dashboard.attach_picture(study, trial, path)
-            if tracked:
-                run.log_artifact(path)
+        with best_effort("drawing a trial's learning curves", say):
+            picture = dashboard.TrialPicture(study, trial, CURVES)
+            epochs, title = list(run.epochs), f"trial {trial.number} ({verdict.name.lower()})"
+
+            def draw():  # on the pictures thread, while the next trial runs
+                with best_effort("drawing a trial's learning curves", say), \
+                        tempfile.TemporaryDirectory(prefix="hpo-curves-") as tmp:
+                    path = save_curves(epochs, ctx.spec.metric, title, Path(tmp) / CURVES)
+                    picture.write(path)
+                    if tracked:
+                        run.log_artifact(path)
+            draw_later(draw)
     best = None
     with best_effort("writing the study's note in optuna-dashboard", say):
         best = dashboard.best_so_far(ctx.spec.direction, study, trial, verdict, value)

@@ -67,12 +67,25 @@ def link_run(trial, url: str) -> None:
     stored("", storage.set_study_system_attr, study_id, note_ver_key(trial._trial_id), 1)
 
 
-def attach_picture(study, trial, path: Path) -> None:
-    """A picture on the trial's page (before its result is told)."""
-    from optuna.artifacts import upload_artifact
+class TrialPicture:
+    """A picture's place on a trial's page, made before the trial's result is told (Optuna takes no artifact
+    after), its file stored later (``store``), as ``optuna.artifacts.upload_artifact`` stores one: the page
+    lists it at once and shows it once the file is there."""
 
-    stored("", upload_artifact, artifact_store=artifact_store(url_of(study)), file_path=str(path),
-           study_or_trial=trial)
+    def __init__(self, study, trial, filename: str):
+        import json
+        import uuid
+
+        from optuna.artifacts._upload import ARTIFACTS_ATTR_PREFIX
+
+        self.store, self.artifact_id = artifact_store(url_of(study)), str(uuid.uuid4())
+        meta = {"artifact_id": self.artifact_id, "filename": filename, "mimetype": "image/png", "encoding": None}
+        stored("", trial.storage.set_trial_system_attr, trial._trial_id, ARTIFACTS_ATTR_PREFIX + self.artifact_id,
+               json.dumps(meta))
+
+    def write(self, path: Path) -> None:
+        with open(path, "rb") as file:
+            stored("", self.store.write, self.artifact_id, file)
 
 
 def best_so_far(direction: str, study, trial, state, value) -> tuple[int, float] | None:
