@@ -48,15 +48,20 @@ def test_bench_on_cpu_reports_every_part(tmp_path_factory, monkeypatch):
     tmp_path = tmp_path_factory.mktemp("work")
     result = hpo("bench", "--device", "cpu", "--model", "digits_cnn", "--image-size", "8", "--channels", "1",
                  "--batch-size", "32", "--steps", "3", "--packed", "2", "--study-trials", "2", "--study-epochs", "2",
-                 "--folder", str(data / "jpegs"), "--json", cwd=tmp_path)
+                 "--folder", str(data / "jpegs"), "--repeats", "3", "--json", cwd=tmp_path)
     report = json.loads(result.stdout)
     for field in ("trainer_images_per_s", "reference_images_per_s", "overhead_ratio", "ceiling_fraction",
                   "packed_speedup", "pruning_epoch_ratio", "streamed_images_per_s"):
         assert isinstance(report[field], float) and math.isfinite(report[field]) and report[field] > 0, field
     assert report["device"].startswith("CPU")
-    ratios = report["overhead_ratios"]  # --repeats 5 by default: the median of five, and their spread
-    assert len(ratios) == 5 and ratios == sorted(ratios) and report["overhead_ratio"] == ratios[2]
+    ratios = report["overhead_ratios"]  # --repeats 3: the median of three, and their spread
+    assert len(ratios) == 3 and ratios == sorted(ratios) and report["overhead_ratio"] == ratios[1]
     assert report["pruning"]["none"]["epochs"] == 2 * 2  # without a pruner every trial runs every epoch
+    busy = report["next_to_busy_process"]  # the trainer's threads chosen next to a busy process: a small net, one
+    assert busy["busy"]["trainer_threads"] == busy["idle"]["trainer_threads"] == 1
+    assert busy["busy"]["plain_threads"] == busy["idle"]["plain_threads"] >= 1
+    assert busy["trainer_busy_over_idle"] > 0 and busy["plain_busy_over_idle"] > 0
+    assert "next to one busy process: the trainer (1 thread(s), hpo's choice)" in result.stderr
     lines = result.stderr.splitlines()
     assert [line[:2] for line in lines if line[:1].isdigit()] == ["1.", "2.", "3.", "4."]
     assert list(tmp_path.iterdir()) == [], "the bench leaves no stores behind"

@@ -122,6 +122,39 @@ def reference_images_per_s(config: BenchConfig, data: LabelledImages, device: to
     return len(data) / min(timings)
 
 
+def next_to_busy_process(config: BenchConfig, data: LabelledImages, forward_flops: float) -> dict:
+    """On the CPU: the trainer with the threads hpo chooses (hpo/train/threads.py) and the plain loop with
+    torch's default (one per core), idle and next to one process that keeps a core busy, alternating, medians
+    of ``repeats``. What a shared machine does to each."""
+    from hpo.train.threads import apply_threads, choose_threads
+
+    default = torch.get_num_threads()
+    measured = {}
+    for load in ("idle", "busy"):
+        hog = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if load == "busy" else None
+        try:
+            time.sleep(0.5 if hog else 0)  # the busy process running before the choice, as in a study
+            chosen = choose_threads(None, forward_flops)
+            trainer, plain = [], []
+            for _ in range(config.repeats):
+                apply_threads(chosen)
+                trainer.append(trainer_images_per_s(config, data, torch.device("cpu")))
+                torch.set_num_threads(default)
+                plain.append(reference_images_per_s(config, data, torch.device("cpu")))
+        finally:
+            torch.set_num_threads(default)
+            if hog:
+                hog.kill()
+                hog.wait()
+        measured[load] = {"trainer_threads": chosen.count, "plain_threads": default,
+                          "trainer_images_per_s": statistics.median(trainer),
+                          "plain_images_per_s": statistics.median(plain)}
+    for who in ("trainer", "plain"):  # how much longer the same work takes next to the busy process
+        measured[f"{who}_busy_over_idle"] = (measured["idle"][f"{who}_images_per_s"]
+                                             / measured["busy"][f"{who}_images_per_s"])
+    return measured
+
+
 def training_flops_per_image(config: BenchConfig, device: torch.device) -> float:
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -225,6 +258,14 @@ def run_bench(config: BenchConfig, print_line=print) -> dict:
     print_line(f"1. trainer {trainer:,.0f} img/s, plain loop {reference:,.0f} img/s (medians of {config.repeats}): "
                f"the trainer takes {ratio:.3f}x the plain loop's time ({ratios[0]:.3f}-{ratios[-1]:.3f} over the "
                f"repetitions)")
+    busy = None
+    if device.type == "cpu":
+        busy = next_to_busy_process(config, data, training_flops_per_image(config, device) / 3)
+        print_line(f"   next to one busy process: the trainer ({busy['busy']['trainer_threads']} thread(s), hpo's "
+                   f"choice) {busy['busy']['trainer_images_per_s']:,.0f} img/s, {busy['trainer_busy_over_idle']:.2f}x "
+                   f"its idle time ({busy['idle']['trainer_threads']} thread(s)); the plain loop "
+                   f"({busy['busy']['plain_threads']} threads, torch's default) "
+                   f"{busy['busy']['plain_images_per_s']:,.0f} img/s, {busy['plain_busy_over_idle']:.2f}x its idle time")
     streamed = None
     if config.folder:
         streamed, workers = streamed_images_per_s(config, config.folder, device)
@@ -247,7 +288,7 @@ def run_bench(config: BenchConfig, print_line=print) -> dict:
     return {
         "device": name, "torch": str(torch.__version__), "config": asdict(config),
         "trainer_images_per_s": trainer, "reference_images_per_s": reference, "overhead_ratio": ratio,
-        "overhead_ratios": ratios,
+        "overhead_ratios": ratios, "next_to_busy_process": busy,
         "streamed_images_per_s": streamed,
         "training_flops_per_image": flops, "matmul_flops_per_s": peak, "ceiling_fraction": flops * trainer / peak,
         "trials_per_hour_alone": alone, "trials_per_hour_packed": packed, "packed_speedup": packed / alone,
