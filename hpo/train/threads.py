@@ -7,7 +7,7 @@ next to one busy process on 2 cores). hpo chooses instead, once per process, bef
     1. ``--threads N`` (``hpo run``, ``hpo retrain``), else ``HPO_THREADS``: that many, whatever else holds
     2. the cores this process may use: its CPU affinity, capped by its cgroup's CPU quota (a container's
        ``--cpus``), shared among the study's CPU workers (``hpo run --gpus cpu,cpu``)
-    3. one thread for a small network: below ``SMALL_FLOPS`` per image (digits_cnn: about 40,000), an
+    3. one thread for a small network: below ``SMALL_FLOPS`` per image (digits_cnn at width 16: 1.2 million), an
        operation is too short to split between threads, and one thread is both fastest and immune to load
     4. less the processes running elsewhere on those cores when the process starts (``/proc/loadavg``'s
        count of runnable tasks, sampled a few times), down to one
