@@ -36,6 +36,12 @@ NAMES = FIXED + tuple(SIZED)
 
 def check(name: str, args: dict[str, Any]) -> None:
     if name not in NAMES:
+        import difflib
+
+        close = difflib.get_close_matches(name.lower(), [n.lower() for n in NAMES], n=1, cutoff=0.6)
+        if close:
+            raise DataError(f"{PREFIX}{name} is not one of the data sets hpo loads by name; did you mean "
+                            f"{PREFIX}{NAMES[[n.lower() for n in NAMES].index(close[0])]}?", "data.name")
         raise DataError(f"{PREFIX}{name} is not one of the data sets hpo loads by name: "
                         f"{', '.join(PREFIX + n for n in NAMES)} (any other: data: {{name: folder, root: DIR}})",
                         "data.name")

@@ -41,13 +41,27 @@ def _say_nothing(line: str) -> None:
 
 def _overrides(overrides: Mapping[str, Any] | Iterable[str] | None) -> tuple[str, ...]:
     """``{"budget.trials": 10}`` (or ``["budget.trials=10"]``, as ``--set`` takes them) as --set strings."""
-    import json
-
     if overrides is None:
         return ()
     if isinstance(overrides, Mapping):
-        return tuple(f"{key}={json.dumps(value)}" for key, value in overrides.items())  # JSON is YAML
+        return tuple(f"{key}={_as_yaml(value)}" for key, value in overrides.items())
     return tuple(overrides)
+
+
+def _as_yaml(value: Any) -> str:
+    """A value as ``--set`` would be given it: a string as typed where YAML reads it back as that string
+    (``adamm``, not ``"adamm"``: an error's text then equals the CLI's), anything else as JSON (which is YAML)."""
+    import json
+
+    import yaml
+
+    if isinstance(value, str):
+        try:
+            if yaml.safe_load(value) == value:
+                return value
+        except yaml.YAMLError:
+            pass
+    return json.dumps(value)
 
 
 @dataclass(frozen=True)

@@ -38,8 +38,13 @@ def _builder(name: str):
     import torchvision
 
     if name not in names():
-        raise UnknownModel(f"{PREFIX}{name} is not one of torchvision's classification models; allowed: "
-                         f"{', '.join(PREFIX + n for n in names())}")
+        import difflib
+
+        close = difflib.get_close_matches(name.lower().replace("-", "_"), names(), n=1, cutoff=0.6)
+        raise UnknownModel(f"{PREFIX}{name} is not one of torchvision's classification models; "
+                           + (f"did you mean {' or '.join(PREFIX + n for n in close)}? " if close else "")
+                           + f"torchvision.models.list_models(module=torchvision.models) lists them all, e.g. "
+                           f"{', '.join(PREFIX + n for n in ('resnet18', 'efficientnet_b0', 'mobilenet_v3_small', 'convnext_tiny'))}")
     return torchvision.models.get_model_builder(name)
 
 

@@ -34,6 +34,17 @@ class TinyNet(nn.Module):
         return self.body(x)
 
 
+class ForLargerImages(nn.Module):
+    """A head sized for 32x32 images: it cannot take digits' 8x8."""
+
+    def __init__(self, num_classes, in_channels):
+        super().__init__()
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(in_channels * 32 * 32, num_classes))
+
+    def forward(self, x):
+        return self.head(x)
+
+
 def wide(num_classes: int, depth: int, width: int = 16):
     layers = [nn.Flatten()]
     for _ in range(depth):
@@ -239,6 +250,8 @@ BAD_MODELS = {
     "an argument of another type": ({"name": "mynets:TinyNet", "width": "wide"}, "model.width: must be an integer"),
     "a torchvision name that is no classifier": ({"name": "torchvision/fasterrcnn_resnet50_fpn"},
                                                  "model.name: torchvision/fasterrcnn_resnet50_fpn is not one of torchvision's classification models"),
+    "a torchvision name mistyped": ({"name": "torchvision/resnet-18"}, "model.name: torchvision/resnet-18 is not one "
+                                    "of torchvision's classification models; did you mean torchvision/resnet18?"),
     "a torchvision argument it does not take": ({"name": "torchvision/resnet18", "width": 3},
                                                 "torchvision/resnet18 does not take width"),
 }
@@ -262,6 +275,16 @@ def test_an_image_size_the_architecture_cannot_take_names_the_smallest(tmp_path)
     result = hpo("run", str(study), cwd=tmp_path, check=False)
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert "torchvision/alexnet cannot take 8x8 images; the smallest square size it takes is 63x63" in result.stderr
+    assert _hashes(tmp_path) == {}
+
+
+def test_a_users_model_that_rejects_the_image_size_says_so_before_any_store(tmp_path):
+    (tmp_path / "mynets.py").write_text(MYNETS)
+    study = write_study(tmp_path, dict(OWN_STUDY, model={"name": "mynets:ForLargerImages"}))
+    result = hpo("run", str(study), cwd=tmp_path, check=False)
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert ("model: mynets:ForLargerImages cannot be built for 1x8x8 images: its forward pass on them raised "
+            "RuntimeError: mat1 and mat2 shapes cannot be multiplied") in result.stderr
     assert _hashes(tmp_path) == {}
 
 
@@ -350,6 +373,9 @@ def test_a_torchvision_data_set_of_many_image_sizes_is_resized_to_data_size(tmp_
     refused = hpo("check", str(study), cwd=tmp_path, check=False)
     assert refused.returncode == 2 and refused.stderr.count("\n") == 1, refused.stderr
     assert "data.size: torchvision/DTD's images differ in size: set size" in refused.stderr
+    refused = hpo("check", str(study), "--set", "data.name=torchvision/Dtd", cwd=tmp_path, check=False)
+    assert refused.returncode == 2 and "data.name: torchvision/Dtd is not one of the data sets hpo loads by name; " \
+        "did you mean torchvision/DTD?" in refused.stderr, refused.stderr
     refused = hpo("check", str(study), "--set", "data.name=torchvision/MNIST", "--set", "data.size=16",
                   cwd=tmp_path, check=False)
     assert refused.returncode == 2 and "data.size: torchvision/MNIST's images are all one size" in refused.stderr

@@ -53,6 +53,16 @@ def test_a_script_runs_promotes_and_loads_through_the_python_api(tmp_path):
     assert cli.stderr.strip() == f"hpo run: error: {answer['refused']}"
 
 
+def test_a_bad_string_override_raises_the_clis_line(tmp_path):
+    import hpo as api
+
+    study = write_study(tmp_path, dict(OWN_STUDY, name="api", model={"name": "digits_cnn", "width": 4}))
+    with pytest.raises(api.SpecError) as raised:
+        api.run(str(study), overrides={"search.optimizer": "adamm"})
+    cli = hpo("check", str(study), "--set", "search.optimizer=adamm", cwd=tmp_path, check=False)
+    assert cli.returncode == 2 and cli.stderr.strip() == f"hpo check: error: {raised.value}"
+
+
 def test_a_users_own_data_and_models_do_not_shadow_hpos(tmp_path):
     """hpo's data sets and models install as hpo.data and hpo.models: a project's own data.py and models/
     package (the commonest names) are neither run by hpo nor hidden by it."""

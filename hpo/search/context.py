@@ -148,6 +148,22 @@ def study_threads(spec, splits, device, flag: int | None, cpu_workers: int | Non
     return choose_threads(requested, flops, max(1, on_cpu), requested_by(flag))
 
 
+def _forward_once(network, splits) -> None:
+    """A user's network run on two blank images of the data's size: one that cannot take them (a Linear sized
+    for other images) fails here, saying so, before its export is tried."""
+    import torch
+
+    was_training = network.training
+    try:
+        with torch.no_grad():
+            network.eval()(torch.zeros(2, splits.channels, *splits.image_size))
+    except Exception as err:  # noqa: BLE001 - whatever the user's forward raises
+        raise ValueError(f"its forward pass on them raised {type(err).__name__}: "
+                         f"{' '.join(str(err).split())[:300]}") from None
+    finally:
+        network.train(was_training)
+
+
 def load_data(spec, device=None):
     """The study's splits (on ``device``), after checking that its model can be built for them."""
     from hpo.data.errors import DataError
@@ -171,6 +187,7 @@ def load_data(spec, device=None):
             check_model(model.name, model.args, splits.num_classes, splits.channels, splits.image_size)
             network = model.build(splits)
             if source_of(model.name) == "user":  # its checkpoint will keep it as a program: exportable?
+                _forward_once(network, splits)
                 from hpo.train.export import export_network
                 export_network(network, splits.channels, tuple(splits.image_size))
         except Exception as err:  # noqa: BLE001 - whatever a constructor (the user's too) raises for these images

@@ -165,10 +165,8 @@ NETWORKS_COUNTED = 32  # a searched model's variants built to find its largest; 
 
 def network_flops(spec, splits) -> float | None:
     """FLOPs of one image's forward pass through the study's largest network (of a searched model: the most
-    of its variants, each candidate at the ends of its searched arguments), or None where torch cannot count
-    them or there are more than ``NETWORKS_COUNTED`` variants."""
-    import torch
-
+    of its variants, each candidate at the ends of its searched arguments; ``estimated_flops``), or None where
+    a network cannot be run on a blank image or there are more than ``NETWORKS_COUNTED`` variants."""
     variants = spec.model.variants()
     if len(variants) > NETWORKS_COUNTED:
         return None

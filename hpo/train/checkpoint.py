@@ -29,7 +29,7 @@ import torch.nn as nn
 
 import hpo
 from hpo.core.errors import UserError
-from hpo.models import create_model, source_of
+from hpo.models import UnknownModel, create_model, source_of
 from hpo.train.export import UnsafeProgram
 
 FORMAT = "hpo-checkpoint/1"
@@ -91,6 +91,8 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         model_from_checkpoint(checkpoint)
     except UnsafeProgram as err:  # a user's network whose program holds more than an exported network should
         raise UserError(f"{path}: refused: {err}; hpo loads only programs it could have written") from None
+    except UnknownModel as err:  # a source that is not installed here (timm): the file is fine
+        raise UserError(f"{path}: model {checkpoint['model']['name']!r}: {err}") from None
     except Exception as err:  # a file's arguments and weights the model cannot take, whatever the model raises
         raise UserError(f"{path}: its weights do not fit model {checkpoint['model']['name']!r} "
                         f"({str(err).splitlines()[0][:200]}); export it again with `hpo promote STUDY`") from None
