@@ -32,6 +32,10 @@ SIZED = {"Flowers102": ("train", "test"), "Food101": ("train", "test"), "OxfordI
          "CLEVRClassification": ("train", "val"),  # its test part has no labels
          "EuroSAT": None, "SUN397": None, "Caltech101": None, "Caltech256": None}
 NAMES = FIXED + tuple(SIZED)
+# The class arguments whose values torchvision checks only once it opens the files: judged when the study is read.
+CHOICES = {("EMNIST", "split"): ("byclass", "bymerge", "balanced", "letters", "digits", "mnist"),
+           ("DTD", "partition"): tuple(range(1, 11))}
+REQUIRED = {"EMNIST": "split"}
 
 
 def check(name: str, args: dict[str, Any]) -> None:
@@ -53,6 +57,13 @@ def check(name: str, args: dict[str, Any]) -> None:
         if key in args and not (key == "split" and name == "EMNIST"):
             raise DataError("is set by hpo (it loads the train and the test part itself); leave it out",
                             f"data.{key}")
+    if name in REQUIRED and REQUIRED[name] not in args:
+        allowed = CHOICES[name, REQUIRED[name]]
+        raise DataError(f"{PREFIX}{name} needs {REQUIRED[name]}: one of {', '.join(map(str, allowed))}",
+                        f"data.{REQUIRED[name]}")
+    for (of, key), allowed in CHOICES.items():
+        if of == name and key in args and not any(type(args[key]) is type(a) and args[key] == a for a in allowed):
+            raise DataError(f"must be one of {', '.join(map(str, allowed))}, got {args[key]!r}", f"data.{key}")
     size = args.get("size")
     if name in SIZED:
         if isinstance(size, bool) or not isinstance(size, int) or not 8 <= size <= 1024:

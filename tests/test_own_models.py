@@ -376,6 +376,11 @@ def test_a_torchvision_data_set_of_many_image_sizes_is_resized_to_data_size(tmp_
     refused = hpo("check", str(study), "--set", "data.name=torchvision/Dtd", cwd=tmp_path, check=False)
     assert refused.returncode == 2 and "data.name: torchvision/Dtd is not one of the data sets hpo loads by name; " \
         "did you mean torchvision/DTD?" in refused.stderr, refused.stderr
+    refused = hpo("check", str(study), "--set", "data.size=16", "--set", "data.partition=11", cwd=tmp_path, check=False)
+    assert refused.returncode == 2 and "data.partition: must be one of 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, got 11" \
+        in refused.stderr, refused.stderr
+    refused = hpo("check", str(study), "--set", "data.name=torchvision/EMNIST", cwd=tmp_path, check=False)
+    assert refused.returncode == 2 and "data.split: torchvision/EMNIST needs split: one of byclass" in refused.stderr
     refused = hpo("check", str(study), "--set", "data.name=torchvision/MNIST", "--set", "data.size=16",
                   cwd=tmp_path, check=False)
     assert refused.returncode == 2 and "data.size: torchvision/MNIST's images are all one size" in refused.stderr
