@@ -402,6 +402,52 @@ def make_splits(count: int = 300):
 '''
 
 
+BAD_DATA = '''
+import torch
+
+
+def raises():
+    raise FileNotFoundError("no files in /data")
+
+
+def no_train():
+    return {"val": (torch.zeros(4, 1, 8, 8), torch.zeros(4))}
+
+
+class Broken(torch.utils.data.Dataset):
+    def __len__(self):
+        return 4
+
+    def __getitem__(self, index):
+        return {"image": index}["picture"]
+
+
+def broken_dataset():
+    return {"train": Broken()}
+
+
+def negative_labels():
+    return {"train": (torch.zeros(4, 1, 8, 8), torch.tensor([-1, 0, 1, 2]))}
+'''
+
+
+def test_a_users_data_callable_that_fails_is_one_line_naming_where(tmp_path):
+    from hpo.data.errors import DataError
+    from hpo.data.user_data import load
+
+    (tmp_path / "baddata.py").write_text(BAD_DATA)
+    expected = {"raises": "baddata:raises raised FileNotFoundError: no files in /data (baddata.py:6)",
+                "no_train": "baddata:no_train: returned a dict without 'train'; it must return a dict with train",
+                "broken_dataset": "baddata:broken_dataset: reading what it returned raised KeyError: 'picture' "
+                                  "(baddata.py:18)",
+                "negative_labels": "baddata:negative_labels: labels must be class indices 0, 1, ..., got -1"}
+    for name, message in expected.items():
+        with pytest.raises(DataError) as raised:
+            load(f"baddata:{name}", [tmp_path])
+        assert raised.value.field == "data.name" and message in raised.value.message, raised.value.message
+        assert "\n" not in raised.value.message
+
+
 @pytest.mark.slow  # several hpo commands
 def test_a_torchvision_data_set_by_name_and_a_users_data_callable_train(tmp_path):
     import optuna

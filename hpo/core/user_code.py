@@ -42,9 +42,9 @@ def load_callable(path: str, folders: Iterable[str | Path] = ()) -> Callable[...
             raise ValueError(f"no module {module_name!r} in {', '.join(dict.fromkeys(where))} or sys.path (a "
                              f"module is looked for in the study file's folder, the current directory, then "
                              f"the installed packages)") from None
-        raise ValueError(f"importing {module_name} failed: {_one_line(err)}") from None
+        raise ValueError(f"importing {module_name} failed: {error_line(err)}") from None
     except Exception as err:  # noqa: BLE001 - whatever the user's module raises while it is imported
-        raise ValueError(f"importing {module_name} failed: {_one_line(err)}") from None
+        raise ValueError(f"importing {module_name} failed: {error_line(err)}") from None
     finally:
         for entry in added:
             if entry in sys.path:
@@ -59,7 +59,7 @@ def load_callable(path: str, folders: Iterable[str | Path] = ()) -> Callable[...
     return target
 
 
-def _one_line(err: BaseException) -> str:
+def error_line(err: BaseException) -> str:
     """``err`` and the last place in the user's code it came from: ``ValueError: boom (mynets.py:3)``."""
     frames = [f for f in traceback.extract_tb(err.__traceback__) if "importlib" not in f.filename]
     place = f" ({Path(frames[-1].filename).name}:{frames[-1].lineno})" if frames else ""
