@@ -304,7 +304,8 @@ def parse_search(raw: Any, source: str, model_searched: bool = False, lr_scaling
     space = SearchSpace(params, lr_scaling)
     if not space.searched and not model_searched:
         raise SpecError(source, "search", "the space is empty: search at least one of "
-                        + ", ".join(KNOBS) + " with a range or choices, or search the model (model.name: [a, b], or a model argument as a range)")
+                        + ", ".join(KNOBS) + " with a range or choices, or search the model (model.name: [a, b], "
+                        "or a model argument as a range)")
     for name in space.searched:
         condition = KNOBS[name].only_when
         if condition is not None and not any(map(condition.test, _extremes(params[condition.other]))):
