@@ -130,4 +130,16 @@ def test_bench_search_compares_strategies_over_seeds(tmp_path):
             assert run["epochs"] <= 4 * 3
         if run["epochs_to_target"] is not None:
             assert run["epochs_to_target"] <= run["epochs"] and run["best"] >= result["target"]
+    import statistics
+
+    final = statistics.median(r["best"] for r in runs if r["strategy"] == "random")
+    assert result["randoms_final"] == final  # random search's quality: the median of its runs' best
+    for run in runs:
+        reached = run["epochs_to_randoms_final"]
+        assert (reached is None) == (run["best"] < final)
+        if reached is not None:
+            assert reached == min(spent for spent, best in run["curve"] if best >= final)
+    for summary in result["strategies"].values():
+        if summary["epochs_to_randoms_final"] is not None:
+            assert summary["of_randoms_epochs"] == pytest.approx(summary["epochs_to_randoms_final"] / (4 * 3))
     assert (tmp_path / "search.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

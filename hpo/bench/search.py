@@ -15,6 +15,11 @@ against epochs spent). Per strategy: the median and the spread (lowest, highest)
 median epochs to the target as a fraction of random search's. The picture draws each strategy's median curve
 with its spread. A run that never reached the target counts as not reached, and the median of a strategy
 that reached it in fewer than half its runs is "not reached".
+
+On a small validation split one lucky run can set a target nobody else reaches, so each strategy is also
+measured against random search's own quality: the median of its runs' final best values ("random's
+final"). The epochs a strategy needs to reach that, as a fraction of the epochs random search spends in all
+to end there, is the figure that says whether a strategy finds what random search finds with less compute.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 STRATEGIES = ("study", "tpe+hyperband", "tpe", "random")
@@ -40,6 +45,12 @@ class Run:
     epochs_to_target: int | None
     seconds_to_target: float | None
     curve: list  # [epochs spent, best so far] after each finished trial
+    epochs_to_randoms_final: int | None = None  # to random search's median final best
+
+
+def _first_reaching(curve: list, quality: float, maximize: bool) -> int | None:
+    """The epochs spent when the best so far first reached ``quality``."""
+    return next((spent for spent, best in curve if (best >= quality if maximize else best <= quality)), None)
 
 
 def _overrides(strategy: str, spec) -> list[str]:
@@ -89,7 +100,12 @@ def _measured(strategy: str, seed: int, wall: float, trials: list, maximize: boo
     return Run(strategy, seed, wall, spent, best, to_target, seconds, curve)
 
 
-def _summary(runs: list[Run], reference: float | None) -> dict:
+def _with_randoms_final(run: Run, quality: float | None, maximize: bool) -> Run:
+    return run if quality is None else replace(run, epochs_to_randoms_final=_first_reaching(run.curve, quality,
+                                                                                            maximize))
+
+
+def _summary(runs: list[Run], reference: float | None, randoms_epochs: float | None = None) -> dict:
     def spread(values):
         present = [v for v in values if v is not None]
         if len(present) * 2 < len(values):  # reached in fewer than half the runs
@@ -99,12 +115,17 @@ def _summary(runs: list[Run], reference: float | None) -> dict:
 
     epochs, low, high = spread([r.epochs_to_target for r in runs])
     seconds, _, _ = spread([r.seconds_to_target for r in runs])
+    to_final, final_low, final_high = spread([r.epochs_to_randoms_final for r in runs])
     return {"epochs_to_target": epochs, "epochs_to_target_low": low, "epochs_to_target_high": high,
             "seconds_to_target": seconds, "reached": sum(r.epochs_to_target is not None for r in runs),
             "runs": len(runs), "best": statistics.median(r.best for r in runs),
             "best_low": min(r.best for r in runs), "best_high": max(r.best for r in runs),
             "epochs": statistics.median(r.epochs for r in runs), "wall_s": statistics.median(r.wall_s for r in runs),
-            "of_random": (epochs / reference if epochs is not None and reference else None)}
+            "of_random": (epochs / reference if epochs is not None and reference else None),
+            "epochs_to_randoms_final": to_final, "epochs_to_randoms_final_low": final_low,
+            "epochs_to_randoms_final_high": final_high,
+            "reached_randoms_final": sum(r.epochs_to_randoms_final is not None for r in runs),
+            "of_randoms_epochs": (to_final / randoms_epochs if to_final is not None and randoms_epochs else None)}
 
 
 def bench_search(study_file: str, seeds: int = 5, tolerance: float = 0.005, output: str | None = None,
@@ -127,43 +148,63 @@ def bench_search(study_file: str, seeds: int = 5, tolerance: float = 0.005, outp
         found = max(values) if maximize else min(values)
         target = found - tolerance if maximize else found + tolerance
         runs = [_measured(s, seed, wall, trials, maximize, target) for s, seed, wall, trials in raw]
-    by_strategy = {s: [r for r in runs if r.strategy == s] for s in strategies}
-    reference = _summary(by_strategy["random"], None)["epochs_to_target"] if "random" in by_strategy else None
-    summaries = {s: _summary(rs, reference) for s, rs in by_strategy.items()}
-    result = {"study": spec.name, "study_file": str(study_file), "metric": spec.metric, "direction": spec.direction,
-              "seeds": seeds, "trials": spec.budget.trials, "epochs_per_trial": spec.budget.epochs,
-              "tolerance": tolerance, "best_found": found, "target": target, "strategies": summaries,
-              "runs": [asdict(r) for r in runs]}
+    result = summarised(runs, strategies, maximize, {
+        "study": spec.name, "study_file": str(study_file), "metric": spec.metric, "direction": spec.direction,
+        "seeds": seeds, "trials": spec.budget.trials, "epochs_per_trial": spec.budget.epochs,
+        "tolerance": tolerance, "best_found": found, "target": target})
     for line in table_lines(result):
         print_line(line)
     if output:
-        draw(result, by_strategy, Path(output))
+        draw(result, Path(output))
         result["picture"] = str(output)
         print_line(f"picture written to {output}")
     return result
+
+
+def summarised(runs: list[Run], strategies, maximize: bool, about: dict) -> dict:
+    """``about`` (the study, the target, ...) with each strategy's summary and every run, measured also
+    against random search's final (see the module); ``runs`` may come from an earlier ``--json``."""
+    finals = [r.best for r in runs if r.strategy == "random" and r.best is not None]
+    randoms_final = statistics.median(finals) if finals else None
+    runs = [_with_randoms_final(r, randoms_final, maximize) for r in runs]
+    by_strategy = {s: [r for r in runs if r.strategy == s] for s in strategies}
+    reference = _summary(by_strategy["random"], None)["epochs_to_target"] if "random" in by_strategy else None
+    randoms_epochs = statistics.median(r.epochs for r in by_strategy["random"]) if "random" in by_strategy else None
+    return {**about, "randoms_final": randoms_final,
+            "strategies": {s: _summary(rs, reference, randoms_epochs) for s, rs in by_strategy.items()},
+            "runs": [asdict(r) for r in runs]}
 
 
 def table_lines(result: dict) -> list[str]:
     def shown(value, fmt="{:.0f}"):
         return "not reached" if value is None else fmt.format(value)
 
+    def span(s, key):
+        return f"{shown(s[key])} ({shown(s[key + '_low'])}-{shown(s[key + '_high'])})"
+
+    final, randoms_final_header = result.get("randoms_final"), "to random's final (low-high)"
     lines = [f"{result['study']}: {result['trials']} trials x {result['epochs_per_trial']} epochs, {result['seeds']} "
              f"seeds; target {result['metric']} {result['target']:.4f} (the best found, {result['best_found']:.4f}, "
-             f"within {result['tolerance']:g})",
+             f"within {result['tolerance']:g})" + (f"; random's final {final:.4f} (the median of its runs' best)"
+                                                     if final is not None else ""),
              f"  {'strategy':14s} {'epochs to target (low-high)':>28s} {'of random':>10s} {'s to target':>12s} "
-             f"{'reached':>8s} {'final best (low-high)':>24s} {'epochs':>7s} {'wall':>7s}"]
+             f"{'reached':>8s} {randoms_final_header:>29s} {'of its epochs':>13s} {'reached':>8s} "
+             f"{'final best (low-high)':>24s} {'epochs':>7s} {'wall':>7s}"]
     for name, s in result["strategies"].items():
-        span = (f"{shown(s['epochs_to_target'])} ({shown(s['epochs_to_target_low'])}-"
-                f"{shown(s['epochs_to_target_high'])})")
-        lines.append(f"  {name:14s} {span:>28s} {shown(s['of_random'], '{:.2f}x'):>10s} "
+        lines.append(f"  {name:14s} {span(s, 'epochs_to_target'):>28s} {shown(s['of_random'], '{:.2f}x'):>10s} "
                      f"{shown(s['seconds_to_target'], '{:.1f}s'):>12s} {s['reached']:>4d}/{s['runs']:<3d} "
+                     f"{span(s, 'epochs_to_randoms_final'):>29s} {shown(s['of_randoms_epochs'], '{:.2f}x'):>13s} "
+                     f"{s['reached_randoms_final']:>4d}/{s['runs']:<3d} "
                      f"{s['best']:.4f} ({s['best_low']:.4f}-{s['best_high']:.4f}) {s['epochs']:7.0f} "
                      f"{s['wall_s']:6.1f}s")
     return lines
 
 
-def draw(result: dict, by_strategy: dict, path: Path) -> None:
+def draw(result: dict, path: Path) -> None:
     """Best so far against epochs spent: each strategy's median over the seeds, its spread shaded."""
+    by_strategy: dict[str, list[Run]] = {}
+    for run in result["runs"]:
+        by_strategy.setdefault(run["strategy"], []).append(Run(**run))
     from hpo.track.pictures import FIGURE_DPI, _pyplot
 
     plt = _pyplot()
@@ -194,6 +235,9 @@ def draw(result: dict, by_strategy: dict, path: Path) -> None:
                           alpha=0.15)
     axis.axhline(result["target"], color="grey", linestyle="--", linewidth=0.8,
                  label=f"target {result['target']:.4f}")
+    if result.get("randoms_final") is not None:
+        axis.axhline(result["randoms_final"], color="grey", linestyle=":", linewidth=0.8,
+                     label=f"random's final {result['randoms_final']:.4f}")
     axis.set_xlabel("epochs spent")
     axis.set_ylabel(f"best {result['metric']} so far")
     axis.set_title(f"{result['study']}: median of {result['seeds']} seeds, spread shaded", fontsize=10)
