@@ -134,7 +134,7 @@ def next_to_busy_process(config: BenchConfig, data: LabelledImages, forward_flop
         hog = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if load == "busy" else None
         try:
             time.sleep(0.5 if hog else 0)  # the busy process running before the choice, as in a study
-            chosen = choose_threads(None, forward_flops)
+            chosen = choose_threads(None, forward_flops * config.batch_size, batch=config.batch_size)
             trainer, plain = [], []
             for _ in range(config.repeats):
                 apply_threads(chosen)

@@ -7,8 +7,10 @@ next to one busy process on 2 cores). hpo chooses instead, once per process, bef
     1. ``--threads N`` (``hpo run``, ``hpo retrain``), else ``HPO_THREADS``: that many, whatever else holds
     2. the cores this process may use: its CPU affinity, capped by its cgroup's CPU quota (a container's
        ``--cpus``), shared among the study's CPU workers (``hpo run --gpus cpu,cpu``)
-    3. one thread for a small network: below ``SMALL_FLOPS`` per image (digits_cnn at width 16: 1.2 million), an
-       operation is too short to split between threads, and one thread is both fastest and immune to load
+    3. one thread for a small step: below ``SMALL_STEP_FLOPS`` in one forward pass of the smallest batch a trial
+       may use, an operation is too short to split between threads, and one thread is as fast and immune to
+       load (measured on 2 cores: digits_cnn at width 4, batch 32, 2.6 MFLOPs: one thread 1.07x as fast as
+       two; at width 8, batch 32, 9.6 MFLOPs: two threads 1.15x as fast as one; docs/benchmarks.md)
     4. less the processes running elsewhere on those cores when the process starts (``/proc/loadavg``'s
        count of runnable tasks, sampled a few times), down to one
 
@@ -25,7 +27,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-SMALL_FLOPS = 2_000_000  # per image, forward: below it one thread is fastest (docs/benchmarks.md: threads)
+SMALL_STEP_FLOPS = 5_000_000  # a forward pass of one batch: below it one thread is fastest (docs/benchmarks.md)
 ENV = "HPO_THREADS"
 
 
@@ -101,8 +103,8 @@ def busy_elsewhere(samples: int = 5, gap_s: float = 0.02) -> int:
     return max(0, int(statistics.median(counts)))
 
 
-def choose_threads(requested: int | None, flops_per_image: float | None, cpu_workers: int = 1,
-                   source: str = "--threads / HPO_THREADS") -> Threads:
+def choose_threads(requested: int | None, flops_per_step: float | None, cpu_workers: int = 1,
+                   source: str = "--threads / HPO_THREADS", batch: int | None = None) -> Threads:
     """The thread count for this process (see the module's steps); ``source`` says who requested one."""
     cores = usable_cores()
     if requested is not None:
@@ -111,8 +113,9 @@ def choose_threads(requested: int | None, flops_per_image: float | None, cpu_wor
     share = max(1, cores // max(1, cpu_workers))
     of = f"of {cores} usable core{'s' if cores != 1 else ''}" + (f" shared by {cpu_workers} CPU workers"
                                                                    if cpu_workers > 1 else "")
-    if flops_per_image is not None and flops_per_image < SMALL_FLOPS:
-        return Threads(1, f"{of}; a small network ({flops_per_image:,.0f} FLOPs an image): one thread is fastest")
+    if flops_per_step is not None and flops_per_step < SMALL_STEP_FLOPS:
+        batch_of = f" a batch of {batch}" if batch else " a step"
+        return Threads(1, f"{of}; a small step ({flops_per_step:,.0f} FLOPs{batch_of}): one thread is as fast")
     busy = busy_elsewhere() if share > 1 else 0
     count = max(1, share - busy)
     return Threads(count, of + (f", {busy} busy elsewhere" if busy else ""))
