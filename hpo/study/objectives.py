@@ -175,7 +175,7 @@ def network_flops(spec, splits) -> float | None:
         for candidate in variants:
             model = candidate.build(splits)
             most = max(most, estimated_flops(model, splits.channels, splits.image_size))
-    except Exception:  # an operation FlopCounterMode cannot take: the rule for small networks does not apply
+    except Exception:  # a network that cannot run on a blank image: the rule for small steps does not apply
         return None
     return most or None
 
