@@ -199,7 +199,7 @@ def _show_end(ctx: Context, study: optuna.Study, trial: optuna.Trial, verdict: T
                     path = save_curves(epochs, ctx.spec.metric, title, Path(tmp) / CURVES)
                     picture.write(path)
                     if tracked:
-                        run.log_artifact(path)
+                        run.log_artifact_after_end(path)
             draw_later(draw)
     best = None
     with best_effort("writing the study's note in optuna-dashboard", say):

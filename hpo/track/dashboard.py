@@ -84,8 +84,11 @@ class TrialPicture:
                json.dumps(meta))
 
     def write(self, path: Path) -> None:
-        with open(path, "rb") as file:
-            stored("", self.store.write, self.artifact_id, file)
+        def write_once():  # a retry reads the file from its start again
+            with open(path, "rb") as file:
+                self.store.write(self.artifact_id, file)
+
+        stored("", write_once)
 
 
 def best_so_far(direction: str, study, trial, state, value) -> tuple[int, float] | None:

@@ -122,6 +122,7 @@ class RunLog:
         self.shares_state = False  # keep_state uploads: set by the Tracker of a tracking server
         self.epochs: list = []  # the EpochResults logged, for the learning curves (hpo/track/pictures.py)
         self.names_outcome = False  # a trial's run: its name says PRUNED or FAILED (see OUTCOME_IN_NAME)
+        self.lost_before_end: str | None = None  # why its logging had stopped when the run was ended
 
     @classmethod
     def create(cls, client: MlflowClient, experiment_id: str, name: str, tags: Mapping[str, str]) -> "RunLog":
@@ -181,6 +182,15 @@ class RunLog:
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
         self._log(f"writing {Path(path).name}", self.client.log_artifact, self.run_id, str(path), artifact_path)
 
+    def log_artifact_after_end(self, path: str | Path) -> None:
+        """An artifact for a run that may have ended already (a trial's curves, drawn while the next trial runs):
+        nothing where the run's logging had stopped; a failure raises, for the caller's best effort to say,
+        since the run's own logging is over and its tags are written."""
+        if self.run_id is None or self.lost or self.lost_before_end:
+            return
+        retried(f"MLflow (writing {Path(path).name} for {self.name})", self.client.log_artifact, self.run_id,
+                str(path))
+
     def keep_state(self, path: Path) -> None:
         """On a tracking server, a copy of the training's latest state file (hpo/train/state.py) in the run's
         artifacts (``STATE_ARTIFACT/``), where a retry on another machine finds it (``Tracker.fetch_state``).
@@ -210,6 +220,7 @@ class RunLog:
         if state == "FAILED" and error is not None:
             tags["hpo.error"] = masked(f"{type(error).__name__}: {error}")[:500]
         lost, self.lost = self.lost, None  # MLflow may answer again: say in the run what went missing
+        self.lost_before_end = lost
         if lost:
             tags["hpo.logging_error"] = lost
         try:
