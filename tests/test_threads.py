@@ -38,8 +38,9 @@ def test_a_small_step_computes_with_one_thread():
     assert chosen.count == 1 and f"a small step ({SMALL_STEP_FLOPS / 2:,.0f} FLOPs a batch of 32)" in chosen.why
 
 
-def test_the_step_is_the_smallest_batch_a_trial_may_take():
-    """digits_cnn at width 4 is a small step at batch 32 and not at 128: the study's smallest batch decides."""
+def test_the_step_is_the_largest_batch_a_trial_may_take():
+    """digits_cnn at width 4 is a small step at batch 32 and not at 128: a study that may take either gets two
+    threads (one thread costs batch 128 more than two cost batch 32)."""
     import torch
 
     from hpo.data.splits import load_splits
@@ -48,12 +49,12 @@ def test_the_step_is_the_smallest_batch_a_trial_may_take():
 
     splits = load_splits("digits", {}, 0.2, 0.2, 0)
     chosen = {}
-    for batches in ([32, 128], 128):
+    for batches in ([32, 128], 32):
         spec = parse_study({**TINY_STUDY, "model": {"name": "digits_cnn", "width": 4},
                             "search": {**TINY_STUDY["search"], "batch_size": batches}, "enqueue": []}, "batches")
         chosen[str(batches)] = study_threads(spec, splits, torch.device("cpu"), None)
-    assert chosen["[32, 128]"].count == 1 and "a batch of 32" in chosen["[32, 128]"].why
-    assert "small step" not in chosen["128"].why
+    assert chosen["32"].count == 1 and "a batch of 32" in chosen["32"].why
+    assert "small step" not in chosen["[32, 128]"].why
 
 
 def test_the_cores_are_shared_among_cpu_workers():

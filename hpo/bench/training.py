@@ -260,7 +260,11 @@ def run_bench(config: BenchConfig, print_line=print) -> dict:
                f"repetitions)")
     busy = None
     if device.type == "cpu":
-        busy = next_to_busy_process(config, data, training_flops_per_image(config, device) / 3)
+        from hpo.study.objectives import measure_costs
+
+        forward = measure_costs(new_model(config), ("flops",), config.channels, (config.image_size,) * 2,
+                                torch.device("cpu"))["flops"]
+        busy = next_to_busy_process(config, data, forward)
         print_line(f"   next to one busy process: the trainer ({busy['busy']['trainer_threads']} thread(s), hpo's "
                    f"choice) {busy['busy']['trainer_images_per_s']:,.0f} img/s, {busy['trainer_busy_over_idle']:.2f}x "
                    f"its idle time ({busy['idle']['trainer_threads']} thread(s)); the plain loop "

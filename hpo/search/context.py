@@ -138,14 +138,14 @@ def open_tracker(study_name: str, stores: Stores):
 def study_threads(spec, splits, device, flag: int | None, cpu_workers: int | None = None) -> Threads:
     """The CPU threads a training process of this study computes with (hpo/train/threads.py): ``--threads``
     (``flag``), else ``HPO_THREADS``, else chosen from the cores, the ``cpu_workers`` sharing them (default:
-    this process alone, when it trains on the CPU) and the study's largest network at its smallest batch."""
+    this process alone, when it trains on the CPU) and the study's largest network at its largest batch."""
     from hpo.study.objectives import network_flops
     from hpo.train.threads import choose_threads, requested_by, requested_threads
 
     requested = requested_threads(flag)
     on_cpu = cpu_workers if cpu_workers is not None else int(device.type == "cpu")
     flops = network_flops(spec, splits) if requested is None and on_cpu else None
-    batch = spec.search.smallest("batch_size")  # the smallest step a trial may take
+    batch = spec.search.largest("batch_size")  # one thread costs a large batch more than two cost a small one
     return choose_threads(requested, flops * batch if flops is not None else None, max(1, on_cpu),
                           requested_by(flag), batch)
 

@@ -186,12 +186,6 @@ class SearchSpace:
         return param.value if isinstance(param, Fixed) else max(param.choices) if isinstance(param, Choice) \
             else param.high
 
-    def smallest(self, name: str):
-        """The smallest value ``name`` can take in this space."""
-        param = self.params[name]
-        return param.value if isinstance(param, Fixed) else min(param.choices) if isinstance(param, Choice) \
-            else param.low
-
     def applies(self, name: str, decided: Mapping[str, Any]) -> bool:
         condition = KNOBS[name].only_when
         return condition is None or condition.test(decided[condition.other])

@@ -18,7 +18,6 @@ ties going to the cheaper (then the earlier) one: always a point of the front. `
 
 from __future__ import annotations
 
-import math
 import statistics
 import time
 
@@ -128,45 +127,16 @@ def measure_costs(model, names, channels: int, image_size: tuple[int, int], devi
     return costs
 
 
-def estimated_flops(model, channels: int, image_size: tuple[int, int]) -> float:
-    """One image's forward FLOPs in the convolutions and linear layers (2 x their multiply-adds; the rest is small
-    beside them), counted by forward hooks in one pass on the CPU. For the small-network rule of the thread
-    choice only: the ``flops`` objective counts every operation with torch's FlopCounterMode, whose first use
-    in a process imports torch._dynamo, about 0.85 s of a CPU run's start-up (docs/benchmarks.md)."""
-    import torch
-
-    total = 0.0
-
-    def count(module, inputs, output) -> None:
-        nonlocal total
-        if isinstance(module, torch.nn.Linear):
-            total += 2.0 * output.numel() * module.in_features
-        elif module.transposed:  # every input element meets out_channels / groups x the kernel
-            total += 2.0 * inputs[0].numel() * module.out_channels // module.groups * math.prod(module.kernel_size)
-        else:
-            total += 2.0 * output.numel() * module.in_channels // module.groups * math.prod(module.kernel_size)
-
-    hooks = [m.register_forward_hook(count) for m in model.modules()
-             if isinstance(m, (torch.nn.Linear, torch.nn.modules.conv._ConvNd))]
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            model(torch.zeros(1, channels, *image_size))
-    finally:
-        for hook in hooks:
-            hook.remove()
-        model.train(was_training)
-    return total
-
-
 NETWORKS_COUNTED = 32  # a searched model's variants built to find its largest; more: not counted
 
 
 def network_flops(spec, splits) -> float | None:
     """FLOPs of one image's forward pass through the study's largest network (of a searched model: the most
-    of its variants, each candidate at the ends of its searched arguments; ``estimated_flops``), or None where
-    a network cannot be run on a blank image or there are more than ``NETWORKS_COUNTED`` variants."""
+    of its variants, each candidate at the ends of its searched arguments), or None where torch cannot count
+    them or there are more than ``NETWORKS_COUNTED`` variants. FlopCounterMode's first use imports
+    torch._dynamo (about 0.85 s on this CPU), as building the first optimizer would anyway."""
+    import torch
+
     variants = spec.model.variants()
     if len(variants) > NETWORKS_COUNTED:
         return None
@@ -174,8 +144,9 @@ def network_flops(spec, splits) -> float | None:
     try:
         for candidate in variants:
             model = candidate.build(splits)
-            most = max(most, estimated_flops(model, splits.channels, splits.image_size))
-    except Exception:  # a network that cannot run on a blank image: the rule for small steps does not apply
+            most = max(most, measure_costs(model, ("flops",), splits.channels, splits.image_size,
+                                           torch.device("cpu"))["flops"])
+    except Exception:  # an operation FlopCounterMode cannot take: the rule for small steps does not apply
         return None
     return most or None
 

@@ -7,10 +7,11 @@ next to one busy process on 2 cores). hpo chooses instead, once per process, bef
     1. ``--threads N`` (``hpo run``, ``hpo retrain``), else ``HPO_THREADS``: that many, whatever else holds
     2. the cores this process may use: its CPU affinity, capped by its cgroup's CPU quota (a container's
        ``--cpus``), shared among the study's CPU workers (``hpo run --gpus cpu,cpu``)
-    3. one thread for a small step: below ``SMALL_STEP_FLOPS`` in one forward pass of the smallest batch a trial
+    3. one thread for a small step: below ``SMALL_STEP_FLOPS`` in one forward pass of the largest batch a trial
        may use, an operation is too short to split between threads, and one thread is as fast and immune to
        load (measured on 2 cores: digits_cnn at width 4, batch 32, 2.6 MFLOPs: one thread 1.07x as fast as
-       two; at width 8, batch 32, 9.6 MFLOPs: two threads 1.15x as fast as one; docs/benchmarks.md)
+       two; at width 8, batch 32, 9.6 MFLOPs: two threads 1.15x as fast as one; docs/benchmarks.md). The
+       largest batch, because one thread costs a large batch more (up to 1.3x) than two cost a small one
     4. less the processes running elsewhere on those cores when the process starts (``/proc/loadavg``'s
        count of runnable tasks, sampled a few times), down to one
 
