@@ -115,15 +115,33 @@ def _square_rgb(image, size: int):
 
 def _decoded(dataset):
     """A set of image files (each item decoded and resized by its transform) as (images, labels) tensors,
-    decoded by worker processes where there are many."""
-    import os
+    decoded by worker processes where there are many; a worker that fails is retried in this process, so the
+    error is the image's own."""
+    from hpo.train.threads import usable_cores
 
+    count = len(dataset)
+    if count == 0:
+        return dataset  # labelled_from says it holds no images
+    workers = min(8, usable_cores()) if count > 2000 else 0
+    try:
+        return _filled(dataset, count, workers)
+    except Exception:  # noqa: BLE001 - a worker's error arrives wrapped in DataLoader's text, or as its death
+        if workers == 0:
+            raise
+        return _filled(dataset, count, 0)  # once more here: a corrupt image's own error, or none (/dev/shm)
+
+
+def _filled(dataset, count: int, workers: int):
     import torch
 
-    workers = min(8, len(os.sched_getaffinity(0))) if len(dataset) > 2000 else 0
     loader = torch.utils.data.DataLoader(dataset, batch_size=256, num_workers=workers)
-    images, labels = zip(*loader) if len(dataset) else ((), ())
-    return torch.cat(images), torch.cat([torch.as_tensor(label) for label in labels])
+    images, labels, at = None, torch.empty(count, dtype=torch.long), 0
+    for batch, targets in loader:
+        if images is None:  # one tensor of the set's size, filled in place: no second copy at the end
+            images = torch.empty((count, *batch.shape[1:]), dtype=batch.dtype)
+        images[at:at + len(batch)], labels[at:at + len(batch)] = batch, torch.as_tensor(targets)
+        at += len(batch)
+    return images, labels
 
 
 def _pairs(dataset):

@@ -402,6 +402,33 @@ def make_splits(count: int = 300):
 '''
 
 
+class _ManyImages(torch.utils.data.Dataset):
+    """More items than _decoded decodes in this process, so worker processes decode them; item 2050 is corrupt
+    when ``corrupt``."""
+
+    def __init__(self, corrupt: bool):
+        self.corrupt = corrupt
+
+    def __len__(self):
+        return 2100
+
+    def __getitem__(self, index):
+        if self.corrupt and index == 2050:
+            raise ValueError("cannot identify image file 2050.jpg")
+        return torch.full((3, 4, 4), index % 250, dtype=torch.uint8), index % 7
+
+
+def test_a_sized_set_is_decoded_by_workers_and_a_corrupt_image_gives_its_own_error():
+    from hpo.data.torchvision_data import _decoded
+
+    images, labels = _decoded(_ManyImages(corrupt=False))
+    assert images.shape == (2100, 3, 4, 4) and int(images[2099, 0, 0, 0]) == 2099 % 250
+    assert labels.tolist() == [i % 7 for i in range(2100)]
+    with pytest.raises(ValueError) as raised:
+        _decoded(_ManyImages(corrupt=True))
+    assert str(raised.value) == "cannot identify image file 2050.jpg"  # not DataLoader's worker traceback
+
+
 BAD_DATA = '''
 import torch
 
