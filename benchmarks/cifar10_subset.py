@@ -28,7 +28,7 @@ def link_subset(source: Path, dest: Path, per_class: dict[str, int]) -> int:
             target.mkdir(parents=True, exist_ok=True)
             for image in sorted(folder.iterdir())[:count]:
                 link = target / image.name
-                if not link.exists():
+                if not link.is_symlink() and not link.exists():
                     os.symlink(image.resolve(), link)
                 linked += 1
     return linked

@@ -163,7 +163,7 @@ def bench_search(study_file: str, seeds: int = 5, tolerance: float = 0.005, outp
 
 def summarised(runs: list[Run], strategies, maximize: bool, about: dict) -> dict:
     """``about`` (the study, the target, ...) with each strategy's summary and every run, measured also
-    against random search's final (see the module); ``runs`` may come from an earlier ``--json``."""
+    against random search's final (see the module)."""
     finals = [r.best for r in runs if r.strategy == "random" and r.best is not None]
     randoms_final = statistics.median(finals) if finals else None
     runs = [_with_randoms_final(r, randoms_final, maximize) for r in runs]
