@@ -117,12 +117,13 @@ def _decoded(dataset):
     """A set of image files (each item decoded and resized by its transform) as (images, labels) tensors,
     decoded by worker processes where there are many; a worker that fails is retried in this process, so the
     error is the image's own."""
-    from hpo.train.threads import usable_cores
+    import os
 
     count = len(dataset)
     if count == 0:
         return dataset  # labelled_from says it holds no images
-    workers = min(8, usable_cores()) if count > 2000 else 0
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    workers = min(8, cores) if count > 2000 else 0
     try:
         return _filled(dataset, count, workers)
     except Exception:  # noqa: BLE001 - a worker's error arrives wrapped in DataLoader's text, or as its death

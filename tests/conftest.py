@@ -13,6 +13,10 @@ from helpers import TINY_STUDY, hpo, write_study
 # Every test process trains on one thread, and so do the hpo processes the tests start (they inherit it):
 # two test files run at once on a 2-core machine, and more threads only fight over the cores.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# hpo chooses its own thread count (hpo/train/threads.py) from the load when it starts, and another count rounds
+# another way: the runs a test compares (a resumed study against an uninterrupted one) must use the same count.
+# test_threads.py unsets it to test the choice.
+os.environ.setdefault("HPO_THREADS", "1")
 
 # hpo writes the traceback of a failure it has no sentence for (a bug) to a crash file (hpo/api.py: crashed); the
 # tests' hpo processes write theirs here, and a crash file fails the suite even where a test accepted exit 1.

@@ -38,13 +38,15 @@ def test_a_small_step_computes_with_one_thread():
     assert chosen.count == 1 and f"a small step ({SMALL_STEP_FLOPS / 2:,.0f} FLOPs a batch of 32)" in chosen.why
 
 
-def test_the_step_is_the_largest_batch_a_trial_may_take():
+def test_the_step_is_the_largest_batch_a_trial_may_take(monkeypatch):
     """digits_cnn at width 4 is a small step at batch 32 and not at 128: a study that may take either gets two
     threads (one thread costs batch 128 more than two cost batch 32)."""
     import torch
 
     from hpo.data.splits import load_splits
     from hpo.search.context import study_threads
+
+    monkeypatch.delenv("HPO_THREADS", raising=False)  # conftest.py pins it for the other tests
     from hpo.spec.study_file import parse_study
 
     splits = load_splits("digits", {}, 0.2, 0.2, 0)
@@ -82,7 +84,8 @@ def test_a_busy_process_is_seen_and_given_its_core():
 
 
 @pytest.mark.slow  # three runs
-def test_hpo_run_says_which_threads_and_takes_hpo_threads(tmp_path):
+def test_hpo_run_says_which_threads_and_takes_hpo_threads(tmp_path, monkeypatch):
+    monkeypatch.delenv("HPO_THREADS", raising=False)  # conftest.py pins it for the other tests
     study = {**TINY_STUDY, "model": {"name": "mlp", "hidden": 8, "depth": 1},
              "budget": {"trials": 1, "epochs": 1, "retrain": {"epochs": 1}}, "enqueue": []}
     study_file = write_study(tmp_path, study)
