@@ -79,7 +79,7 @@ def load(name: str, root: str, download: bool = False, size: int | None = None, 
     check(name, {"root": root, "download": download, **args, **({"size": size} if size is not None else {})})
     cls = getattr(torchvision.datasets, name)
     takes = inspect.signature(cls).parameters
-    unknown = sorted(set(args) - set(takes) - {"size"})
+    unknown = sorted(set(args) - set(takes))
     if unknown:
         raise DataError(f"{PREFIX}{name} takes no {unknown[0]!r}; it takes "
                         f"{', '.join(p for p in takes if p not in ('root', 'download', 'transform', 'target_transform', 'train', 'split'))}",
@@ -117,13 +117,12 @@ def _decoded(dataset):
     """A set of image files (each item decoded and resized by its transform) as (images, labels) tensors,
     decoded by worker processes where there are many; a worker that fails is retried in this process, so the
     error is the image's own."""
-    import os
+    from hpo.data.streaming import default_workers
 
     count = len(dataset)
     if count == 0:
         return dataset  # labelled_from says it holds no images
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    workers = min(8, cores) if count > 2000 else 0
+    workers = default_workers() if count > 2000 else 0
     try:
         return _filled(dataset, count, workers)
     except Exception:  # noqa: BLE001 - a worker's error arrives wrapped in DataLoader's text, or as its death
